@@ -1,0 +1,2 @@
+import Glimpse
+print("glimpse \(Glimpse.version)")
