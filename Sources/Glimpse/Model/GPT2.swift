@@ -1,0 +1,210 @@
+import Foundation
+
+/// transformers' `GPT2Config` (the keys Glimpse reads; defaults as in transformers).
+public struct GPT2Config: Sendable {
+    public var vocabSize: Int             // vocab_size
+    public var positions: Int             // n_positions
+    public var width: Int                 // n_embd
+    public var layers: Int                // n_layer
+    public var heads: Int                 // n_head
+    public var inner: Int                 // n_inner (null: 4·n_embd)
+    public var activation: Kernels.Activation  // activation_function
+    public var layerNormEps: Double       // layer_norm_epsilon
+    public var scaleAttentionWeights: Bool       // scale_attn_weights
+    public var scaleByInverseLayerIndex: Bool    // scale_attn_by_inverse_layer_idx
+    public var crossAttention: Bool       // add_cross_attention
+
+    public init(_ c: JSONConfig) throws {
+        vocabSize = try c.int("vocab_size", default: 50257, in: 1...1_000_000)
+        positions = try c.int("n_positions", default: 1024, in: 1...65536)
+        width = try c.int("n_embd", default: 768, in: 1...16384)
+        layers = try c.int("n_layer", default: 12, in: 1...256)
+        heads = try c.int("n_head", default: 12, in: 1...1024)
+        inner = try c.int("n_inner", default: 4 * width, in: 1...131072)
+        activation = try Kernels.Activation(name: try c.string("activation_function") ?? "gelu_new")
+        layerNormEps = try c.double("layer_norm_epsilon", default: 1e-5)
+        scaleAttentionWeights = try c.bool("scale_attn_weights", default: true)
+        scaleByInverseLayerIndex = try c.bool("scale_attn_by_inverse_layer_idx", default: false)
+        // reorder_and_upcast_attn only changes where fp16 math is upcast; Glimpse computes in fp32 throughout.
+        crossAttention = try c.bool("add_cross_attention", default: false)
+        guard width % heads == 0 else {
+            throw ModelError.invalidConfig(file: c.file, detail: "n_embd \(width) is not divisible by n_head \(heads)")
+        }
+        guard crossAttention else {
+            throw ModelError.invalidConfig(file: c.file, detail: "add_cross_attention is false: a captioning decoder needs cross-attention")
+        }
+    }
+}
+
+/// GPT-2 decoder with cross-attention (transformers `GPT2LMHeadModel`), weights under `decoder.`.
+final class GPT2Decoder: TextDecoder, @unchecked Sendable {
+    struct Block {
+        let layerNorm1: LayerNorm          // h.N.ln_1
+        let attention: Linear              // h.N.attn.c_attn          Conv1D [E, 3E]
+        let attentionProjection: Linear    // h.N.attn.c_proj          Conv1D [E, E]
+        let layerNormCross: LayerNorm      // h.N.ln_cross_attn
+        let crossQuery: Linear             // h.N.crossattention.q_attn  Conv1D [E, E]
+        let crossKeyValue: Linear          // h.N.crossattention.c_attn  Conv1D [E, 2E]
+        let crossProjection: Linear        // h.N.crossattention.c_proj  Conv1D [E, E]
+        let layerNorm2: LayerNorm          // h.N.ln_2
+        let fc: Linear                     // h.N.mlp.c_fc             Conv1D [E, inner]
+        let projection: Linear             // h.N.mlp.c_proj           Conv1D [inner, E]
+    }
+
+    let config: GPT2Config
+    let tokenEmbedding: Tensor      // transformer.wte.weight [V, E]
+    let positionEmbedding: Tensor   // transformer.wpe.weight [P, E]
+    let blocks: [Block]
+    let finalLayerNorm: LayerNorm   // transformer.ln_f
+    let lmHead: Tensor              // lm_head.weight [V, E], tied to wte when absent
+    /// enc_to_dec_proj (top level, nn.Linear [E, encoderWidth]) when encoder and decoder widths differ.
+    let encoderProjection: Linear?
+
+    var vocabularySize: Int { config.vocabSize }
+    var layerCount: Int { config.layers }
+    var headCount: Int { config.heads }
+    var maxPositions: Int { config.positions }
+
+    init(config: GPT2Config, weights w: WeightLoader, encoderProjection: Linear?) throws {
+        self.config = config
+        self.encoderProjection = encoderProjection
+        let e = config.width
+        let t = w.scoped("transformer")
+        tokenEmbedding = try t.tensor("wte.weight", shape: [config.vocabSize, e])
+        positionEmbedding = try t.tensor("wpe.weight", shape: [config.positions, e])
+        blocks = try (0..<config.layers).map { i in
+            let h = t.scoped("h.\(i)")
+            return Block(
+                layerNorm1: try LayerNorm(h, "ln_1", dim: e, eps: config.layerNormEps),
+                attention: try Linear.conv1D(h, "attn.c_attn", in: e, out: 3 * e),
+                attentionProjection: try Linear.conv1D(h, "attn.c_proj", in: e, out: e),
+                layerNormCross: try LayerNorm(h, "ln_cross_attn", dim: e, eps: config.layerNormEps),
+                crossQuery: try Linear.conv1D(h, "crossattention.q_attn", in: e, out: e),
+                crossKeyValue: try Linear.conv1D(h, "crossattention.c_attn", in: e, out: 2 * e),
+                crossProjection: try Linear.conv1D(h, "crossattention.c_proj", in: e, out: e),
+                layerNorm2: try LayerNorm(h, "ln_2", dim: e, eps: config.layerNormEps),
+                fc: try Linear.conv1D(h, "mlp.c_fc", in: e, out: config.inner),
+                projection: try Linear.conv1D(h, "mlp.c_proj", in: config.inner, out: e))
+        }
+        finalLayerNorm = try LayerNorm(t, "ln_f", dim: e, eps: config.layerNormEps)
+        lmHead = try w.optionalTensor("lm_head.weight", shape: [config.vocabSize, e]) ?? tokenEmbedding
+    }
+
+    /// Attention scale of layer `i` as GPT-2 computes it.
+    func attentionScale(layer i: Int) -> Float {
+        var scale: Float = config.scaleAttentionWeights ? 1 / Float(config.width / config.heads).squareRoot() : 1
+        if config.scaleByInverseLayerIndex { scale /= Float(i + 1) }
+        return scale
+    }
+
+    func makeState(beamCapacity: Int, lengthCapacity: Int) -> DecoderState {
+        DecoderState(layers: config.layers, width: config.width, beamCapacity: beamCapacity,
+                     lengthCapacity: min(lengthCapacity, config.positions))
+    }
+
+    func setEncoderStates(_ states: UnsafePointer<Float>, rows: Int, state: DecoderState) {
+        let e = config.width
+        var source = states
+        let projected = Scratch()
+        if let proj = encoderProjection {
+            // torch: encoder_hidden_states = self.enc_to_dec_proj(encoder_hidden_states)
+            proj(states, rows: rows, into: projected.reserve(rows * e))
+            source = UnsafePointer(projected.pointer)
+        }
+        for (l, block) in blocks.enumerated() {
+            // torch: key, value = self.c_attn(encoder_hidden_states).split(self.split_size, dim=2)
+            block.crossKeyValue(source, rows: rows, into: state.crossKeyValues[l].reserve(rows * 2 * e))
+        }
+        state.encoderRows = rows
+        state.reset()
+    }
+
+    func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+        let e = config.width, beams = state.beams
+        precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
+        let steps = tokens.count / beams, rows = tokens.count, start = state.length
+        precondition(start + steps <= state.lengthCapacity, "sequence longer than the cache")
+        let headDim = e / config.heads, encRows = state.encoderRows
+
+        let h = state.hidden.reserve(rows * e)
+        let normed = state.normed.reserve(rows * e)
+        let qkv = state.qkv.reserve(rows * 3 * e)
+        let context = state.context.reserve(rows * e)
+        let mlp = state.mlp.reserve(rows * config.inner)
+        let scores = state.scores.reserve(max(steps * (start + steps), rows * encRows))
+        let captured = captureCrossAttention
+            ? state.crossAttention.reserve(config.layers * rows * config.heads * encRows) : nil
+        let perHead = state.gather.reserve(config.heads * rows * encRows)
+
+        // torch: hidden_states = wte(input_ids) + wpe(position_ids)
+        for r in 0..<rows {
+            let position = start + r % steps
+            Kernels.embeddingRow(tokenEmbedding.data, index: tokens[r], dim: e, into: h + r * e)
+            Kernels.add(h + r * e, positionEmbedding.data + position * e, count: e)
+        }
+
+        for (l, block) in blocks.enumerated() {
+            let scale = attentionScale(layer: l)
+            // Self-attention: x = x + c_proj(attn(ln_1(x))), new K/V appended to each beam's cache.
+            block.layerNorm1(h, rows: rows, into: normed)
+            block.attention(normed, rows: rows, into: qkv)
+            for b in 0..<beams {
+                let keys = state.keyRows(l, beam: b), values = state.valueRows(l, beam: b)
+                for s in 0..<steps {
+                    let src = qkv + (b * steps + s) * 3 * e
+                    (keys + (start + s) * e).update(from: src + e, count: e)
+                    (values + (start + s) * e).update(from: src + 2 * e, count: e)
+                }
+                Attention.attend(.init(query: qkv + b * steps * 3 * e, queryStride: 3 * e,
+                                       key: keys, keyStride: e, value: values, valueStride: e,
+                                       queryRows: steps, keyRows: start + steps,
+                                       heads: config.heads, headDim: headDim, scale: scale, causalOffset: start),
+                                 into: context + b * steps * e, outStride: e, scores: scores)
+            }
+            block.attentionProjection(context, rows: rows, into: normed)
+            Kernels.add(h, normed, count: rows * e)
+
+            // Cross-attention over the image: x = x + c_proj(attn(q_attn(ln_cross_attn(x)), K_enc, V_enc)).
+            // All beams' queries share the encoder K/V, so each head is one sgemm over every row.
+            block.layerNormCross(h, rows: rows, into: normed)
+            block.crossQuery(normed, rows: rows, into: qkv)
+            let kv = state.crossKeyValues[l].pointer
+            Attention.attend(.init(query: qkv, queryStride: e, key: kv, keyStride: 2 * e,
+                                   value: kv + e, valueStride: 2 * e, queryRows: rows, keyRows: encRows,
+                                   heads: config.heads, headDim: headDim, scale: scale, causalOffset: nil),
+                             into: context, outStride: e, scores: scores, weights: captured == nil ? nil : perHead)
+            if let captured {
+                // [heads, rows, enc] -> [layer][rows][heads][enc]
+                let layerBase = captured + l * rows * config.heads * encRows
+                for hd in 0..<config.heads {
+                    for r in 0..<rows {
+                        (layerBase + (r * config.heads + hd) * encRows)
+                            .update(from: perHead + (hd * rows + r) * encRows, count: encRows)
+                    }
+                }
+            }
+            block.crossProjection(context, rows: rows, into: normed)
+            Kernels.add(h, normed, count: rows * e)
+
+            // MLP: x = x + c_proj(act(c_fc(ln_2(x))))
+            block.layerNorm2(h, rows: rows, into: normed)
+            block.fc(normed, rows: rows, into: mlp)
+            Kernels.activate(mlp, count: rows * config.inner, config.activation)
+            block.projection(mlp, rows: rows, into: normed)
+            Kernels.add(h, normed, count: rows * e)
+        }
+        state.length = start + steps
+        state.capturedRows = captureCrossAttention ? rows : 0
+
+        // torch: logits = lm_head(ln_f(x)) — only the rows generation needs.
+        let outRows = allPositions ? rows : beams
+        for r in 0..<outRows {
+            let src = allPositions ? r : r * steps + steps - 1
+            finalLayerNorm(h + src * e, rows: 1, into: normed + r * e)
+        }
+        let logits = state.logits.reserve(outRows * config.vocabSize)
+        BLAS.gemm(m: outRows, n: config.vocabSize, k: e, a: normed, lda: e,
+                  b: lmHead.data, ldb: e, transposeB: true, c: logits, ldc: config.vocabSize)
+        return logits
+    }
+}
