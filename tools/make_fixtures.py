@@ -1,0 +1,608 @@
+#!/usr/bin/env python3
+"""Build tiny random Hugging Face captioning models and record what transformers computes.
+
+Writes Tests/GlimpseTests/Fixtures/models/ (see the README.md written there):
+  images/*.png                      fixture input images (made here, deterministic)
+  <model>/                          a complete HF model directory (config, safetensors, tokenizer,
+                                    preprocessor_config.json, generation_config.json)
+  <model>/reference.safetensors     F32 reference tensors (pixel values, hidden states, logits,
+                                    cross-attentions)
+  <model>/reference.json            ids, generate() cases with exact kwargs, sequences, scores, text,
+                                    tokenizer encode/decode cases
+
+Deterministic: running it twice gives byte-identical files (torch.manual_seed, sorted JSON,
+single-threaded torch).  Usage:
+
+    .venv/bin/python tools/make_fixtures.py [--only vit_gpt2_a,blip_tiny] [--out DIR]
+
+Pinned versions: tools/requirements.txt.  The versions actually used are recorded in every
+reference.json ("versions").
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+import PIL  # noqa: E402
+import safetensors  # noqa: E402
+import tokenizers  # noqa: E402
+import transformers  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from tokenizers import ByteLevelBPETokenizer  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoTokenizer,
+    GenerationConfig,
+    GPT2Config,
+    GPT2TokenizerFast,
+    ViTConfig,
+    VisionEncoderDecoderConfig,
+    VisionEncoderDecoderModel,
+)
+
+transformers.logging.set_verbosity_error()
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "Tests" / "GlimpseTests" / "Fixtures" / "models"
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+# ----------------------------------------------------------------------------------------------
+# Text: a caption-like corpus (the scene world's grammar plus some ordinary captions) and tricky
+# strings for tokenizer parity.
+# ----------------------------------------------------------------------------------------------
+SIZES = ["small", "large"]
+COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "black"]
+SHAPES = ["circle", "square", "triangle", "star", "hexagon"]
+EXTRA = [
+    "a man riding a bike down the street",
+    "two dogs playing with a ball in the park",
+    "a woman holding an umbrella in the rain",
+    "a plate of food with broccoli and rice",
+    "a cat sitting on top of a wooden table",
+    "a group of people standing next to a bus",
+    "the train is stopped at the station",
+    "a bowl of fruit on a kitchen counter",
+    "a picture of a red car parked on the side of the road",
+    "an airplane flying over the city",
+    "A photo of a dog's toy; it isn't new, it's 3 years old!",
+    "there are 12 apples and 7 oranges",
+]
+
+TRICKY = [
+    "a large red circle",
+    "A Large RED circle",
+    "  leading and trailing spaces  ",
+    "multiple   spaces\tand\ttabs\nand newlines\n\n",
+    "don't won't it's we're they've I'm you'll he'd",
+    "DON'T IT'S",
+    "digits 0123456789 and 3.14 and 1,000,000",
+    "punctuation!!! ?? ... --- (brackets) [x] {y}",
+    "café naïve résumé Ångström",
+    "日本語のテキスト and 中文",
+    "emoji 🐶🐱 and 👍🏽 and 🏳️‍🌈",
+    "a<|endoftext|>b",
+    "",
+    " ",
+    "x",
+]
+
+
+def corpus_lines():
+    lines = []
+    for s in SIZES:
+        for c in COLORS:
+            for sh in SHAPES:
+                lines.append(f"a {s} {c} {sh}")
+    # a deterministic selection of two- and three-object captions
+    rng = np.random.RandomState(1234)
+
+    def phrase():
+        return f"a {SIZES[rng.randint(2)]} {COLORS[rng.randint(7)]} {SHAPES[rng.randint(5)]}"
+
+    for _ in range(120):
+        lines.append(f"{phrase()} to the left of {phrase()}")
+        lines.append(f"{phrase()} above {phrase()}")
+        lines.append(f"{phrase()}, {phrase()} and {phrase()}")
+    lines += EXTRA * 4
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------
+def make_images(out: Path) -> dict[str, Path]:
+    d = out / "images"
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {}
+
+    # 40x30 (non-square): light gradient background, a red circle left of a blue square.
+    w, h = 40, 30
+    x = np.linspace(0, 1, w)[None, :, None]
+    y = np.linspace(0, 1, h)[:, None, None]
+    bg = np.concatenate([200 + 40 * x + 0 * y, 230 - 30 * y + 0 * x, 190 + 50 * x * y], axis=2)
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB")
+    dr = ImageDraw.Draw(img)
+    dr.ellipse([3, 8, 15, 20], fill=(220, 40, 40))
+    dr.rectangle([24, 5, 35, 16], fill=(40, 80, 220))
+    p = d / "shapes_40x30.png"
+    img.save(p, optimize=False)
+    paths["shapes_40x30"] = p
+
+    # 64x64: noisy light background, a yellow triangle above a small black hexagon, plus detail.
+    rng = np.random.RandomState(7)
+    bg = 180 + rng.randint(0, 60, size=(64, 64, 3))
+    img = Image.fromarray(bg.astype(np.uint8), "RGB")
+    dr = ImageDraw.Draw(img)
+    dr.polygon([(32, 4), (50, 30), (14, 30)], fill=(240, 200, 30))
+    dr.regular_polygon((32, 48, 9), 6, rotation=10, fill=(30, 30, 30))
+    dr.line([(0, 63), (63, 40)], fill=(140, 60, 180), width=2)
+    p = d / "scene_64x64.png"
+    img.save(p, optimize=False)
+    paths["scene_64x64"] = p
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizers
+# ----------------------------------------------------------------------------------------------
+EOT = "<|endoftext|>"
+
+
+def train_bpe(vocab_size: int, workdir: Path) -> Path:
+    """Byte-level BPE trained on the caption corpus; returns the path of its tokenizer.json."""
+    tok = ByteLevelBPETokenizer(add_prefix_space=False)
+    tok.train_from_iterator(
+        corpus_lines(), vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT], show_progress=False
+    )
+    p = workdir / f"bpe_{vocab_size}.json"
+    tok.save(str(p))
+    return p
+
+
+def save_gpt2_tokenizer(tok_json: Path, model_dir: Path):
+    tok = GPT2TokenizerFast(tokenizer_file=str(tok_json), bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    tok.save_pretrained(str(model_dir))
+    # transformers 5 saves only tokenizer.json (+ tokenizer_config.json); published GPT-2 checkpoints
+    # also carry vocab.json + merges.txt, so write them from the same model.
+    tj = json.loads(tok_json.read_text())
+    vocab = tj["model"]["vocab"]
+    merges = tj["model"]["merges"]
+    with open(model_dir / "vocab.json", "w", encoding="utf-8") as f:
+        json.dump(dict(sorted(vocab.items(), key=lambda kv: kv[1])), f, ensure_ascii=False)
+    with open(model_dir / "merges.txt", "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        for m in merges:
+            f.write((m if isinstance(m, str) else " ".join(m)) + "\n")
+    # Reload from the directory exactly as a user would and check vocab.json/merges.txt give the
+    # same tokenizer as tokenizer.json.
+    loaded = AutoTokenizer.from_pretrained(str(model_dir))
+    slow_dir = Path(tempfile.mkdtemp())
+    shutil.copy(model_dir / "vocab.json", slow_dir / "vocab.json")
+    shutil.copy(model_dir / "merges.txt", slow_dir / "merges.txt")
+    from_files = GPT2TokenizerFast.from_pretrained(str(slow_dir))
+    for s in TRICKY + corpus_lines()[:50]:
+        a = loaded(s, add_special_tokens=False).input_ids
+        b = from_files(s, add_special_tokens=False).input_ids
+        assert a == b, (s, a, b)
+    shutil.rmtree(slow_dir)
+    return loaded
+
+
+def tokenizer_cases(tok):
+    cases = []
+    for s in TRICKY:
+        ids = tok(s, add_special_tokens=False).input_ids
+        cases.append({
+            "text": s,
+            "ids": ids,
+            "decoded": tok.decode(ids),
+            "decoded_skip_special": tok.decode(ids, skip_special_tokens=True),
+        })
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------
+# Model construction
+# ----------------------------------------------------------------------------------------------
+def scale_(t: torch.Tensor, s: float):
+    with torch.no_grad():
+        t.mul_(s)
+
+
+VIT_GPT2_SPECS = {
+    # (a) equal hidden sizes, gelu / gelu_new, untied lm_head, mean/std 0.5
+    "vit_gpt2_a": dict(
+        seed=11, vocab=384, eos=dict(amount=0.0, ramp=0.2),
+        vit=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 image_size=32, patch_size=8, hidden_act="gelu", layer_norm_eps=1e-12, qkv_bias=True),
+        gpt2=dict(n_embd=32, n_layer=2, n_head=4, n_positions=64, activation_function="gelu_new",
+                  tie_word_embeddings=False),
+        mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5],
+    ),
+    # (b) different hidden sizes (enc_to_dec_proj), odd heads/layers, gelu_new in ViT, ImageNet mean/std
+    "vit_gpt2_b": dict(
+        seed=22, vocab=448, eos=dict(amount=0.0, ramp=0.2),
+        vit=dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=80,
+                 image_size=48, patch_size=16, hidden_act="gelu_new", layer_norm_eps=1e-6, qkv_bias=True),
+        gpt2=dict(n_embd=36, n_layer=3, n_head=3, n_positions=64, activation_function="gelu",
+                  n_inner=72, tie_word_embeddings=False),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    ),
+    # (c) scale_attn_by_inverse_layer_idx, tied lm_head, no qkv bias in ViT, gelu_pytorch_tanh
+    "vit_gpt2_c": dict(
+        seed=33, vocab=320, eos=dict(amount=0.0, ramp=0.05),
+        vit=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                 image_size=40, patch_size=8, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-12,
+                 qkv_bias=False),
+        gpt2=dict(n_embd=32, n_layer=2, n_head=2, n_positions=64, activation_function="gelu_new",
+                  scale_attn_by_inverse_layer_idx=True, tie_word_embeddings=True),
+        mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5],
+        # tied: output scale from ln_f (not wte, which would make every token predict itself)
+        scales=dict(wte=1.0, ln_f=5.0, mlp=3.0, cross=1.0, cross_q=1.0),
+    ),
+}
+
+
+def build_vit_gpt2(name: str, spec: dict, tok_json: Path, model_dir: Path):
+    torch.manual_seed(spec["seed"])
+    tok_probe = GPT2TokenizerFast(tokenizer_file=str(tok_json), bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    vocab_size = len(tok_probe)
+    eot = tok_probe.convert_tokens_to_ids(EOT)
+    enc_cfg = ViTConfig(**spec["vit"], num_channels=3, initializer_range=0.1)
+    dec_cfg = GPT2Config(vocab_size=vocab_size, **spec["gpt2"], add_cross_attention=True, is_decoder=True,
+                         bos_token_id=eot, eos_token_id=eot, initializer_range=0.1)
+    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc_cfg, dec_cfg)
+    cfg.decoder_start_token_id = eot
+    cfg.pad_token_id = eot
+    cfg.eos_token_id = eot
+    cfg.bos_token_id = eot
+    model = VisionEncoderDecoderModel(config=cfg)
+    model.eval()
+    # Random init (std 0.1) gives near-uniform next-token distributions: beams tie and outputs become
+    # sensitive to rounding.  Scale the output embedding so logits spread over several nats, and the
+    # cross-attention so the image matters.
+    dec = model.decoder
+    tied = spec["gpt2"].get("tie_word_embeddings", True)
+    sc = dict(wte=3.0, lm_head=3.0, ln_f=1.0, mlp=1.0, cross=3.0, cross_q=2.0)
+    sc.update(spec.get("scales", {}))
+    with torch.no_grad():
+        scale_(dec.transformer.wte.weight, sc["wte"])
+        if not tied:
+            scale_(dec.lm_head.weight, sc["lm_head"])
+        scale_(dec.transformer.ln_f.weight, sc["ln_f"])
+        if tied:
+            # With tied embeddings the residual stream carries wte[current token], whose dot product
+            # with its own output row is large: a random tied model repeats its input forever.  Random
+            # signs on ln_f's gain cancel that self-alignment.
+            signs = torch.randint(0, 2, dec.transformer.ln_f.weight.shape).float() * 2 - 1
+            dec.transformer.ln_f.weight.mul_(signs)
+        for blk in dec.transformer.h:
+            scale_(blk.crossattention.c_proj.weight, sc["cross"])
+            scale_(blk.crossattention.q_attn.weight, sc["cross_q"])
+            scale_(blk.mlp.c_proj.weight, sc["mlp"])
+            scale_(blk.attn.c_proj.weight, sc.get("attn", 1.0))
+        # Tokens that are not printable ASCII (raw bytes >= 0x80, control bytes) would make random
+        # captions undecodable garbage: shrink their output rows so they are (almost) never chosen.
+        w = dec.transformer.wte.weight if tied else dec.lm_head.weight
+        for tid in non_ascii_token_ids(tok_probe):
+            if tid != eot:
+                w[tid].mul_(0.05)
+    return model, eot
+
+
+def non_ascii_token_ids(tok):
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    b2u = bytes_to_unicode()
+    u2b = {u: b for b, u in b2u.items()}
+    bad = []
+    for token, tid in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]):
+        bs = [u2b.get(ch, -1) for ch in token]
+        if any(b < 32 or b > 126 for b in bs):
+            bad.append(tid)
+    return bad
+
+
+def eos_bias_(model, eot: int, amount: float, ramp: float = 0.0, offset: float = 0.0):
+    """Make EOS reachable, more and more likely as the caption grows.  Pure weight edits, so the saved
+    HF model carries them:
+      - ln_f.bias += a vector along the EOS output row raising EOS's logit by `amount`;
+      - wpe[p] += ramp * (p - offset) * u, u the zero-mean unit direction that ln_f maps onto the EOS row, so the
+        EOS logit grows with the position."""
+    dec = model.decoder
+    w = dec.lm_head.weight
+    with torch.no_grad():
+        row = w[eot].clone()
+        dec.transformer.ln_f.bias.add_(row / row.dot(row) * amount)
+        if ramp:
+            u = row * dec.transformer.ln_f.weight
+            u = u - u.mean()
+            u = u / u.norm()
+            wpe = dec.transformer.wpe.weight
+            pos = torch.arange(wpe.shape[0], dtype=wpe.dtype)[:, None]
+            wpe.add_(ramp * (pos - offset) * u[None, :])
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference computation helpers
+# ----------------------------------------------------------------------------------------------
+def jsonable(v):
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    return v
+
+
+def f32(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.float32).contiguous().clone()
+
+
+def run_generate(model, pixel_values, kwargs, extra_inputs=None):
+    kw = dict(kwargs)
+    kw.update(return_dict_in_generate=True, output_scores=True)
+    inputs = dict(pixel_values=pixel_values)
+    if extra_inputs:
+        inputs.update(extra_inputs)
+    with torch.no_grad():
+        out = model.generate(**inputs, **kw)
+    return out
+
+
+def generate_cases(prompt_ids_full, eot, max_new=16):
+    """List of (label, kwargs, extra_inputs-maker).  kwargs are passed verbatim to generate() (plus
+    return_dict_in_generate=True, output_scores=True, which do not change the result)."""
+    base = dict(do_sample=False, max_new_tokens=max_new)
+    cases = [
+        ("greedy", dict(base, num_beams=1)),
+        ("beams3", dict(base, num_beams=3)),
+        ("beams5", dict(base, num_beams=5)),
+        ("beams3_lp0.5", dict(base, num_beams=3, length_penalty=0.5)),
+        ("beams3_lp1.0", dict(base, num_beams=3, length_penalty=1.0)),
+        ("beams3_lp2.0", dict(base, num_beams=3, length_penalty=2.0)),
+        ("greedy_nrng2", dict(base, num_beams=1, no_repeat_ngram_size=2)),
+        ("greedy_nrng3", dict(base, num_beams=1, no_repeat_ngram_size=3)),
+        ("beams3_nrng2", dict(base, num_beams=3, no_repeat_ngram_size=2)),
+        ("beams3_nrng3", dict(base, num_beams=3, no_repeat_ngram_size=3)),
+        ("greedy_rep1.3", dict(base, num_beams=1, repetition_penalty=1.3)),
+        ("beams3_rep1.3", dict(base, num_beams=3, repetition_penalty=1.3)),
+        ("beams5_nrs3", dict(base, num_beams=5, num_return_sequences=3)),
+        ("beams3_es_true", dict(base, num_beams=3, early_stopping=True)),
+        ("beams3_es_false", dict(base, num_beams=3, early_stopping=False)),
+        ("beams3_es_never", dict(base, num_beams=3, early_stopping="never")),
+        ("beams3_es_never_lp2.0", dict(base, num_beams=3, early_stopping="never", length_penalty=2.0)),
+        ("greedy_min12", dict(base, num_beams=1, min_new_tokens=12)),
+        ("beams3_min12", dict(base, num_beams=3, min_new_tokens=12)),
+        ("greedy_max4", dict(do_sample=False, num_beams=1, max_new_tokens=4)),
+        ("beams3_max4", dict(do_sample=False, num_beams=3, max_new_tokens=4)),
+        ("greedy_prompt", dict(base, num_beams=1), "prompt"),
+        ("beams3_prompt", dict(base, num_beams=3), "prompt"),
+    ]
+    return cases
+
+
+def write_json(path: Path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+        f.write("\n")
+
+
+def versions():
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "safetensors": safetensors.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def cross_attn_steps(out, n_layers):
+    """generate()'s cross_attentions: tuple over generate steps, each a tuple over layers of
+    [batch*beams, heads, q_len, N]."""
+    res = {}
+    for step, per_layer in enumerate(out.cross_attentions):
+        assert len(per_layer) == n_layers
+        for layer, a in enumerate(per_layer):
+            res[(step, layer)] = f32(a)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# ViT + GPT-2
+# ----------------------------------------------------------------------------------------------
+TEACHER_TEXT = "a large red circle to the left of a small blue square"
+PROMPT_TEXT = "a small"
+
+
+def make_vit_gpt2(name: str, spec: dict, out: Path, images: dict[str, Path], workdir: Path):
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    model_dir = out / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+
+    tok_json = train_bpe(spec["vocab"], workdir)
+    model, eot = build_vit_gpt2(name, spec, tok_json, model_dir)
+    eos_bias_(model, eot, **spec["eos"])
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=eot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+        max_length=20, num_beams=1,
+    )
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+    tok = save_gpt2_tokenizer(tok_json, model_dir)
+    size = spec["vit"]["image_size"]
+    proc = ViTImageProcessorPil(
+        do_resize=True, size={"height": size, "width": size}, resample=2, do_rescale=True,
+        rescale_factor=1 / 255, do_normalize=True, image_mean=spec["mean"], image_std=spec["std"],
+    )
+    proc.save_pretrained(str(model_dir))
+
+    # Reload exactly as a user would: from the directory, eager attention (returns weights).
+    model = VisionEncoderDecoderModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    model.eval()
+    return record_reference(
+        family="vit-gpt2", model=model, model_dir=model_dir, tok=tok, proc=proc, images=images,
+        decoder_start=eot, eos=eot, pad=eot,
+        n_dec_layers=spec["gpt2"]["n_layer"],
+        teacher_ids=[eot] + tok(TEACHER_TEXT, add_special_tokens=False).input_ids[:9],
+        prompt_ids=[eot] + tok(PROMPT_TEXT, add_special_tokens=False).input_ids,
+        prompt_text=PROMPT_TEXT,
+        spec=spec,
+    )
+
+
+def encoder_hidden(model, pixel_values):
+    if hasattr(model, "encoder") and isinstance(model, VisionEncoderDecoderModel):
+        return model.encoder(pixel_values=pixel_values).last_hidden_state
+    return model.vision_model(pixel_values=pixel_values).last_hidden_state
+
+
+def record_reference(*, family, model, model_dir, tok, proc, images, decoder_start, eos, pad,
+                     n_dec_layers, teacher_ids, prompt_ids, prompt_text, spec, blip=False,
+                     blip_prompt_input_ids=None):
+    tensors = {}
+    ref = {
+        "family": family,
+        "versions": versions(),
+        "decoder_start_token_id": decoder_start,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        "teacher_forced_ids": teacher_ids,
+        "prompt_text": prompt_text,
+        "prompt_ids": prompt_ids,
+        "images": {},
+        "cases": [],
+        "tokenizer_cases": tokenizer_cases(tok),
+    }
+    for img_name, img_path in images.items():
+        pil = Image.open(img_path).convert("RGB")
+        pv = proc(images=pil, return_tensors="pt").pixel_values
+        tensors[f"{img_name}.pixel_values"] = f32(pv)
+        with torch.no_grad():
+            enc = encoder_hidden(model, pv)
+            tensors[f"{img_name}.encoder_hidden"] = f32(enc)
+            dids = torch.tensor([teacher_ids])
+            if blip:
+                o = model.text_decoder(input_ids=dids, encoder_hidden_states=enc, output_attentions=True,
+                                       return_dict=True)
+                cross = o.cross_attentions
+            else:
+                o = model(pixel_values=pv, decoder_input_ids=dids, output_attentions=True, return_dict=True)
+                cross = o.cross_attentions
+            tensors[f"{img_name}.logits"] = f32(o.logits)
+            for li, a in enumerate(cross):
+                tensors[f"{img_name}.cross_attentions.{li}"] = f32(a)
+        ref["images"][img_name] = {
+            "file": f"images/{img_path.name}",
+            "width": pil.width, "height": pil.height,
+            "pixel_values_shape": list(pv.shape),
+            "encoder_hidden_shape": list(enc.shape),
+        }
+
+        for case in generate_cases(prompt_ids, eos):
+            label, kwargs = case[0], case[1]
+            use_prompt = len(case) > 2
+            extra = None
+            if use_prompt:
+                if blip:
+                    extra = {"input_ids": torch.tensor([blip_prompt_input_ids])}
+                else:
+                    extra = {"decoder_input_ids": torch.tensor([prompt_ids])}
+            want_attn = label in ("greedy", "greedy_prompt", "beams3")
+            kw = dict(kwargs)
+            if want_attn:
+                kw["output_attentions"] = True
+            o = run_generate(model, pv, kw, extra)
+            seqs = o.sequences.tolist()
+            entry = {
+                "label": label,
+                "image": img_name,
+                "kwargs": kwargs,
+                "inputs": {k: v.tolist() for k, v in (extra or {}).items()},
+                "sequences": seqs,
+                "text": tok.batch_decode(o.sequences, skip_special_tokens=True),
+            }
+            if kwargs.get("num_beams", 1) > 1:
+                entry["sequences_scores"] = o.sequences_scores.tolist()
+                entry["beam_indices"] = o.beam_indices.tolist()
+            else:
+                # greedy: the processed score of each chosen token (what generate's `scores` holds)
+                entry["token_scores"] = [
+                    float(s[0, t]) for s, t in zip(o.scores, o.sequences[0, -len(o.scores):].tolist())
+                ]
+                # smallest gap between the chosen and the runner-up processed score (how robust the
+                # greedy choice is to rounding)
+                entry["min_top2_margin"] = min(
+                    float(v[0, 0] - v[0, 1]) for v in (torch.topk(s, 2, dim=-1).values for s in o.scores)
+                )
+            if want_attn:
+                steps = cross_attn_steps(o, n_dec_layers)
+                entry["cross_attentions_steps"] = len(o.cross_attentions)
+                prefix = f"{img_name}.{label}.cross_attentions"
+                for (step, layer), a in steps.items():
+                    tensors[f"{prefix}.{step}.{layer}"] = a
+                entry["cross_attentions_prefix"] = prefix
+            ref["cases"].append(entry)
+
+    save_file(dict(sorted(tensors.items())), str(model_dir / "reference.safetensors"), metadata={"format": "pt"})
+    ref["tensors"] = {k: list(v.shape) for k, v in sorted(tensors.items())}
+    write_json(model_dir / "reference.json", ref)
+    return ref
+
+
+# ----------------------------------------------------------------------------------------------
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument("--only", default="", help="comma-separated model names")
+    ap.add_argument("--summary", action="store_true", help="print the generated texts")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    only = set(filter(None, args.only.split(",")))
+    workdir = Path(tempfile.mkdtemp(prefix="glimpse_fx_"))
+    images = make_images(out)
+    refs = {}
+    for name, spec in VIT_GPT2_SPECS.items():
+        if only and name not in only:
+            continue
+        refs[name] = make_vit_gpt2(name, spec, out, images, workdir)
+    if "make_blip" in globals():
+        for name, spec in BLIP_SPECS.items():  # noqa: F821
+            if only and name not in only:
+                continue
+            refs[name] = make_blip(name, spec, out, images, workdir)  # noqa: F821
+    shutil.rmtree(workdir)
+    if args.summary:
+        for name, ref in refs.items():
+            print(f"== {name}")
+            for c in ref["cases"]:
+                lens = [len(s) for s in c["sequences"]]
+                print(f"  {c['image']:14s} {c['label']:22s} lens={lens} {c.get('sequences_scores', '')} "
+                      f"{c['text']}")
+
+
+if __name__ == "__main__":
+    main()
