@@ -10,6 +10,8 @@ The files are a few hundred bytes each and committed, so the Swift tests need no
 - valid.safetensors      F32, F16 and BF16 tensors (plus a scalar and an empty tensor) and metadata,
                          written by the reference writer; valid.json holds each tensor's dtype, shape
                          and expected Float32 values (F16/BF16 widened exactly, as torch does).
+                         Its two metadata keys come out in hash order, so reruns may reorder them
+                         in the header; the content is the same.
 - writer_reference.safetensors   F32 tensors with one metadata key, for a byte-for-byte comparison
                          with Glimpse's writer (one key, because the reference orders several keys
                          by hash).
