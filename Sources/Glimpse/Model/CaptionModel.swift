@@ -89,7 +89,7 @@ public final class CaptionModel: @unchecked Sendable {
         let file = try SafeTensorsFile(url: weightsURL)
         if checkWeights { try file.checkFinite() }
         weightFiles = [file]
-        let weights = WeightLoader(files: weightFiles)
+        let weights = try WeightLoader(files: weightFiles)
         switch family {
         case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
         case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)

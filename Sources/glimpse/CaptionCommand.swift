@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Glimpse
+
+struct CaptionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "caption",
+        abstract: "Caption one or more images.",
+        discussion: """
+        Prints one line per image (the best caption), or with --json one JSON object per image \
+        (JSON Lines) following the output contract. Exit status 1 when any image failed; each \
+        failure is reported on stderr with the file and the cause.
+        """)
+
+    @Argument(help: "Image files (JPEG or PNG, detected from their bytes).")
+    var images: [String]
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var generation: GenerationOptions
+
+    @Flag(name: .long, help: "Ground each object word: boxes (learned head when the model has one).")
+    var detect = false
+    @Flag(name: .long, help: "Also produce masks (implies --detect).")
+    var segment = false
+    @Flag(name: .long, help: "Print JSON Lines instead of text.")
+    var json = false
+    @Flag(name: .long, help: "Include each token's aggregate attention map in the JSON.")
+    var attention = false
+    @Option(name: .long, help: "Refuse images larger than this many pixels (checked before decoding).")
+    var maxPixels = 100_000_000
+
+    func run() throws {
+        let model: CaptionModel
+        do { model = try modelOptions.load() } catch {
+            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
+            throw ExitCode(2)
+        }
+        var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
+        request.prompt = generation.prompt
+        request.detect = detect || segment
+        request.segment = segment
+        request.includeAttention = attention
+        request.maxPixels = maxPixels
+        let pipeline = try RecordPipeline(model: model, request: request)
+        let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
+        var failed = 0
+        for file in images {
+            let record = pipeline.record(for: captioner.caption(file: file, request: request), file: file)
+            if let error = record.error {
+                failed += 1
+                printError("glimpse: \(file): \(error)")
+                if json { print(RecordCoding.line(record)) }
+                continue
+            }
+            if json {
+                print(RecordCoding.line(record))
+            } else {
+                print(TextFormat.lines(for: record, showFile: images.count > 1).joined(separator: "\n"))
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Plain-text rendering of a record (one line per caption; detections indented beneath).
+enum TextFormat {
+    static func lines(for record: CaptionRecord, showFile: Bool) -> [String] {
+        let captions = record.captions ?? []
+        var lines: [String] = []
+        for (i, c) in captions.enumerated() {
+            let prefix = showFile ? "\(record.file)\t" : ""
+            lines.append(captions.count > 1 ? "\(prefix)\(c.text)\t\(String(format: "%.4f", c.score))" : "\(prefix)\(c.text)")
+            if i == 0 {
+                for d in record.detections ?? [] {
+                    let box = d.box.map { String(Int($0.rounded())) }.joined(separator: ", ")
+                    lines.append("  \(d.label)\t[\(box)]\t\(String(format: "%.2f", d.score))")
+                }
+            }
+        }
+        return lines
+    }
+}
