@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import Glimpse
+
+struct BatchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batch",
+        abstract: "Caption every image under a directory.",
+        discussion: """
+        Walks DIR recursively (JPEG/PNG recognized by their bytes; symlink loops are followed once), \
+        sorts the files, and writes one record per image as soon as it is ready: JSON Lines (default) \
+        or CSV to --out, or IMAGE.txt sidecars. A file that fails becomes an error record and the run \
+        goes on. --resume skips files already in the output (and repairs a last line cut by a kill). \
+        --shard I/N takes the I-th of N contiguous slices of the sorted list: N processes split a \
+        corpus without coordination, and their outputs concatenated in shard order equal one run.
+        """)
+
+    @Argument(help: "Directory to caption.")
+    var directory: String
+
+    @Option(name: .long, help: "Output file (default: glimpse-captions.jsonl, or .csv with --format csv).")
+    var out: String?
+    @Option(name: .long, help: "Output format: jsonl or csv.")
+    var format: String = "jsonl"
+    @Flag(name: .long, help: "Write IMAGE.txt next to each image instead of one output file.")
+    var sidecar = false
+    @Flag(name: .long, help: "Skip images already recorded in the output.")
+    var resume = false
+    @Option(name: .long, help: "Process only shard I of N (I/N, 0-based), e.g. --shard 0/4.")
+    var shard: String?
+    @Option(name: .long, help: "Images per encoder pass.")
+    var encoderBatch = 4
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var generation: GenerationOptions
+
+    @Flag(name: .long, help: "Ground object words: boxes.")
+    var detect = false
+    @Flag(name: .long, help: "Also produce masks (implies --detect).")
+    var segment = false
+    @Option(name: .long, help: "Refuse images larger than this many pixels.")
+    var maxPixels = 100_000_000
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    func run() throws {
+        guard let fmt = BatchFormat(rawValue: format.lowercased()) else {
+            throw ValidationError("--format must be jsonl or csv")
+        }
+        let slice = try shard.map { try Shard(parsing: $0) } ?? Shard(index: 0, count: 1)
+        let listing: FileWalker.Listing
+        do { listing = try FileWalker.list(directory) } catch {
+            printError("glimpse: \(error)")
+            throw ExitCode(2)
+        }
+        for w in listing.warnings { printError("glimpse: warning: \(w)") }
+
+        let model: CaptionModel
+        do { model = try modelOptions.load() } catch {
+            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
+            throw ExitCode(2)
+        }
+        var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
+        request.prompt = generation.prompt
+        request.detect = detect || segment
+        request.segment = segment
+        request.maxPixels = maxPixels
+
+        var files = Array(slice.slice(listing.images))
+        let output: BatchOutput?
+        if sidecar {
+            output = nil
+            if resume { files = files.filter { !FileManager.default.fileExists(atPath: SidecarOutput.path(for: $0)) } }
+        } else {
+            let path = out ?? (fmt == .csv ? "glimpse-captions.csv" : "glimpse-captions.jsonl")
+            do { output = try BatchOutput(path: path, format: fmt, resume: resume) } catch {
+                printError("glimpse: \(error)")
+                throw ExitCode(2)
+            }
+            if let done = output?.completed, !done.isEmpty { files = files.filter { !done.contains($0) } }
+        }
+        let alreadyDone = slice.slice(listing.images).count - files.count
+
+        let progress = Progress(total: files.count, quiet: quiet)
+        let runner = BatchRunner(pipeline: try RecordPipeline(model: model, request: request), encoderBatch: encoderBatch)
+        let summary: BatchRunner.Summary
+        do {
+            summary = try runner.run(files: files, emit: { record in
+                if let error = record.error { progress.clearLine(); printError("glimpse: \(record.file): \(error)") }
+                if let output { try output.write(record) } else { try SidecarOutput.write(record) }
+            }, progress: progress.update)
+        } catch {
+            progress.clearLine()
+            printError("glimpse: \(error)")
+            throw ExitCode(3)
+        }
+        progress.finish()
+        printError(String(format: "glimpse: %d captioned, %d failed, %d skipped (not images), %d already done; %.1f images/s",
+                          summary.captioned, summary.failed, listing.skipped, alreadyDone, summary.imagesPerSecond))
+        if summary.failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Progress on stderr: a bar with count, rate and ETA on a terminal; a plain line every 10 s otherwise.
+final class Progress {
+    let total: Int
+    let quiet: Bool
+    let isTerminal = isatty(STDERR_FILENO) != 0
+    let start = Date()
+    var lastPrint = Date.distantPast
+
+    init(total: Int, quiet: Bool) { self.total = total; self.quiet = quiet }
+
+    func update(done: Int, total: Int) {
+        guard !quiet else { return }
+        let now = Date()
+        guard done == total || now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : 10) else { return }
+        lastPrint = now
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let status = String(format: "%d/%d  %.1f img/s  ETA %@", done, total, rate, Self.clock(eta))
+        if isTerminal {
+            let width = 30, filled = total > 0 ? width * done / total : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(bar) \(status)".utf8))
+        } else {
+            printError("glimpse: \(status)")
+        }
+    }
+
+    func clearLine() { if isTerminal && !quiet { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) } }
+    func finish() { if isTerminal && !quiet { FileHandle.standardError.write(Data("\n".utf8)) } }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
