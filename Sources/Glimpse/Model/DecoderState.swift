@@ -104,6 +104,9 @@ public protocol TextDecoder: AnyObject, Sendable {
     var layerCount: Int { get }
     var headCount: Int { get }
     var maxPositions: Int { get }
+    /// Bytes of weights one decoding step reads (every per-token matrix + the LM head): the
+    /// step's memory-bandwidth floor is this over the machine's copy bandwidth.
+    var stepWeightBytes: Int { get }
 
     func makeState(beamCapacity: Int, lengthCapacity: Int) -> DecoderState
     /// Computes every layer's cross-attention K/V from one image's encoder states [rows, encoderWidth].
@@ -113,4 +116,8 @@ public protocol TextDecoder: AnyObject, Sendable {
     /// or of every position [beams × newPositions, V] when `allPositions`.
     /// When `captureCrossAttention`, the cross-attention probabilities are stored in the state.
     func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float>
+}
+
+extension TextDecoder {
+    public var stepWeightBytes: Int { 0 }
 }

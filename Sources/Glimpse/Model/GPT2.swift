@@ -64,6 +64,10 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
     var layerCount: Int { config.layers }
     var headCount: Int { config.heads }
     var maxPositions: Int { config.positions }
+    var stepWeightBytes: Int {
+        let e = config.width, perLayer = 3 * e * e + e * e + e * e + e * e + 2 * e * config.inner
+        return 4 * (config.layers * perLayer + config.vocabSize * e)
+    }
 
     init(config: GPT2Config, weights w: WeightLoader, encoderProjection: Linear?) throws {
         self.config = config

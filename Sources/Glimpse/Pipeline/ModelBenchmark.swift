@@ -1,0 +1,72 @@
+import Foundation
+
+/// Model-level measurements for `glimpse bench`: one encoder pass, decoder steps for greedy and
+/// beam search at a fixed number of new tokens, and process memory.
+public enum ModelBenchmark {
+    public struct Figures: Sendable {
+        public var encoderMilliseconds: Double
+        public var greedyMilliseconds: Double
+        public var beamMilliseconds: Double
+        public var greedyStepMilliseconds: Double
+        public var beamStepMilliseconds: Double
+        public var newTokens: Int
+        public var beamWidth: Int
+        public var stepWeightBytes: Int
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        return s.isEmpty ? 0 : s[s.count / 2]
+    }
+
+    /// Times `model` on a synthetic image (pixel values in [-1, 1]) with exactly `newTokens` tokens.
+    public static func run(model: CaptionModel, newTokens: Int = 16, beamWidth: Int = 3, repeats: Int = 3) throws -> Figures {
+        let size = model.encoder.imageSize
+        var pixels = [Float](repeating: 0, count: 3 * size * size)
+        for i in pixels.indices { pixels[i] = Float((i * 7919) % 255) / 127.5 - 1 }
+        _ = model.encode(pixelValues: pixels, count: 1)  // warm-up
+        var encodeTimes: [Double] = []
+        var states = model.encode(pixelValues: pixels, count: 1)
+        for _ in 0..<repeats {
+            let start = ContinuousClock.now
+            states = model.encode(pixelValues: pixels, count: 1)
+            encodeTimes.append(milliseconds(since: start))
+        }
+        func generate(beams: Int) throws -> Double {
+            var p = model.defaults
+            p.beamWidth = beams
+            p.returnCount = 1
+            p.maxNewTokens = newTokens
+            p.minNewTokens = newTokens
+            p.noRepeatNgramSize = 0
+            p.repetitionPenalty = 1
+            let state = model.makeState(beamWidth: beams)
+            let prompt = model.decoderPrompt(nil, parameters: p)
+            _ = try model.generate(encoderStates: states[index: 0], prompt: prompt, parameters: p, state: state)
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let start = ContinuousClock.now
+                _ = try model.generate(encoderStates: states[index: 0], prompt: prompt, parameters: p, state: state)
+                times.append(milliseconds(since: start))
+            }
+            return median(times)
+        }
+        let greedy = try generate(beams: 1)
+        let beam = try generate(beams: beamWidth)
+        return Figures(encoderMilliseconds: median(encodeTimes), greedyMilliseconds: greedy, beamMilliseconds: beam,
+                       greedyStepMilliseconds: greedy / Double(newTokens), beamStepMilliseconds: beam / Double(newTokens),
+                       newTokens: newTokens, beamWidth: beamWidth, stepWeightBytes: model.decoder.stepWeightBytes)
+    }
+}
+
+/// Process memory from /proc/self/status (Linux): current and peak resident set size in MiB.
+public enum ProcessMemory {
+    public static func residentMiB() -> (current: Double, peak: Double) {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
+        func value(_ key: String) -> Double {
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }) else { return 0 }
+            return Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
+        }
+        return (value("VmRSS:"), value("VmHWM:"))
+    }
+}
