@@ -46,7 +46,8 @@ def main() -> None:
     args = ap.parse_args()
     state = load_state_dict(args.src)
     out, seen = {}, {}
-    for name, tensor in state.items():
+    # lm_head last, so a tie keeps the embedding's name (which the loader requires) and drops lm_head.
+    for name, tensor in sorted(state.items(), key=lambda kv: "lm_head" in kv[0] or "predictions.decoder" in kv[0]):
         if not args.keep_buffers and (name.endswith(".attn.bias") or name.endswith(".attn.masked_bias")
                                       or name.endswith("crossattention.bias") or name.endswith("crossattention.masked_bias")):
             continue

@@ -481,7 +481,7 @@ def encoder_hidden(model, pixel_values):
 
 def record_reference(*, family, model, model_dir, tok, proc, images, decoder_start, eos, pad,
                      n_dec_layers, teacher_ids, prompt_ids, prompt_text, spec, blip=False,
-                     blip_prompt_input_ids=None):
+                     blip_prompt_input_ids=None, extra=None):
     tensors = {}
     ref = {
         "family": family,
@@ -496,6 +496,7 @@ def record_reference(*, family, model, model_dir, tok, proc, images, decoder_sta
         "cases": [],
         "tokenizer_cases": tokenizer_cases(tok),
     }
+    ref.update(extra or {})
     for img_name, img_path in images.items():
         pil = Image.open(img_path).convert("RGB")
         pv = proc(images=pil, return_tensors="pt").pixel_values
@@ -527,10 +528,11 @@ def record_reference(*, family, model, model_dir, tok, proc, images, decoder_sta
             extra = None
             if use_prompt:
                 if blip:
-                    extra = {"input_ids": torch.tensor([blip_prompt_input_ids])}
+                    extra = {"input_ids": torch.tensor([blip_prompt_input_ids]),
+                             "attention_mask": torch.ones(1, len(blip_prompt_input_ids), dtype=torch.long)}
                 else:
                     extra = {"decoder_input_ids": torch.tensor([prompt_ids])}
-            want_attn = label in ("greedy", "greedy_prompt", "beams3")
+            want_attn = label in ("greedy", "greedy_prompt", "beams3") and not blip
             kw = dict(kwargs)
             if want_attn:
                 kw["output_attentions"] = True
@@ -564,6 +566,17 @@ def record_reference(*, family, model, model_dir, tok, proc, images, decoder_sta
                 for (step, layer), a in steps.items():
                     tensors[f"{prefix}.{step}.{layer}"] = a
                 entry["cross_attentions_prefix"] = prefix
+            if blip and label in ("greedy", "greedy_prompt"):
+                # BLIP's text decoder is decoder-only for generate(): it returns no cross-attentions.
+                # Teacher-force the final sequence instead: row p of layer L is the attention of the
+                # query at position p, i.e. while predicting token p + 1.
+                with torch.no_grad():
+                    tf = model.text_decoder(input_ids=o.sequences[:, :-1], encoder_hidden_states=enc,
+                                            output_attentions=True, return_dict=True)
+                prefix = f"{img_name}.{label}.cross_attentions"
+                for li, a in enumerate(tf.cross_attentions):
+                    tensors[f"{prefix}.{li}"] = f32(a)
+                entry["cross_attentions_prefix"] = prefix
             ref["cases"].append(entry)
 
     save_file(dict(sorted(tensors.items())), str(model_dir / "reference.safetensors"), metadata={"format": "pt"})
@@ -571,6 +584,141 @@ def record_reference(*, family, model, model_dir, tok, proc, images, decoder_sta
     write_json(model_dir / "reference.json", ref)
     return ref
 
+
+
+# ----------------------------------------------------------------------------------------------
+# BLIP
+# ----------------------------------------------------------------------------------------------
+BLIP_SPECS = {
+    "blip_tiny": dict(
+        seed=45, vocab=300,
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    image_size=32, patch_size=8, layer_norm_eps=1e-5, hidden_act="gelu"),
+        text=dict(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=3,
+                  max_position_embeddings=64, hidden_act="gelu", layer_norm_eps=1e-12),
+        sep_bias=2.5,
+    ),
+}
+BLIP_PROMPT = "a picture of"
+BLIP_TEACHER = "a picture of a large red circle to the left of a blue square"
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_bert_vocab(vocab_size: int, model_dir: Path):
+    """A tiny WordPiece vocab, built deterministically (the `tokenizers` WordPiece trainer breaks ties
+    differently from run to run): [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, then single characters,
+    their ##continuations, a few ##suffixes, and the most frequent corpus words (some words are left out
+    on purpose so they split into pieces: triangle -> tri ##angle, hexagon -> hex ##agon).  vocab.txt
+    is written to model_dir; returns a BertTokenizer(Fast) with BLIP's special tokens ([DEC] as bos,
+    [ENC] additional) added after the vocab, as in Salesforce/blip-image-captioning-base."""
+    import collections
+    import re as _re
+
+    from transformers import BertTokenizerFast
+
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)] + list(".,;:!?'\"()-")
+    pieces = ["tri", "##angle", "hex", "##agon", "##ing", "##ed", "##er", "##le", "##ly"]
+    left_out = {"triangle", "hexagon", "triangles", "hexagons"}
+    counts = collections.Counter()
+    for line in corpus_lines():
+        for w in _re.findall(r"[a-z0-9]+", line.lower()):
+            counts[w] += 1
+    words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= 2 and len(w) > 1
+             and w not in left_out]
+    vocab = list(BERT_SPECIALS) + chars + ["##" + c for c in chars if c.isalnum()] + pieces
+    for w in words:
+        if len(vocab) >= vocab_size:
+            break
+        if w not in vocab:
+            vocab.append(w)
+    (model_dir / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
+    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,
+                            bos_token="[DEC]", additional_special_tokens=["[ENC]"])
+    assert tok.convert_tokens_to_ids("[DEC]") == len(vocab), (len(vocab), len(set(vocab)), tok.convert_tokens_to_ids("[DEC]"))
+    return tok
+
+
+def make_blip(name: str, spec: dict, out: Path, images: dict[str, Path], workdir: Path):
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipProcessor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    model_dir = out / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    tok = make_bert_vocab(spec["vocab"], model_dir)
+    dec_id = tok.convert_tokens_to_ids("[DEC]")
+    sep_id, pad_id, cls_id = tok.sep_token_id, tok.pad_token_id, tok.cls_token_id
+    torch.manual_seed(spec["seed"])
+    cfg = BlipConfig(
+        vision_config=dict(**spec["vision"], initializer_range=0.1),
+        text_config=dict(**spec["text"], vocab_size=len(tok), encoder_hidden_size=spec["vision"]["hidden_size"],
+                         bos_token_id=dec_id, eos_token_id=cls_id, sep_token_id=sep_id, pad_token_id=pad_id,
+                         initializer_range=0.1),
+        projection_dim=16, image_text_hidden_size=16,
+    )
+    model = BlipForConditionalGeneration(cfg).eval()
+    td = model.text_decoder
+    with torch.no_grad():
+        scale_(td.bert.embeddings.word_embeddings.weight, spec.get("wte_scale", 1.0))
+        # Tied output embedding: random signs on the head's LayerNorm gain (see build_vit_gpt2) spread the
+        # logits without making every token predict itself.
+        ln = td.cls.predictions.transform.LayerNorm.weight
+        ln.mul_((torch.randint(0, 2, ln.shape).float() * 2 - 1) * spec.get("head_ln_scale", 5.0))
+        bias = td.cls.predictions.bias
+        # never generate [PAD] [UNK] [CLS] [MASK] [DEC] [ENC]; make [SEP] (eos) reachable
+        for t in ["[PAD]", "[UNK]", "[CLS]", "[MASK]", "[DEC]", "[ENC]"]:
+            bias[tok.convert_tokens_to_ids(t)] = -8.0
+        bias[sep_id] += spec["sep_bias"]
+        for layer in td.bert.encoder.layer:
+            scale_(layer.crossattention.output.dense.weight, spec.get("cross_scale", 3.0))
+    # Make [SEP] more likely as the caption grows: move the position embeddings along the direction that
+    # raises [SEP]'s log-prob (its gradient, averaged over positions), proportionally to the position.
+    if spec.get("sep_ramp"):
+        pe = td.bert.embeddings.position_embeddings.weight
+        ids = torch.tensor([[dec_id] + tok(BLIP_TEACHER, add_special_tokens=False).input_ids])
+        enc = model.vision_model(pixel_values=torch.zeros(1, 3, spec["vision"]["image_size"],
+                                                          spec["vision"]["image_size"])).last_hidden_state
+        pe.grad = None
+        logp = torch.log_softmax(td(input_ids=ids, encoder_hidden_states=enc.detach()).logits, -1)
+        logp[0, :, sep_id].sum().backward()
+        g = pe.grad[: ids.shape[1]].mean(0)
+        with torch.no_grad():
+            u = g / g.norm()
+            pos = torch.arange(pe.shape[0], dtype=pe.dtype)[:, None]
+            pe.add_(spec["sep_ramp"] * (pos - spec.get("sep_offset", 0.0)) * u[None, :])
+        model.zero_grad(set_to_none=True)
+    model.generation_config = GenerationConfig(
+        bos_token_id=dec_id, eos_token_id=sep_id, pad_token_id=pad_id, sep_token_id=sep_id,
+        decoder_start_token_id=dec_id, max_length=20,
+    )
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+    tok.save_pretrained(str(model_dir))
+    size = spec["vision"]["image_size"]
+    proc = BlipImageProcessorPil(size={"height": size, "width": size}, resample=3, do_rescale=True,
+                                 rescale_factor=1 / 255, do_normalize=True, image_mean=CLIP_MEAN,
+                                 image_std=CLIP_STD, do_convert_rgb=True)
+    proc.save_pretrained(str(model_dir))
+
+    model = BlipForConditionalGeneration.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    processor = BlipProcessor(image_processor=proc, tokenizer=tok)
+    prompt_enc = processor(text=BLIP_PROMPT)
+    teacher = [dec_id] + tok(BLIP_TEACHER, add_special_tokens=False).input_ids
+    return record_reference(
+        family="blip", model=model, model_dir=model_dir, tok=tok, proc=proc, images=images,
+        decoder_start=dec_id, eos=sep_id, pad=pad_id,
+        n_dec_layers=spec["text"]["num_hidden_layers"],
+        teacher_ids=teacher[:12],
+        prompt_ids=[dec_id] + list(prompt_enc["input_ids"])[1:-1],
+        prompt_text=BLIP_PROMPT,
+        spec=spec, blip=True,
+        blip_prompt_input_ids=list(prompt_enc["input_ids"]),
+        extra={"bos_token_id": dec_id, "sep_token_id": sep_id, "cls_token_id": cls_id,
+               "text_config_eos_token_id": cls_id,
+               "processor_prompt_input_ids": list(prompt_enc["input_ids"]),
+               "processor_prompt_attention_mask": list(prompt_enc["attention_mask"])},
+    )
 
 # ----------------------------------------------------------------------------------------------
 def main():
@@ -589,11 +737,10 @@ def main():
         if only and name not in only:
             continue
         refs[name] = make_vit_gpt2(name, spec, out, images, workdir)
-    if "make_blip" in globals():
-        for name, spec in BLIP_SPECS.items():  # noqa: F821
-            if only and name not in only:
-                continue
-            refs[name] = make_blip(name, spec, out, images, workdir)  # noqa: F821
+    for name, spec in BLIP_SPECS.items():
+        if only and name not in only:
+            continue
+        refs[name] = make_blip(name, spec, out, images, workdir)
     shutil.rmtree(workdir)
     if args.summary:
         for name, ref in refs.items():
