@@ -536,13 +536,15 @@ def record_reference(*, family, model, model_dir, tok, proc, images, decoder_sta
             kw = dict(kwargs)
             if want_attn:
                 kw["output_attentions"] = True
+            # record the inputs before generate(): BLIP's generate() overwrites input_ids[:, 0] in place
+            inputs_json = {k: v.tolist() for k, v in (extra or {}).items()}
             o = run_generate(model, pv, kw, extra)
             seqs = o.sequences.tolist()
             entry = {
                 "label": label,
                 "image": img_name,
                 "kwargs": kwargs,
-                "inputs": {k: v.tolist() for k, v in (extra or {}).items()},
+                "inputs": inputs_json,
                 "sequences": seqs,
                 "text": tok.batch_decode(o.sequences, skip_special_tokens=True),
             }
