@@ -1,0 +1,193 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory mapping of a whole file, unmapped when the last user lets go.
+/// Tensors that borrow the mapping hold this object, so they stay valid after the
+/// `SafeTensorsFile` itself is released.
+final class MappedFile: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    let size: Int
+
+    /// - Throws: `WeightError.unreadable`, or `.truncated` when the file is shorter than 8 bytes
+    ///   (checked here because mmap refuses an empty file with a less helpful message).
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw WeightError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }  // the mapping outlives the descriptor
+        var status = stat()
+        // fstat on the open descriptor, not stat on the path, so size and mapping describe the same file.
+        guard fstat(fd, &status) == 0 else {
+            throw WeightError.unreadable(file: path, reason: String(cString: strerror(errno)))
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            throw WeightError.unreadable(file: path, reason: "not a regular file")
+        }
+        let size = Int(status.st_size)
+        guard size >= 8 else { throw WeightError.truncated(file: path, size: size) }
+        // PROT_READ: weights are never written through a mapping; a stray write faults loudly
+        // instead of silently changing the weights every later tensor sees.
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw WeightError.unreadable(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(mapped)
+        self.size = size
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+}
+
+/// A safetensors file, memory-mapped and validated in full at `init`.
+///
+/// - F32 tensors are handed out in place (the `Tensor` borrows the mapping; no copy) when their
+///   data is 4-byte aligned, which the reference writer guarantees by padding the header to 8 bytes.
+///   A misaligned F32 tensor (a hand-made file) is copied instead.
+/// - F16 and BF16 tensors are widened to F32 on first access and the result is cached.
+///
+/// Tensors borrowing the mapping are read-only: the mapping is `PROT_READ`, so writing through
+/// `Tensor.data` faults. If another process truncates the file while it is mapped, touching the
+/// lost pages raises SIGBUS; that cannot be validated away and is the usual mmap contract.
+public final class SafeTensorsFile: @unchecked Sendable {
+    /// The file's path, used in every error.
+    public let path: String
+    public let layout: SafeTensorsLayout
+    let mapping: MappedFile
+    // Guards `cache`: loading is single-threaded today, but the file is shared by reference.
+    private let lock = NSLock()
+    private var cache: [String: Tensor] = [:]
+
+    /// Maps and validates `url`. Throws a `WeightError` naming the file (and tensor) on any fault.
+    public init(url: URL) throws {
+        path = url.path
+        mapping = try MappedFile(path: path)
+        layout = try SafeTensorsLayout.parse(mapping.bytes, file: path)
+    }
+
+    /// Tensor names, sorted.
+    public var tensorNames: [String] { layout.tensors.keys.sorted() }
+
+    /// `__metadata__` from the header (empty when absent).
+    public var metadata: [String: String] { layout.metadata }
+
+    /// The validated entry for `name`, or nil.
+    public func info(_ name: String) -> TensorInfo? { layout.tensors[name] }
+
+    /// The tensor `name` as Float32. Throws `WeightError.missingTensor` when absent.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let info = layout.tensors[name] else { throw WeightError.missingTensor(file: path, name: name) }
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = cache[name] { return cached }
+        let tensor = materialize(info)
+        cache[name] = tensor
+        return tensor
+    }
+
+    /// Whether `tensor` borrows this file's mapping rather than owning a copy (tests, diagnostics).
+    func isInPlace(_ tensor: Tensor) -> Bool {
+        let start = UnsafeRawPointer(tensor.storage.pointer)
+        return start >= mapping.base && start < mapping.base + mapping.size
+    }
+
+    private func rawBytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: mapping.base + layout.dataStart + info.byteRange.lowerBound,
+                               count: info.byteRange.count)
+    }
+
+    private func materialize(_ info: TensorInfo) -> Tensor {
+        let source = rawBytes(info)
+        let count = info.count
+        if info.dtype == .f32, count > 0, Self.hostIsLittleEndian,
+           let start = source.baseAddress, Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 {
+            let floats = UnsafeMutableRawPointer(mutating: start).bindMemory(to: Float.self, capacity: count)
+            return Tensor(shape: info.shape, storage: TensorStorage(borrowing: floats, count: count, owner: mapping))
+        }
+        let storage = TensorStorage(count: count)
+        let out = storage.pointer
+        switch info.dtype {
+        case .f32:
+            for i in 0..<count {
+                out[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            }
+        case .f16:
+            for i in 0..<count {
+                out[i] = halfToFloat(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
+        case .bf16:
+            for i in 0..<count {
+                // bfloat16 is the top half of a float32.
+                out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+            }
+        }
+        return Tensor(shape: info.shape, storage: storage)
+    }
+
+    private static let hostIsLittleEndian = 1.littleEndian == 1
+
+    // MARK: Finiteness (opt-in: it reads every byte of every tensor)
+
+    /// Throws `WeightError.nonFinite` for the first tensor (in name order) holding NaN or infinity.
+    public func checkFinite() throws {
+        for name in tensorNames { try checkFinite(name) }
+    }
+
+    /// Throws `WeightError.nonFinite` if tensor `name` holds NaN or infinity, `.missingTensor` if absent.
+    /// Reads the raw bytes, so nothing is converted or cached.
+    public func checkFinite(_ name: String) throws {
+        guard let info = layout.tensors[name] else { throw WeightError.missingTensor(file: path, name: name) }
+        let bytes = rawBytes(info)
+        var bad = 0, firstIndex = -1
+        var firstValue: Float = 0
+        func note(_ i: Int, _ value: @autoclosure () -> Float) {
+            if bad == 0 { firstIndex = i; firstValue = value() }
+            bad += 1
+        }
+        // A value is non-finite exactly when its exponent bits are all ones.
+        switch info.dtype {
+        case .f32:
+            for i in 0..<info.count {
+                let bits = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                if bits & 0x7F80_0000 == 0x7F80_0000 { note(i, Float(bitPattern: bits)) }
+            }
+        case .f16:
+            for i in 0..<info.count {
+                let bits = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                if bits & 0x7C00 == 0x7C00 { note(i, halfToFloat(bits)) }
+            }
+        case .bf16:
+            for i in 0..<info.count {
+                let bits = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                if bits & 0x7F80 == 0x7F80 { note(i, Float(bitPattern: UInt32(bits) << 16)) }
+            }
+        }
+        if bad > 0 {
+            throw WeightError.nonFinite(file: path, tensor: name, count: bad, firstIndex: firstIndex, firstValue: firstValue)
+        }
+    }
+}
+
+/// IEEE 754 binary16 to binary32, exact for every input (subnormals, infinities, NaN payloads).
+/// Written out rather than using `Float16`, which is unavailable on some Swift targets (macOS x86_64).
+@inline(__always)
+func halfToFloat(_ h: UInt16) -> Float {
+    let sign = UInt32(h & 0x8000) << 16
+    let exponent = UInt32(h >> 10) & 0x1F
+    let mantissa = UInt32(h & 0x03FF)
+    switch exponent {
+    case 0:
+        // Zero or subnormal: mantissa x 2^-24, exact in Float.
+        let magnitude = Float(mantissa) * 0x1p-24
+        return sign == 0 ? magnitude : -magnitude
+    case 0x1F:
+        return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+    default:
+        // Rebias the exponent from 15 to 127.
+        return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+
+/// Writes F32 safetensors files the way the reference implementation does: tensors laid out in
+/// name order, header JSON in compact form with `__metadata__` first, padded with spaces to a
+/// multiple of 8 bytes so every tensor's data stays aligned when the file is mapped.
+public enum SafeTensorsWriter {
+    /// One tensor to write.
+    public struct Entry {
+        public let name: String
+        public let shape: [Int]
+        fileprivate let source: Source
+
+        fileprivate enum Source {
+            case tensor(Tensor)
+            case values([Float])
+        }
+
+        /// A tensor, written with its own shape.
+        public init(name: String, tensor: Tensor) {
+            self.name = name
+            shape = tensor.shape
+            source = .tensor(tensor)
+        }
+
+        /// Values in row-major order; their count must match `shape` (a programmer error otherwise).
+        public init(name: String, shape: [Int], values: [Float]) {
+            precondition(shape.allSatisfy { $0 >= 0 } && shape.reduce(1, *) == values.count,
+                         "shape \(shape) does not hold \(values.count) values for '\(name)'")
+            self.name = name
+            self.shape = shape
+            source = .values(values)
+        }
+
+        fileprivate func withFloats<R>(_ body: (UnsafeBufferPointer<Float>) -> R) -> R {
+            switch source {
+            case let .tensor(tensor):
+                return body(UnsafeBufferPointer(start: tensor.data, count: tensor.count))
+            case let .values(values):
+                return values.withUnsafeBufferPointer(body)
+            }
+        }
+    }
+
+    /// The file's bytes. Throws `WeightError.writeFailed` on duplicate names (`file` names the target in that error).
+    public static func encode(_ entries: [Entry], metadata: [String: String] = [:], file: String = "<memory>") throws -> Data {
+        // Byte order of the UTF-8 names, as the reference sorts (Swift's String `<` differs beyond ASCII).
+        let sorted = entries.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a.name == b.name {
+            throw WeightError.writeFailed(file: file, reason: "tensor '\(a.name)' given twice")
+        }
+        if sorted.contains(where: { $0.name == "__metadata__" }) {
+            throw WeightError.writeFailed(file: file, reason: "'__metadata__' is reserved and cannot name a tensor")
+        }
+
+        var json = "{"
+        var fields: [String] = []
+        if !metadata.isEmpty {
+            let pairs = metadata.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map { "\(quoted($0)):\(quoted(metadata[$0] ?? ""))" }
+            fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+        }
+        var offset = 0
+        for entry in sorted {
+            let size = entry.shape.reduce(1, *) * 4
+            let shape = entry.shape.map(String.init).joined(separator: ",")
+            fields.append("\(quoted(entry.name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + size)]}")
+            offset += size
+        }
+        json += fields.joined(separator: ",") + "}"
+        var header = Array(json.utf8)
+        // Pad so the data section (at 8 + header length) starts 8-byte aligned.
+        header += Array(repeating: UInt8(ascii: " "), count: (8 - header.count % 8) % 8)
+
+        var data = Data(capacity: 8 + header.count + offset)
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: header)
+        for entry in sorted {
+            entry.withFloats { floats in
+                for value in floats {
+                    withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+                }
+            }
+        }
+        return data
+    }
+
+    /// Writes `entries` to `url` atomically (a reader never sees a half-written file).
+    public static func write(_ entries: [Entry], metadata: [String: String] = [:], to url: URL) throws {
+        let data = try encode(entries, metadata: metadata, file: url.path)
+        do {
+            try data.write(to: url, options: .atomic)
+        } catch {
+            throw WeightError.writeFailed(file: url.path, reason: error.localizedDescription)
+        }
+    }
+
+    /// Convenience: named tensors, each written with its own shape.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
+        try write(tensors.map { Entry(name: $0.key, tensor: $0.value) }, metadata: metadata, to: url)
+    }
+
+    /// A JSON string literal escaped as serde_json escapes it (the reference writer's JSON library),
+    /// so files match the reference byte for byte.
+    private static func quoted(_ string: String) -> String {
+        var out = "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case _ where scalar.value < 0x20:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
