@@ -46,9 +46,11 @@ public struct Generator {
 
     private var attentionFloats: Int { decoder.layerCount * decoder.headCount }
 
-    /// Copies the captured cross-attention of batch row `row` ([layers][rows][heads][enc] in the state).
-    private func attentionMap(_ state: DecoderState, row: Int) -> [Float] {
+    /// Copies the captured cross-attention of beam `beam`'s last query row ([layers][rows][heads][enc]
+    /// in the state, rows = beams × positions of the last forward call).
+    private func attentionMap(_ state: DecoderState, beam: Int, beams: Int) -> [Float] {
         let heads = decoder.headCount, enc = state.encoderRows, rows = state.capturedRows
+        let positions = rows / beams, row = beam * positions + positions - 1
         var map = [Float](repeating: 0, count: decoder.layerCount * heads * enc)
         map.withUnsafeMutableBufferPointer { dst in
             guard let base = dst.baseAddress else { return }
@@ -80,7 +82,7 @@ public struct Generator {
             let logits = decoder.forward(tokens: input, state: state, allPositions: false,
                                          captureCrossAttention: p.captureAttention)
             try checkFinite(logits, count: vocab, step: sequence.count - prompt.count)
-            if p.captureAttention { maps.append(attentionMap(state, row: 0)) }
+            if p.captureAttention { maps.append(attentionMap(state, beam: 0, beams: 1)) }
             processors.apply(logits, vocab: vocab, sequence: sequence)
             var best = 0
             for i in 1..<vocab where logits[i] > logits[best] { best = i }   // torch.argmax: first maximum
@@ -140,7 +142,7 @@ public struct Generator {
             try checkFinite(logits, count: liveRows * vocab, step: curLength - promptLength)
             var mapIndexOfRow = [Int](repeating: -1, count: beams)
             if p.captureAttention {
-                for r in 0..<liveRows { mapIndexOfRow[r] = stepMaps.count; stepMaps.append(attentionMap(state, row: r)) }
+                for r in 0..<liveRows { mapIndexOfRow[r] = stepMaps.count; stepMaps.append(attentionMap(state, beam: r, beams: liveRows)) }
                 if firstStep { for r in 1..<beams { mapIndexOfRow[r] = mapIndexOfRow[0] } }
             }
             // log_softmax, processors on log-probs, + running beam score.

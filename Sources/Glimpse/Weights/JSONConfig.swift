@@ -29,6 +29,13 @@ public struct JSONConfig: @unchecked Sendable {
         self.init(values: dict, file: file)
     }
 
+    /// A JSON number (true/false excluded: on Linux, JSONSerialization's 0 and 1 also cast to Bool).
+    static func number(_ value: Any?) -> NSNumber? {
+        guard let value, !(value is NSNull), String(describing: type(of: value)) != "__NSCFBoolean",
+              !(type(of: value) == Bool.self) else { return nil }
+        return value as? NSNumber
+    }
+
     public func has(_ key: String) -> Bool {
         guard let v = values[key] else { return false }
         return !(v is NSNull)
@@ -40,7 +47,7 @@ public struct JSONConfig: @unchecked Sendable {
 
     public func int(_ key: String) throws -> Int? {
         guard has(key) else { return nil }
-        if let n = values[key] as? NSNumber, !(values[key] is Bool) {
+        if let n = Self.number(values[key]) {
             let d = n.doubleValue
             guard d.isFinite, d == d.rounded(), abs(d) < 1e15 else { throw fail(key, "is not an integer") }
             return Int(d)
@@ -59,7 +66,7 @@ public struct JSONConfig: @unchecked Sendable {
 
     public func double(_ key: String) throws -> Double? {
         guard has(key) else { return nil }
-        guard let n = values[key] as? NSNumber, !(values[key] is Bool) else { throw fail(key, "is not a number") }
+        guard let n = Self.number(values[key]) else { throw fail(key, "is not a number") }
         return n.doubleValue
     }
 
@@ -67,7 +74,7 @@ public struct JSONConfig: @unchecked Sendable {
 
     public func bool(_ key: String, default value: Bool) throws -> Bool {
         guard has(key) else { return value }
-        guard let b = values[key] as? Bool else { throw fail(key, "is not a boolean") }
+        guard Self.number(values[key]) == nil, let b = values[key] as? Bool else { throw fail(key, "is not a boolean") }
         return b
     }
 
@@ -85,10 +92,10 @@ public struct JSONConfig: @unchecked Sendable {
 
     public func doubles(_ key: String) throws -> [Double]? {
         guard has(key) else { return nil }
-        if let n = values[key] as? NSNumber, !(values[key] is Bool) { return [n.doubleValue] }
+        if let n = Self.number(values[key]) { return [n.doubleValue] }
         guard let a = values[key] as? [Any] else { throw fail(key, "is not a list of numbers") }
         return try a.map { v in
-            guard let n = v as? NSNumber, !(v is Bool) else { throw fail(key, "is not a list of numbers") }
+            guard let n = Self.number(v) else { throw fail(key, "is not a list of numbers") }
             return n.doubleValue
         }
     }
@@ -107,7 +114,7 @@ public struct JSONConfig: @unchecked Sendable {
         guard has(key) else { return nil }
         if let list = values[key] as? [Any] {
             return try list.first.map { v in
-                guard let n = v as? NSNumber, !(v is Bool) else { throw fail(key, "is not a list of integers") }
+                guard let n = Self.number(v) else { throw fail(key, "is not a list of integers") }
                 return n.intValue
             }
         }
@@ -119,7 +126,7 @@ public struct JSONConfig: @unchecked Sendable {
         guard has(key) else { return nil }
         if let list = values[key] as? [Any] {
             return try list.map { v in
-                guard let n = v as? NSNumber, !(v is Bool) else { throw fail(key, "is not a list of integers") }
+                guard let n = Self.number(v) else { throw fail(key, "is not a list of integers") }
                 return n.intValue
             }
         }
