@@ -74,6 +74,15 @@ public struct GenerationParameters: Sendable, Equatable {
         return maxLength
     }
 
+    /// The id transformers' beam search fills shorter returned sequences with (`_beam_search`:
+    /// `output_fill_value = pad_token_id or eos_token_id[0] if eos_token_id is not None else -1`):
+    /// a pad id of 0 is falsy there and falls through to the first EOS (BLIP: pad 0, so [SEP]).
+    public var outputFillTokenId: Int {
+        guard let eos = eosTokenIds.first else { return -1 }
+        if let pad = padTokenId, pad != 0 { return pad }
+        return eos
+    }
+
     /// Checks the combination before any work, with messages naming the option.
     public func validate() throws {
         guard beamWidth >= 1 else { throw ModelError.invalidInput("num_beams must be >= 1 (got \(beamWidth))") }

@@ -57,6 +57,52 @@ struct LayerNorm {
     }
 }
 
+/// Non-overlapping patch embedding, torch `nn.Conv2d(C, D, kernel_size=P, stride=P)` over a square
+/// image, run as im2col + one sgemm per image. Shared by every ViT-style encoder (ViT, BLIP).
+struct PatchEmbedding {
+    let weight: Tensor     // <prefix>.weight [D, C, P, P]
+    let bias: Tensor       // <prefix>.bias   [D]
+    let channels: Int
+    let patchSize: Int
+    var width: Int { bias.count }
+
+    init(_ w: WeightLoader, _ name: String, channels: Int, patchSize: Int, width: Int) throws {
+        let s = w.scoped(name)
+        weight = try s.tensor("weight", shape: [width, channels, patchSize, patchSize])
+        bias = try s.tensor("bias", shape: [width])
+        self.channels = channels
+        self.patchSize = patchSize
+    }
+
+    /// Embeds `count` images [count, C, S, S]: image b's G×G patch rows (row-major over the grid,
+    /// each `width` floats) are written at `out + b·imageStride`.
+    /// torch: embeddings = conv(pixel_values).flatten(2).transpose(1, 2)
+    func callAsFunction(_ pixelValues: UnsafePointer<Float>, count: Int, imageSize s: Int,
+                        into out: UnsafeMutablePointer<Float>, imageStride: Int) {
+        let p = patchSize, g = s / p, d = width, k = channels * p * p
+        let patches = UnsafeMutablePointer<Float>.allocate(capacity: max(g * g * k, 1))
+        defer { patches.deallocate() }
+        for b in 0..<count {
+            let image = pixelValues + b * channels * s * s
+            for py in 0..<g {
+                for px in 0..<g {
+                    var dst = patches + (py * g + px) * k   // column order [c][ky][kx] = the weight's
+                    for ch in 0..<channels {
+                        for ky in 0..<p {
+                            dst.update(from: image + (ch * s + py * p + ky) * s + px * p, count: p)
+                            dst += p
+                        }
+                    }
+                }
+            }
+            let rows = out + b * imageStride
+            Kernels.broadcastRows(bias.data, rows: g * g, cols: d, into: rows)
+            BLAS.gemm(m: g * g, n: d, k: k, a: patches, lda: k,
+                      b: weight.data, ldb: k, transposeB: true, c: rows, ldc: d, beta: 1)
+        }
+    }
+}
+
 /// A scratch buffer allocated once per run state and reused across steps (no allocation in hot loops).
 final class Scratch {
     private(set) var pointer: UnsafeMutablePointer<Float>

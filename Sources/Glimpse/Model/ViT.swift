@@ -51,8 +51,7 @@ final class ViTEncoder: @unchecked Sendable {
     let config: ViTConfig
     let clsToken: Tensor            // embeddings.cls_token                          [1, 1, D]
     let positionEmbeddings: Tensor  // embeddings.position_embeddings                [1, 1+G², D]
-    let patchProjection: Tensor     // embeddings.patch_embeddings.projection.weight [D, C, P, P]
-    let patchBias: Tensor           // embeddings.patch_embeddings.projection.bias   [D]
+    let patchEmbedding: PatchEmbedding  // embeddings.patch_embeddings.projection.{weight [D, C, P, P], bias [D]}
     let blocks: [Block]
     let finalLayerNorm: LayerNorm   // layernorm
 
@@ -62,8 +61,7 @@ final class ViTEncoder: @unchecked Sendable {
         let emb = w.scoped("embeddings")
         clsToken = try emb.tensor("cls_token", shape: [1, 1, d])
         positionEmbeddings = try emb.tensor("position_embeddings", shape: [1, config.sequenceLength, d])
-        patchProjection = try emb.scoped("patch_embeddings.projection").tensor("weight", shape: [d, c, p, p])
-        patchBias = try emb.scoped("patch_embeddings.projection").tensor("bias", shape: [d])
+        patchEmbedding = try PatchEmbedding(emb, "patch_embeddings.projection", channels: c, patchSize: p, width: d)
         blocks = try (0..<config.layers).map { i in
             let l = w.scoped("encoder.layer.\(i)")
             return Block(
@@ -81,36 +79,18 @@ final class ViTEncoder: @unchecked Sendable {
 
     /// Encodes `count` images of pixel values [count, C, S, S] into hidden states [count, 1+G², D].
     func callAsFunction(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
-        let cfg = config, d = cfg.hiddenSize, p = cfg.patchSize, g = cfg.gridSize, s = cfg.imageSize
-        let n = cfg.sequenceLength, rows = count * n, k = cfg.channels * p * p
+        let cfg = config, d = cfg.hiddenSize, s = cfg.imageSize
+        let n = cfg.sequenceLength, rows = count * n
         let hidden = Tensor(zeros: [count, n, d])
         let h = hidden.data
 
-        // Patch embedding: Conv2d(k = stride = P) as im2col + one sgemm.
-        // torch: embeddings = projection(pixel_values).flatten(2).transpose(1, 2)
-        let patches = UnsafeMutablePointer<Float>.allocate(capacity: count * g * g * k)
-        defer { patches.deallocate() }
-        for b in 0..<count {
-            let image = pixelValues + b * cfg.channels * s * s
-            for py in 0..<g {
-                for px in 0..<g {
-                    var dst = patches + ((b * g + py) * g + px) * k   // column order [c][ky][kx] = weight's
-                    for ch in 0..<cfg.channels {
-                        for ky in 0..<p {
-                            (dst).update(from: image + (ch * s + py * p + ky) * s + px * p, count: p)
-                            dst += p
-                        }
-                    }
-                }
-            }
-        }
+        // Patch embedding (Conv2d with kernel = stride = P) into rows 1..., CLS token into row 0,
+        // then all rows + position embeddings.
+        // torch: embeddings = cat(cls_token, projection(pixel_values).flatten(2).transpose(1, 2)) + position_embeddings
+        patchEmbedding(pixelValues, count: count, imageSize: s, into: h + d, imageStride: n * d)
         for b in 0..<count {
             let out = h + b * n * d
-            // row 0: CLS token; rows 1...: patch projections (+ bias), then all + position embeddings.
             out.update(from: clsToken.data, count: d)
-            Kernels.broadcastRows(patchBias.data, rows: g * g, cols: d, into: out + d)
-            BLAS.gemm(m: g * g, n: d, k: k, a: patches + b * g * g * k, lda: k,
-                      b: patchProjection.data, ldb: k, transposeB: true, c: out + d, ldc: d, beta: 1)
             Kernels.add(out, positionEmbeddings.data, count: n * d)
         }
 
