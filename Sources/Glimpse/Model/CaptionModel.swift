@@ -101,7 +101,7 @@ public final class CaptionModel: @unchecked Sendable {
                                                 imageSize: encoder.imageSize)
         tokenizer = try TokenizerLoader.load(directory: directory)
         var defaults = try GenerationParameters(modelDirectory: directory, config: config)
-        if family == .blip { try BLIP.adjustDefaults(&defaults, config: config, tokenizer: tokenizer) }
+        if family == .blip { try BLIP.adjustDefaults(&defaults, config: config) }
         self.defaults = defaults
         loadMilliseconds = Double((ContinuousClock.now - clock).components.attoseconds) / 1e15
             + Double((ContinuousClock.now - clock).components.seconds) * 1000
@@ -135,7 +135,7 @@ public final class CaptionModel: @unchecked Sendable {
             // transformers: decoder_input_ids = [decoder_start_token_id] + tokenizer(prompt, add_special_tokens=False)
             return [parameters.decoderStartTokenId] + (text.map { tokenizer.encode($0) } ?? [])
         case .blip:
-            return BLIP.decoderPrompt(text, tokenizer: tokenizer, parameters: parameters)
+            return BLIP.decoderPrompt(text, encode: tokenizer.encode, bosTokenId: parameters.decoderStartTokenId)
         }
     }
 
