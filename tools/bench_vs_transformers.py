@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: the glimpse CLI vs transformers + PyTorch on the same checkpoint and image.
+
+    .venv/bin/python tools/make_bench_model.py            # once: random weights at vit-gpt2 size
+    swift build -c release --product glimpse
+    .venv/bin/python tools/bench_vs_transformers.py [--model .bench/vit-gpt2] [--image IMG]
+        [--threads 2] [--runs 5] [--warmup 1] [--modes greedy,beam3] [--new-tokens 16] [--json OUT]
+
+Both sides: same model directory, same image, the same number of threads (torch.set_num_threads and
+OMP/MKL/OpenBLAS env for transformers; OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/GLIMPSE_THREADS for
+glimpse), exactly N new tokens (min_new_tokens = max_new_tokens = N), greedy and beam 3.  Each side
+runs in its own subprocess per mode; peak RSS is that child's ru_maxrss (os.wait4), i.e. the whole
+process: interpreter/libraries + weights + activations.
+
+Per side and mode (medians over --runs after --warmup runs, all in one process):
+  latency   one image end to end once the model is loaded: file decode + preprocess + encoder +
+            generation.  transformers: PIL open + image processor + model.generate(pixel_values)
+            (generate runs the encoder itself).  glimpse: timing_ms decode + encode + generate.
+  encoder   transformers: one model.encoder(pixel_values) forward (timed separately, no_grad);
+            glimpse: timing_ms.encode.
+  step      decoder time per generated token.  transformers: median interval between successive
+            logits-processor calls inside generate() (one decoder forward + beam bookkeeping);
+            glimpse: timing_ms.step when the CLI reports it, else timing_ms.generate / N.
+            "gen/N" is shown for both sides too (generation time / N, incl. the prefill step).
+  load      model load time (transformers: from_pretrained + processor; glimpse: timing_ms.load when
+            reported).
+  peak RSS  of the process (MiB).
+
+Glimpse is driven as
+    glimpse caption IMG IMG ... --model DIR --json --beams B --min-tokens N --max-tokens N
+(the image repeated warmup + runs times in one process, one JSON line per image with
+"timing_ms": {"load"?, "decode", "encode", "generate"}).  If the binary is missing the script says how
+to build it and, unless --skip-glimpse is given, exits with status 2 after printing transformers' side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / ".bench" / "vit-gpt2"
+DEFAULT_GLIMPSE = REPO / ".build" / "release" / "glimpse"
+
+MODES = {"greedy": 1, "beam3": 3}
+
+
+def thread_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GLIMPSE_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        env[k] = str(threads)
+    return env
+
+
+def run_child_rss(cmd: list[str], env: dict) -> tuple[int, str, str, float, float]:
+    """Like run_child but reaps with os.wait4 to read the child's own peak RSS."""
+    import tempfile
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, text=True)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        fo.seek(0)
+        fe.seek(0)
+        return p.returncode, fo.read(), fe.read(), wall, ru.ru_maxrss / 1024.0  # Linux: KiB
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ----------------------------------------------------------------------------------------------
+# transformers worker (runs in its own process)
+# ----------------------------------------------------------------------------------------------
+def transformers_worker(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    import transformers
+    from PIL import Image
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    transformers.logging.set_verbosity_error()
+    model_dir = Path(args.model)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    t0 = time.perf_counter()
+    if cfg.get("model_type") == "blip":
+        from transformers import BlipForConditionalGeneration
+        from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil as Proc
+
+        model = BlipForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+
+        def encoder(pv):
+            return model.vision_model(pixel_values=pv).last_hidden_state
+    else:
+        from transformers import VisionEncoderDecoderModel
+        from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil as Proc
+
+        model = VisionEncoderDecoderModel.from_pretrained(str(model_dir)).eval()
+
+        def encoder(pv):
+            return model.encoder(pixel_values=pv).last_hidden_state
+    proc = Proc.from_pretrained(str(model_dir))
+    load_ms = (time.perf_counter() - t0) * 1000
+
+    class Stamp(LogitsProcessor):
+        def __init__(self):
+            self.t = []
+
+        def __call__(self, input_ids, scores):
+            self.t.append(time.perf_counter())
+            return scores
+
+    beams = MODES[args.mode]
+    n = args.new_tokens
+    records = []
+    for i in range(args.warmup + args.runs):
+        t_start = time.perf_counter()
+        img = Image.open(args.image).convert("RGB")
+        pv = proc(images=img, return_tensors="pt").pixel_values
+        t_dec = time.perf_counter()
+        stamp = Stamp()
+        with torch.inference_mode():
+            out = model.generate(pixel_values=pv, num_beams=beams, do_sample=False, min_new_tokens=n,
+                                 max_new_tokens=n, logits_processor=LogitsProcessorList([stamp]))
+        t_gen = time.perf_counter()
+        with torch.inference_mode():
+            te = time.perf_counter()
+            encoder(pv)
+            enc_ms = (time.perf_counter() - te) * 1000
+        steps = [(b - a) * 1000 for a, b in zip(stamp.t, stamp.t[1:])]
+        records.append({
+            "decode": (t_dec - t_start) * 1000,
+            "encode": enc_ms,
+            "generate_incl_encoder": (t_gen - t_dec) * 1000,
+            "latency": (t_gen - t_start) * 1000,
+            "step_median": statistics.median(steps) if steps else None,
+            "new_tokens": len(stamp.t),
+            "tokens": out[0].tolist(),
+        })
+    runs = records[args.warmup:]
+    res = {
+        "side": "transformers",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "threads": torch.get_num_threads(),
+        "load_ms": load_ms,
+        "latency_ms": med([r["latency"] for r in runs]),
+        "encode_ms": med([r["encode"] for r in runs]),
+        "decode_ms": med([r["decode"] for r in runs]),
+        # generation time without the encoder pass (generate() runs the encoder once inside)
+        "generate_ms": med([r["generate_incl_encoder"] - r["encode"] for r in runs]),
+        "step_ms": med([r["step_median"] for r in runs]),
+        "new_tokens": runs[-1]["new_tokens"],
+        "tokens": runs[-1]["tokens"],
+        "runs": runs,
+    }
+    print(json.dumps(res))
+
+
+# ----------------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------------
+def default_image() -> Path:
+    """A deterministic 640x480 scene (the glimpse CLI and PIL both read PNG)."""
+    p = REPO / ".bench" / "bench-640x480.png"
+    if not p.exists():
+        import numpy as np
+        from PIL import Image, ImageDraw
+
+        p.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.RandomState(3)
+        bg = 190 + rng.randint(0, 50, size=(480, 640, 3))
+        img = Image.fromarray(bg.astype(np.uint8), "RGB")
+        d = ImageDraw.Draw(img)
+        d.ellipse([80, 150, 230, 300], fill=(220, 40, 40))
+        d.rectangle([380, 120, 560, 300], fill=(40, 80, 220))
+        d.regular_polygon((320, 400, 50), 6, rotation=10, fill=(240, 200, 30))
+        img.save(p)
+    return p
+
+
+def run_transformers(args, mode) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "transformers", "--mode", mode, "--model", str(args.model),
+           "--image", str(args.image), "--threads", str(args.threads), "--runs", str(args.runs),
+           "--warmup", str(args.warmup), "--new-tokens", str(args.new_tokens)]
+    rc, out, err, wall, rss = run_child_rss(cmd, thread_env(args.threads))
+    if rc != 0:
+        raise SystemExit(f"transformers worker failed (rc {rc}):\n{err[-4000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_rss_mib"] = rss
+    res["wall_s"] = wall
+    return res
+
+
+def run_glimpse(args, mode) -> dict:
+    n = args.new_tokens
+    images = [str(args.image)] * (args.warmup + args.runs)
+    cmd = [str(args.glimpse), "caption", *images, "--model", str(args.model), "--json",
+           "--beams", str(MODES[mode]), "--min-tokens", str(n), "--max-tokens", str(n)]
+    rc, out, err, wall, rss = run_child_rss(cmd, thread_env(args.threads))
+    if rc != 0:
+        raise SystemExit(f"glimpse failed (rc {rc}): {' '.join(cmd[:3])} ...\n{err[-4000:]}")
+    recs = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+    if len(recs) != len(images):
+        raise SystemExit(f"glimpse printed {len(recs)} JSON lines for {len(images)} images:\n{out[-2000:]}")
+    errors = [r["error"] for r in recs if "error" in r]
+    if errors:
+        raise SystemExit(f"glimpse reported errors: {errors[:3]}")
+    runs = recs[args.warmup:]
+    t = [r.get("timing_ms", {}) for r in runs]
+
+    def g(key):
+        return med([x.get(key) for x in t])
+
+    lat = med([sum(x.get(k, 0.0) for k in ("decode", "encode", "generate")) for x in t])
+    gen = g("generate")
+    step = g("step") if g("step") is not None else (gen / n if gen is not None else None)
+    load = med([r.get("timing_ms", {}).get("load") for r in recs])
+    tokens = runs[-1]["captions"][0].get("tokens", [])
+    return {
+        "side": "glimpse", "load_ms": load, "latency_ms": lat, "encode_ms": g("encode"), "decode_ms": g("decode"),
+        "generate_ms": gen, "step_ms": step, "tokens": tokens, "new_tokens": None,
+        "peak_rss_mib": rss, "wall_s": wall, "timing": t,
+    }
+
+
+def fmt(v, nd=1):
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def print_table(results, n):
+    print()
+    hdr = f"{'mode':7s} {'metric':24s} {'transformers':>13s} {'glimpse':>10s} {'gl/tf':>7s} {'speedup':>8s}"
+    print(hdr)
+    print("-" * len(hdr))
+    rows = [
+        ("latency/image (ms)", "latency_ms"),
+        ("encoder (ms)", "encode_ms"),
+        ("decoder step (ms)", "step_ms"),
+        (f"generate/{n} (ms)", "gen_per_token"),
+        ("image decode+prep (ms)", "decode_ms"),
+        ("load (ms)", "load_ms"),
+        ("peak RSS (MiB)", "peak_rss_mib"),
+    ]
+    for mode, r in results.items():
+        tf, gl = r.get("transformers"), r.get("glimpse")
+        for side in (tf, gl):
+            if side and side.get("generate_ms") is not None:
+                side["gen_per_token"] = side["generate_ms"] / n
+        for i, (label, key) in enumerate(rows):
+            a = tf.get(key) if tf else None
+            b = gl.get(key) if gl else None
+            ratio = (b / a) if (a and b) else None
+            speed = (a / b) if (a and b and key != "peak_rss_mib") else None
+            print(f"{mode if i == 0 else '':7s} {label:24s} {fmt(a):>13s} {fmt(b):>10s} {fmt(ratio, 2):>7s} "
+                  f"{(fmt(speed, 2) + 'x') if speed else '-':>8s}")
+        if tf and gl:
+            a, b = tf["tokens"], gl["tokens"]
+            # glimpse's "tokens" may or may not include the decoder start token
+            same = bool(b) and (a == b or a[1:] == b)
+            print(f"{'':7s} {'same tokens':24s} {('yes' if same else 'NO'):>13s}")
+        print()
+    print("gl/tf: glimpse / transformers (lower is better for every row); speedup = transformers / glimpse.")
+    print("Issue 4 targets (vit-gpt2, 2 threads): beam3 latency speedup >= 3x, greedy >= 1.5x, "
+          "peak RSS gl/tf <= 0.6, encoder speedup >= 1x.")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--image", default=None)
+    ap.add_argument("--glimpse", default=str(DEFAULT_GLIMPSE))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--modes", default="greedy,beam3")
+    ap.add_argument("--json", default=None, help="also write all results to this file")
+    ap.add_argument("--skip-glimpse", action="store_true")
+    ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="greedy", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker == "transformers":
+        transformers_worker(args)
+        return
+
+    args.model = Path(args.model)
+    if not (args.model / "config.json").exists():
+        raise SystemExit(f"no model at {args.model}: run `.venv/bin/python tools/make_bench_model.py` first")
+    args.image = Path(args.image) if args.image else default_image()
+    glimpse_missing = not Path(args.glimpse).is_file() or not os.access(args.glimpse, os.X_OK)
+    if glimpse_missing and not args.skip_glimpse:
+        print(f"glimpse binary not found at {args.glimpse}: build it with `swift build -c release --product "
+              f"glimpse` (or `make build`), or pass --glimpse PATH / --skip-glimpse.", file=sys.stderr)
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in MODES:
+            raise SystemExit(f"unknown mode {m}; known: {', '.join(MODES)}")
+    print(f"model {args.model}  image {args.image}  threads {args.threads}  runs {args.runs} (+{args.warmup} warmup)"
+          f"  new tokens {args.new_tokens}  cores {os.cpu_count()}")
+    results = {}
+    for m in modes:
+        results[m] = {}
+        if not args.skip_transformers:
+            print(f"[{m}] transformers ...", flush=True)
+            results[m]["transformers"] = run_transformers(args, m)
+        if not args.skip_glimpse and not glimpse_missing:
+            print(f"[{m}] glimpse ...", flush=True)
+            results[m]["glimpse"] = run_glimpse(args, m)
+    print_table(results, args.new_tokens)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                               "results": results}, indent=1))
+    if glimpse_missing and not args.skip_glimpse:
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
