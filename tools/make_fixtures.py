@@ -395,6 +395,11 @@ def generate_cases(prompt_ids_full, eot, max_new=16):
         ("beams3_max4", dict(do_sample=False, num_beams=3, max_new_tokens=4)),
         ("greedy_prompt", dict(base, num_beams=1), "prompt"),
         ("beams3_prompt", dict(base, num_beams=3), "prompt"),
+        # no max_new_tokens: the length limit comes from generation_config.json / the model's defaults
+        ("defaults", dict()),
+        ("defaults_min30", dict(min_new_tokens=30)),
+        ("defaults_beams3_min30", dict(num_beams=3, min_new_tokens=30)),
+        ("defaults_prompt_min30", dict(min_new_tokens=30), "prompt"),
     ]
     return cases
 
