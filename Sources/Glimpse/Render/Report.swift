@@ -27,25 +27,34 @@ public struct ReportWriter: Sendable {
         try ReportWriter().write(records: records, to: dir)
     }
 
-    /// What was read: records in file order and the number of lines that were not JSON objects
-    /// (an interrupted run's incomplete last line, for example).
+    /// What was read: records in file order (each with its line's JSON text, embedded as it is) and
+    /// the number of lines that were not JSON objects (an interrupted run's incomplete last line, say).
     public struct Records {
         public var records: [[String: Any]]
+        var lines: [ArraySlice<UInt8>]
         public var skippedLines: Int
     }
 
     /// Reads a JSON Lines file of records.
     public static func readRecords(_ url: URL) throws -> Records {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        let bytes: [UInt8]
+        do { bytes = [UInt8](try Data(contentsOf: url)) } catch {
             throw HeadsError.invalidRecords(file: url.path, detail: "cannot read: \(error.localizedDescription)")
         }
-        var records: [[String: Any]] = [], skipped = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-            if let obj = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] { records.append(obj) } else { skipped += 1 }
+        var out = Records(records: [], lines: [], skippedLines: 0)
+        for var line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+            while let last = line.last, last == 32 || last == 9 || last == 13 { line = line.dropLast() }
+            while let first = line.first, first == 32 || first == 9 { line = line.dropFirst() }
+            if line.isEmpty { continue }
+            if line.first == UInt8(ascii: "{"),
+               let obj = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] {
+                out.records.append(obj)
+                out.lines.append(line)
+            } else {
+                out.skippedLines += 1
+            }
         }
-        return Records(records: records, skippedLines: skipped)
+        return out
     }
 
     @discardableResult
@@ -57,50 +66,75 @@ public struct ReportWriter: Sendable {
         let cwd = URL(fileURLWithPath: fm.currentDirectoryPath, isDirectory: true)
         let base = url.deletingLastPathComponent()
 
-        // Resolve each record's image and overlays to links relative to the report.
-        var prepared: [[String: Any]] = []
-        prepared.reserveCapacity(input.records.count)
-        for var r in input.records {
+        // Each record is embedded as its own JSON text with the report's links spliced in front
+        // ({"_href": ..., "_overlays": [...], <the record's fields>}): re-serializing 10,000 records
+        // would cost far more than reading them.
+        var chunks: [[UInt8]] = []
+        var chunk: [UInt8] = []
+        var errors = 0
+        for (i, r) in input.records.enumerated() {
+            if r["error"] != nil { errors += 1 }
+            var extra: [String] = []
             if let file = r["file"] as? String {
                 let image = Self.resolve(file, candidates: [cwd, base])
-                r["_href"] = Self.relativePath(from: outDir, to: image)
+                extra.append("\"_href\":" + Self.jsonString(Self.relativePath(from: outDir, to: image)))
                 var overlayDir: URL?
                 if let o = r["overlays"] as? String { overlayDir = Self.resolve(o, candidates: [cwd, base]) }
                 else if let root = overlaysDirectory {
                     overlayDir = root.appendingPathComponent(image.deletingPathExtension().lastPathComponent)
                 }
                 if let od = overlayDir, let names = try? fm.contentsOfDirectory(atPath: od.path) {
-                    let pngs = names.filter { $0.lowercased().hasSuffix(".png") }.sorted()
-                    r["_overlays"] = pngs.map { Self.relativePath(from: outDir, to: od.appendingPathComponent($0)) }
+                    let links = names.filter { $0.lowercased().hasSuffix(".png") }.sorted()
+                        .map { Self.jsonString(Self.relativePath(from: outDir, to: od.appendingPathComponent($0))) }
+                    extra.append("\"_overlays\":[" + links.joined(separator: ",") + "]")
                 }
             }
-            prepared.append(r)
+            let line = input.lines[i]
+            chunk.append(chunk.isEmpty ? UInt8(ascii: "[") : UInt8(ascii: ","))
+            chunk.append(UInt8(ascii: "{"))
+            chunk.append(contentsOf: Array(extra.joined(separator: ",").utf8))
+            let rest = line.dropFirst()                                  // after the record's "{"
+            let hasFields = rest.contains { $0 != 32 && $0 != 9 && $0 != 13 && $0 != 10 && $0 != UInt8(ascii: "}") }
+            if !extra.isEmpty && hasFields { chunk.append(UInt8(ascii: ",")) }
+            // "<" only occurs inside JSON strings here; as \u003c no "</script>" can end the chunk early.
+            for b in rest {
+                if b == UInt8(ascii: "<") { chunk.append(contentsOf: Array("\\u003c".utf8)) } else { chunk.append(b) }
+            }
+            if chunk.count > 0 && (i + 1) % chunkSize == 0 { chunk.append(UInt8(ascii: "]")); chunks.append(chunk); chunk = [] }
         }
+        if !chunk.isEmpty { chunk.append(UInt8(ascii: "]")); chunks.append(chunk) }
 
-        var chunks: [String] = []
-        var start = 0
-        while start < prepared.count {
-            let end = min(start + chunkSize, prepared.count)
-            let json = try JSONSerialization.data(withJSONObject: Array(prepared[start..<end]), options: [.sortedKeys])
-            // "<" escaped so no "</script>" inside a record can end the chunk early.
-            chunks.append(String(decoding: json, as: UTF8.self).replacingOccurrences(of: "<", with: "\\u003c"))
-            start = end
-        }
-        let errors = prepared.filter { $0["error"] != nil }.count
-        let meta: [String: Any] = ["total": prepared.count, "errors": errors, "skipped": input.skippedLines,
+        let meta: [String: Any] = ["total": input.records.count, "errors": errors, "skipped": input.skippedLines,
                                    "pageSize": pageSize, "chunkSize": chunkSize, "source": url.lastPathComponent]
         let metaJSON = String(decoding: try JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys]), as: UTF8.self)
             .replacingOccurrences(of: "<", with: "\\u003c")
 
-        var html = Self.head(title: title)
-        html += "<script type=\"application/json\" id=\"meta\">\(metaJSON)</script>\n"
+        var html = Array(Self.head(title: title).utf8)
+        html += Array("<script type=\"application/json\" id=\"meta\">\(metaJSON)</script>\n".utf8)
         for (i, c) in chunks.enumerated() {
-            html += "<script type=\"application/json\" class=\"chunk\" data-index=\"\(i)\">\(c)</script>\n"
+            html += Array("<script type=\"application/json\" class=\"chunk\" data-index=\"\(i)\">".utf8)
+            html += c
+            html += Array("</script>\n".utf8)
         }
-        html += Self.script + "</body>\n</html>\n"
+        html += Array((Self.script + "</body>\n</html>\n").utf8)
         let index = dir.appendingPathComponent("index.html")
-        try Data(html.utf8).write(to: index, options: .atomic)
+        try Data(html).write(to: index, options: .atomic)
         return index
+    }
+
+    /// `s` as a JSON string literal.
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "<": out += "\\u003c"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 
     /// `path` as given, or the first existing resolution against `candidates` (the first when none exists).
@@ -139,7 +173,7 @@ public struct ReportWriter: Sendable {
                  display: flex; flex-wrap: wrap; gap: 12px; align-items: center; }
         header h1 { font-size: 18px; margin: 0 12px 0 0; }
         header input[type=search] { width: 16em; }
-        #grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; padding: 16px; }
+        #grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; padding: 16px; align-items: start; }
         .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; overflow: hidden; }
         .card.error { border-color: #c33; background: #fff4f4; }
         .pic { position: relative; background: #eee; }
@@ -269,7 +303,7 @@ public struct ReportWriter: Sendable {
       }
       function card(r) {
         var c = el("article", r.error ? "card error" : "card");
-        if (r._href) {
+        if (r._href && !r.error) {   // a failed file may not be an image at all
           var pic = el("div", "pic"), im = el("img");
           im.loading = "lazy"; im.decoding = "async"; im.alt = r.file || ""; im.src = r._href;
           pic.appendChild(im);
@@ -284,7 +318,9 @@ public struct ReportWriter: Sendable {
           var a = el("a"); a.href = r._href; a.appendChild(pic); c.appendChild(a);
         }
         var b = el("div", "body");
-        b.appendChild(el("div", "file", r.file || "(no file)"));
+        var name = el("div", "file");
+        if (r._href) { var fa = el("a", null, r.file); fa.href = r._href; name.appendChild(fa); } else name.textContent = r.file || "(no file)";
+        b.appendChild(name);
         if (r.error) { b.appendChild(el("div", "err", "error: " + r.error)); }
         (r.captions || []).forEach(function (cap) {
           var p = el("div", "cap", cap.text || "");

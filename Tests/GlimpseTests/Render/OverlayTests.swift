@@ -85,14 +85,14 @@ final class OverlayTests: XCTestCase {
         let sheet = ContactSheet(tileSize: 100, maxColumns: 4, margin: 8)
         let texts = ["a", "large", "red", "circle", "to", "the"]
         let out = sheet.render(image: image(200, 100), words: words(texts))
-        // tiles 100×50, label 9+4 (scale 1 below 160 px), 4 columns × 2 rows
+        // tiles 100×50, label 10+4 (scale 1 below 160 px), 4 columns × 2 rows
         XCTAssertEqual(out.width, 4 * 100 + 5 * 8)
-        XCTAssertEqual(out.height, 2 * (50 + 13) + 3 * 8)
+        XCTAssertEqual(out.height, 2 * (50 + 14) + 3 * 8)
         let l = sheet.layout(count: 6, imageWidth: 200, imageHeight: 100)
         XCTAssertEqual(l.columns, 4)
         XCTAssertEqual(l.rows, 2)
         XCTAssertEqual(l.origin(of: 5, margin: 8).x, 8 + 108)
-        XCTAssertEqual(l.origin(of: 5, margin: 8).y, 8 + 63 + 8)
+        XCTAssertEqual(l.origin(of: 5, margin: 8).y, 8 + 64 + 8)
         // portrait image, large tiles: scale-2 labels
         let tall = ContactSheet(tileSize: 224).layout(count: 3, imageWidth: 300, imageHeight: 400)
         XCTAssertEqual(tall.tileWidth, 168)
@@ -106,7 +106,7 @@ final class OverlayTests: XCTestCase {
         // labels are drawn in the strip under each tile
         let o = l.origin(of: 0, margin: 8)
         var ink = 0
-        for y in (o.y + 50)..<(o.y + 63) { for x in o.x..<(o.x + 100) where out.pixel(x: x, y: y) == .black { ink += 1 } }
+        for y in (o.y + 50)..<(o.y + 64) { for x in o.x..<(o.x + 100) where out.pixel(x: x, y: y) == .black { ink += 1 } }
         XCTAssertGreaterThan(ink, 5)
     }
 
