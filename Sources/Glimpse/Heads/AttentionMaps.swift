@@ -10,8 +10,6 @@ public enum HeadsError: Error, CustomStringConvertible, LocalizedError, Equatabl
     case invalidHeads(file: String, key: String, detail: String)
     /// A mask or RLE whose sizes or counts do not add up.
     case invalidMask(String)
-    /// A report's input could not be read.
-    case invalidRecords(file: String, detail: String)
 
     public var description: String {
         switch self {
@@ -19,7 +17,6 @@ public enum HeadsError: Error, CustomStringConvertible, LocalizedError, Equatabl
         case .indexOutOfRange(let s): return s
         case .invalidHeads(let file, let key, let detail): return "\(file): '\(key)': \(detail)"
         case .invalidMask(let s): return "mask: \(s)"
-        case .invalidRecords(let file, let detail): return "\(file): \(detail)"
         }
     }
     public var errorDescription: String? { description }

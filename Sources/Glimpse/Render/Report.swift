@@ -1,5 +1,18 @@
 import Foundation
 
+/// Errors of the report writer.
+public enum ReportError: Error, CustomStringConvertible, LocalizedError {
+    /// The records file could not be read.
+    case unreadableRecords(file: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .unreadableRecords(let file, let detail): return "\(file): \(detail)"
+        }
+    }
+    public var errorDescription: String? { description }
+}
+
 /// A static HTML gallery of batch results (the output contract's JSON Lines): one self-contained
 /// `index.html` with inline CSS and JS, no network. Records are embedded as JSON chunks that the page
 /// parses only when a page of them is shown, and images load lazily, so 10,000 records stay usable.
@@ -39,7 +52,7 @@ public struct ReportWriter: Sendable {
     public static func readRecords(_ url: URL) throws -> Records {
         let bytes: [UInt8]
         do { bytes = [UInt8](try Data(contentsOf: url)) } catch {
-            throw HeadsError.invalidRecords(file: url.path, detail: "cannot read: \(error.localizedDescription)")
+            throw ReportError.unreadableRecords(file: url.path, detail: "cannot read: \(error.localizedDescription)")
         }
         var out = Records(records: [], lines: [], skippedLines: 0)
         for var line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
@@ -351,7 +364,7 @@ public struct ReportWriter: Sendable {
         for (var i = start; i < end; i++) frag.appendChild(card(record(selection ? selection[i] : i)));
         grid.appendChild(frag);
         document.getElementById("pageinfo").textContent = " page " + (page + 1) + " / " + pages() + " ";
-        document.getElementById("summary").textContent = meta.total + " records, " + meta.errors + " errors" +
+        document.getElementById("summary").textContent = meta.total + " records, " + meta.errors + (meta.errors === 1 ? " error" : " errors") +
           (meta.skipped ? ", " + meta.skipped + " unreadable lines" : "") + (selection ? " \\u2014 " + n + " shown" : "");
         document.getElementById("foot").textContent = "from " + meta.source;
         if (location.hash !== "#" + (page + 1)) history.replaceState(null, "", "#" + (page + 1));

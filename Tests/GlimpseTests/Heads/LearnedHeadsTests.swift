@@ -75,6 +75,36 @@ final class LearnedHeadsTests: XCTestCase {
         }
     }
 
+    /// The pipeline from a generated sequence: word grouping by the tokenizer, then either path.
+    func testGroundingPipeline() throws {
+        let s = try setup()
+        let pieces = [100: "red", 101: " circle", 102: " st", 103: "ar"]
+        let decode: ([Int]) -> String = { $0.compactMap { pieces[$0] }.joined() }
+        let attention = s.fixture["attention"] as? [Any] ?? []
+        let sequence = GeneratedSequence(tokens: [0, 100, 101, 102, 103], promptLength: 1, score: 0,
+                                         crossAttention: attention.map(floats))
+        let layout = s.attention.layout
+        let learned = try Grounding.detections(sequence: sequence, layout: layout, decode: decode, encoderStates: s.encoder,
+                                               imageWidth: s.width, imageHeight: s.height, heads: s.heads)
+        XCTAssertEqual(learned.map(\.label), ["red circle", "star"])
+        XCTAssertEqual(learned.map(\.tokenIndex), [2, 3])
+        XCTAssertEqual(learned.map(\.box.array), s.results.map { ints($0["box"]) })
+
+        let free = try Grounding.detections(sequence: sequence, layout: layout, decode: decode, encoderStates: s.encoder,
+                                            imageWidth: s.width, imageHeight: s.height, heads: s.heads,
+                                            method: .attention, masks: false)
+        XCTAssertEqual(free.map(\.label), ["red circle", "star"])
+        XCTAssertTrue(free.allSatisfy { $0.mask == nil && $0.box.width > 0 && $0.score > 0 && $0.score <= 1 })
+
+        // no heads: every content word, training-free
+        let plain = try Grounding.detections(sequence: sequence, layout: layout, decode: decode, encoderStates: s.encoder,
+                                             imageWidth: s.width, imageHeight: s.height, heads: nil)
+        XCTAssertEqual(plain.map(\.word), ["red", "circle", "star"])
+        XCTAssertThrowsError(try Grounding.detections(sequence: sequence, layout: layout, decode: decode,
+                                                      encoderStates: s.encoder, imageWidth: s.width, imageHeight: s.height,
+                                                      heads: nil, method: .learned))
+    }
+
     /// Banker's rounding and clamping as tools/train_heads.py's pixel_box.
     func testPixelBoxRoundingAndClamping() {
         // (0.25 - 0.05) * 10 = 2.0; (0.25 + 0.05) * 10 = 3.0

@@ -49,3 +49,41 @@ final class ReportTests: XCTestCase {
         XCTAssertThrowsError(try ReportWriter.write(records: missing, to: FileManager.default.temporaryDirectory))
     }
 }
+
+/// The report's script runs in a real browser: Debian's headless Chromium renders the cards
+/// (skipped where Chromium is not installed: `apt-get install -y chromium`).
+final class ReportBrowserTests: XCTestCase {
+    func testRendersInHeadlessChromium() throws {
+        let fm = FileManager.default
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: fm.isExecutableFile(atPath:)) else {
+            throw XCTSkip("chromium is not installed")
+        }
+        let root = fm.temporaryDirectory.appendingPathComponent("glimpse-browser-\(UUID().uuidString)")
+        defer { try? fm.removeItem(at: root) }
+        try fm.createDirectory(at: root, withIntermediateDirectories: true)
+        var lines = [#"{"file": "bad.jpg", "error": "not an image"}"#]
+        for i in 0..<120 {
+            lines.append(#"{"file": "img-\#(i).png", "width": 4, "height": 3, "captions": [{"text": "caption \#(i)", "score": -0.5}], "detections": [{"label": "red circle", "word": "circle", "token_index": 4, "box": [1, 0, 2, 2], "score": 0.9, "mask": {"size": [3, 4], "counts": "32103"}}]}"#)
+        }
+        try Data(lines.joined(separator: "\n").utf8).write(to: root.appendingPathComponent("r.jsonl"))
+        let index = try ReportWriter(pageSize: 10).write(records: root.appendingPathComponent("r.jsonl"),
+                                                         to: root.appendingPathComponent("report"))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: chromium)
+        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                       "--dump-dom", index.absoluteString + "#2"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        // page 2 of 10-record pages: records 10..<20 (the error record was record 0, on page 1)
+        XCTAssertEqual(dom.components(separatedBy: "<article class=\"card\"").count - 1, 10)
+        XCTAssertTrue(dom.contains("caption 9<"))          // record 10 is "caption 9"
+        XCTAssertFalse(dom.contains("caption 19<"))
+        XCTAssertTrue(dom.contains("<canvas width=\"4\" height=\"3\""))
+        XCTAssertTrue(dom.contains("page 2 / 13"))
+        XCTAssertTrue(dom.contains("121 records, 1 error"))
+    }
+}
