@@ -1,0 +1,161 @@
+import Foundation
+
+/// Attention heatmaps over images.
+public enum Overlay {
+    /// Opacity of the heatmap: the image stays readable under the whole map.
+    public static let defaultAlpha: Float = 0.55
+
+    /// `map` (G×G row-major) bilinearly upsampled to the image (align_corners=False), scaled by its
+    /// maximum, colored with `colormap` and alpha-blended over `image`.
+    public static func heatmap(image: RGBImage, map: [Float], grid: Int, alpha: Float = defaultAlpha,
+                               colormap: Colormap = .viridis) -> RGBImage {
+        guard grid > 0, map.count == grid * grid, image.width > 0, image.height > 0 else { return image }
+        let up = Bilinear.resize(map, width: grid, height: grid, toWidth: image.width, height: image.height)
+        var maxv: Float = 0
+        for v in up where v > maxv { maxv = v }
+        let inv: Float = maxv > 0 ? 1 / maxv : 0
+        let a = min(max(alpha, 0), 1)
+        var out = image
+        out.pixels.withUnsafeMutableBufferPointer { px in
+            for i in 0..<up.count {
+                let c = colormap.color(up[i] * inv)
+                let p = 3 * i
+                px[p] = blend(px[p], c.r, a)
+                px[p + 1] = blend(px[p + 1], c.g, a)
+                px[p + 2] = blend(px[p + 2], c.b, a)
+            }
+        }
+        return out
+    }
+
+    @inline(__always) static func blend(_ under: UInt8, _ over: UInt8, _ a: Float) -> UInt8 {
+        UInt8(min(255, max(0, (Float(under) * (1 - a) + Float(over) * a).rounded())))
+    }
+
+    /// Line width for boxes and outlines on an image of this size (visible on large images, not heavy on small).
+    public static func lineWidth(width: Int, height: Int) -> Int { max(1, min(width, height) / 160) }
+
+    /// Draws `detection`'s box and mask outline, scaled from the original image size
+    /// (`originalWidth`×`originalHeight`) to `image`'s.
+    public static func draw(_ detection: Detection, on image: inout RGBImage, originalWidth: Int, originalHeight: Int,
+                            color: RGB = .highlight) {
+        guard originalWidth > 0, originalHeight > 0 else { return }
+        if let rle = detection.mask { image.strokeOutline(of: rle.decode(), color: color) }
+        let sx = Double(image.width) / Double(originalWidth), sy = Double(image.height) / Double(originalHeight)
+        let b = detection.box
+        let x0 = Int((Double(b.x) * sx).rounded()), y0 = Int((Double(b.y) * sy).rounded())
+        let x1 = Int((Double(b.x + b.width) * sx).rounded()), y1 = Int((Double(b.y + b.height) * sy).rounded())
+        image.strokeRect(PixelBox(x: x0, y: y0, width: max(1, x1 - x0), height: max(1, y1 - y0)), color: color,
+                         thickness: lineWidth(width: image.width, height: image.height) + 1)
+    }
+
+    /// One word's overlay at the image's size, with its detection (same token index) drawn when present.
+    public static func word(_ word: WordMap, image: RGBImage, detections: [Detection] = []) -> RGBImage {
+        var out = heatmap(image: image, map: word.map, grid: word.grid)
+        for d in detections where d.tokenIndex == word.word.tokenIndex {
+            draw(d, on: &out, originalWidth: image.width, originalHeight: image.height)
+        }
+        return out
+    }
+}
+
+/// Every word's overlay as a tile in reading order, the word printed under each.
+public struct ContactSheet: Sendable {
+    /// Longer side of a tile in pixels.
+    public var tileSize: Int
+    /// At most this many tiles per row.
+    public var maxColumns: Int
+    /// Space between and around tiles.
+    public var margin: Int
+    public var background: RGB
+    public var textColor: RGB
+
+    public init(tileSize: Int = 224, maxColumns: Int = 4, margin: Int = 8,
+                background: RGB = .white, textColor: RGB = .black) {
+        self.tileSize = max(tileSize, 8)
+        self.maxColumns = max(maxColumns, 1)
+        self.margin = max(margin, 0)
+        self.background = background
+        self.textColor = textColor
+    }
+
+    /// Geometry of a sheet for `count` tiles of an image `width`×`height`.
+    public struct Layout: Sendable, Equatable {
+        public var tileWidth: Int, tileHeight: Int, labelHeight: Int, textScale: Int
+        public var columns: Int, rows: Int
+        public var width: Int, height: Int
+
+        /// Top-left of tile `i` (reading order: left to right, then down).
+        public func origin(of i: Int, margin: Int) -> (x: Int, y: Int) {
+            (margin + (i % columns) * (tileWidth + margin), margin + (i / columns) * (tileHeight + labelHeight + margin))
+        }
+    }
+
+    public func layout(count: Int, imageWidth: Int, imageHeight: Int) -> Layout {
+        let w = max(imageWidth, 1), h = max(imageHeight, 1)
+        let tw = w >= h ? tileSize : max(1, Int((Double(tileSize) * Double(w) / Double(h)).rounded()))
+        let th = h >= w ? tileSize : max(1, Int((Double(tileSize) * Double(h) / Double(w)).rounded()))
+        let scale = tw >= 160 ? 2 : 1
+        let labelHeight = BitmapFont.lineHeight * scale + 4
+        let n = max(count, 1)
+        let columns = min(n, maxColumns), rows = (n + columns - 1) / columns
+        return Layout(tileWidth: tw, tileHeight: th, labelHeight: labelHeight, textScale: scale,
+                      columns: columns, rows: rows,
+                      width: columns * tw + (columns + 1) * margin,
+                      height: rows * (th + labelHeight) + (rows + 1) * margin)
+    }
+
+    /// The sheet; with no words, one tile of the plain image. Detections are drawn on the tile of
+    /// the word with the same token index.
+    public func render(image: RGBImage, words: [WordMap], detections: [Detection] = []) -> RGBImage {
+        let l = layout(count: words.count, imageWidth: image.width, imageHeight: image.height)
+        var sheet = RGBImage.filled(width: l.width, height: l.height, color: background)
+        let tiles: [(RGBImage, String)] = words.isEmpty
+            ? [(image.resized(width: l.tileWidth, height: l.tileHeight), "")]
+            : words.map { w in
+                var tile = Overlay.heatmap(image: image, map: w.map, grid: w.grid).resized(width: l.tileWidth, height: l.tileHeight)
+                for d in detections where d.tokenIndex == w.word.tokenIndex {
+                    Overlay.draw(d, on: &tile, originalWidth: image.width, originalHeight: image.height)
+                }
+                return (tile, w.word.text)
+            }
+        for (i, (tile, text)) in tiles.enumerated() {
+            let o = l.origin(of: i, margin: margin)
+            sheet.paste(tile, x: o.x, y: o.y)
+            let fit = max(1, (l.tileWidth + 1) / (BitmapFont.advance * l.textScale))
+            let label = text.count > fit ? String(text.prefix(max(fit - 1, 0))) + "~" : text
+            let size = BitmapFont.size(of: label, scale: l.textScale)
+            sheet.drawText(label, x: o.x + (l.tileWidth - size.width) / 2, y: o.y + l.tileHeight + 3,
+                           color: textColor, scale: l.textScale)
+        }
+        return sheet
+    }
+}
+
+/// Writes overlays as PNG files.
+public enum OverlayExporter {
+    /// File name of word `index`'s overlay: two-digit reading-order index and the word's letters
+    /// and digits ("03-circle.png"); a word without any is named "word".
+    public static func fileName(index: Int, word: String) -> String {
+        let safe = String(word.lowercased().unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) && $0.isASCII }.map(Character.init))
+        return String(format: "%02d-%@.png", index, safe.isEmpty ? "word" : safe)
+    }
+
+    /// One PNG per word (the image's size) and `contact-sheet.png` in `directory` (created when
+    /// missing). Returns the files written, words first in reading order, the contact sheet last.
+    @discardableResult
+    public static func export(image: RGBImage, words: [WordMap], detections: [Detection] = [],
+                              to directory: URL, sheet: ContactSheet = ContactSheet()) throws -> [URL] {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var urls: [URL] = []
+        for (i, w) in words.enumerated() {
+            let url = directory.appendingPathComponent(fileName(index: i, word: w.word.text))
+            try PNGWriter.write(Overlay.word(w, image: image, detections: detections), to: url)
+            urls.append(url)
+        }
+        let sheetURL = directory.appendingPathComponent("contact-sheet.png")
+        try PNGWriter.write(sheet.render(image: image, words: words, detections: detections), to: sheetURL)
+        urls.append(sheetURL)
+        return urls
+    }
+}
