@@ -144,7 +144,7 @@ public final class LearnedHeads: @unchecked Sendable {
             throw HeadsError.invalidHeads(file: weightsURL.path, key: "", detail: "missing (heads.json needs it)")
         }
         let config = try HeadsConfig.load(json, layout: layout, encoderHiddenSize: encoderHiddenSize)
-        let weights = WeightLoader(files: [try SafeTensorsFile(url: weightsURL)])
+        let weights = try WeightLoader(files: [try SafeTensorsFile(url: weightsURL)])
         var tensors: [String: Tensor] = [:]
         for (name, shape) in tensorShapes(config) {
             let parts = name.split(separator: ".", maxSplits: 2).map(String.init)   // "det", "fc1", "weight"
