@@ -72,7 +72,7 @@ enum TextFormat {
             lines.append(captions.count > 1 ? "\(prefix)\(c.text)\t\(String(format: "%.4f", c.score))" : "\(prefix)\(c.text)")
             if i == 0 {
                 for d in record.detections ?? [] {
-                    let box = d.box.map { String(Int($0.rounded())) }.joined(separator: ", ")
+                    let box = "\(d.box.x), \(d.box.y), \(d.box.width), \(d.box.height)"
                     lines.append("  \(d.label)\t[\(box)]\t\(String(format: "%.2f", d.score))")
                 }
             }

@@ -8,6 +8,8 @@ public struct CaptionRequest: Sendable {
     public var segment = false
     /// Include per-token aggregate attention maps in the record (`--attention`).
     public var includeAttention = false
+    /// Which grounding produces detections (learned heads when present, by default).
+    public var grounding = Grounding.Method.auto
     public var maxPixels = 100_000_000
 
     public init(parameters: GenerationParameters) { self.parameters = parameters }

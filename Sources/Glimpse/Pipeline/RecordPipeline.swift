@@ -7,9 +7,13 @@ public final class RecordPipeline {
     public let model: CaptionModel
     public let request: CaptionRequest
 
+    /// The model directory's learned heads (loaded once; nil when it has none or detection is off).
+    public let heads: LearnedHeads?
+
     public init(model: CaptionModel, request: CaptionRequest) throws {
         self.model = model
         self.request = request
+        heads = request.detect && request.grounding != .attention ? try model.loadHeads() : nil
     }
 
     /// The record for one result; errors become `{"file", "error"}` records.
@@ -18,18 +22,45 @@ public final class RecordPipeline {
         case .failure(let error):
             return CaptionRecord(file: file, error: Self.describe(error))
         case .success(let r):
+            var groundMs = 0.0
             var record = CaptionRecord(
                 file: file, width: r.image.width, height: r.image.height, model: model.directory.path,
                 captions: zip(r.sequences, r.texts).map { seq, text in
                     .init(text: text, score: Double(seq.score), tokens: seq.tokens)
                 })
+            if let best = r.sequences.first {
+                do {
+                    if request.detect {
+                        let start = ContinuousClock.now
+                        record.detections = try model.detections(
+                            for: best, encoderStates: r.encoderStates, imageWidth: r.image.width, imageHeight: r.image.height,
+                            heads: heads, method: request.grounding, masks: request.segment)
+                        groundMs = milliseconds(since: start)
+                    }
+                    if request.includeAttention { record.attention = try attentionRecord(best) }
+                } catch {
+                    return CaptionRecord(file: file, error: "grounding failed: \(Self.describe(error))")
+                }
+            }
             record.timingMilliseconds = [
                 "decode": Self.round(r.timing.decodeMilliseconds, 2),
                 "encode": Self.round(r.timing.encodeMilliseconds, 2),
                 "generate": Self.round(r.timing.generateMilliseconds, 2),
             ]
+            if request.detect { record.timingMilliseconds?["ground"] = Self.round(groundMs, 2) }
             return record
         }
+    }
+
+    /// Each generated token's aggregate map (mean over heads of the last layer), 4 decimals.
+    func attentionRecord(_ sequence: GeneratedSequence) throws -> AttentionRecord {
+        let maps = try model.attentionMaps(for: sequence)
+        let layout = model.attentionLayout
+        return AttentionRecord(grid: [layout.grid, layout.grid], layer: layout.layers - 1,
+                               tokens: Array(sequence.generatedTokens),
+                               maps: try (0..<sequence.crossAttention.count).map { t in
+                                   try maps.aggregate(token: t).map { Float(($0 * 1e4).rounded() / 1e4) }
+                               })
     }
 
     static func round(_ v: Double, _ digits: Int) -> Double {

@@ -14,7 +14,7 @@ public struct CaptionRecord: Codable, Sendable {
     public var height: Int?
     public var model: String?
     public var captions: [Caption]?
-    public var detections: [DetectionRecord]?
+    public var detections: [Detection]?
     /// Per generated token (best caption): the aggregate cross-attention map over the patch grid (`--attention`).
     public var attention: AttentionRecord?
     public var timingMilliseconds: [String: Double]?
@@ -48,27 +48,6 @@ public struct AttentionRecord: Codable, Sendable {
     public var layer: Int
     public var tokens: [Int]
     public var maps: [[Float]]
-}
-
-/// A grounded word in the contract's form.
-public struct DetectionRecord: Codable, Sendable {
-    public struct Mask: Codable, Sendable {
-        public var size: [Int]      // [height, width]
-        public var counts: String   // COCO RLE, pycocotools' compressed string
-    }
-    public var label: String
-    public var word: String
-    public var tokenIndex: Int
-    public var box: [Double]        // [x, y, width, height] in original pixels
-    public var score: Double
-    public var mask: Mask?
-    public var source: String?      // "learned" or "attention" (training-free)
-
-    enum CodingKeys: String, CodingKey {
-        case label, word
-        case tokenIndex = "token_index"
-        case box, score, mask, source
-    }
 }
 
 public enum RecordCoding {
