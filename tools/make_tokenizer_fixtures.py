@@ -18,6 +18,7 @@ Run with the pinned environment (tools/requirements.txt):
     python tools/make_tokenizer_fixtures.py [--out Tests/GlimpseTests/Fixtures/tokenizers]
 """
 import argparse
+import collections
 import json
 import os
 import random
@@ -199,17 +200,36 @@ def train_bpe(out_root):
     return [legacy, modern]
 
 
+def build_wordpiece_vocab():
+    """A deterministic WordPiece vocabulary (the `tokenizers` WordPiece trainer breaks ties by hash order).
+
+    Specials, then every character of the normalized training text (alone and as `##` continuation),
+    then the most frequent words and word pieces; characters seen only in the test corpus stay
+    out, so [UNK] is exercised.
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    words = collections.Counter()
+    for line in TRAIN_TEXT.splitlines():
+        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(line)):
+            words[word] += 1
+    chars = sorted({c for w in words for c in w})
+    pieces, prefixes = collections.Counter(), collections.Counter()
+    for word, count in words.items():
+        for n in range(2, 5):
+            if len(word) > n:
+                pieces["##" + word[-n:]] += count
+                prefixes[word[:n]] += count
+    by_count = lambda counter, k: [t for t, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
+    for token in by_count(words, 260) + by_count(prefixes, 80) + by_count(pieces, 120):
+        if token not in vocab:
+            vocab.append(token)
+    return vocab
+
+
 def train_wordpiece(out_root):
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=700,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-        show_progress=False,
-    )
-    tok.train_from_iterator(TRAIN_TEXT.splitlines() * 4 + CORPUS, trainer=trainer)
-    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    vocab = [(token, i) for i, token in enumerate(build_wordpiece_vocab())]
 
     # Layout 1: vocab.txt + configs in the style of Salesforce/blip-image-captioning-base
     # (BertTokenizer, [DEC] as bos_token and [ENC] as an additional special token after the vocab).
@@ -263,10 +283,55 @@ def train_wordpiece(out_root):
     return [legacy, modern]
 
 
-def reference(directory):
+# Config variants over a base layout's vocabulary files: how transformers fills in class defaults,
+# explicit nulls, special_tokens_map.json, add_prefix_space, casing and the clean-up flags.
+VARIANTS = [
+    ("gpt2-vocab-merges", ["vocab.json", "merges.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "GPT2Tokenizer"}}),
+    ("gpt2-vocab-merges", ["vocab.json", "merges.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "GPT2Tokenizer", "bos_token": None, "pad_token": "<|endoftext|>"}}),
+    ("gpt2-vocab-merges", ["vocab.json", "merges.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": True}}),
+    ("gpt2-vocab-merges", ["vocab.json", "merges.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "GPT2Tokenizer", "clean_up_tokenization_spaces": True,
+                                  "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output": True}}),
+    ("bert-vocab-txt", ["vocab.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "BertTokenizer"},
+        "special_tokens_map.json": {"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]}}),
+    ("bert-vocab-txt", ["vocab.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "BertTokenizer", "do_lower_case": False}}),
+    ("bert-vocab-txt", ["vocab.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "BertTokenizer", "strip_accents": False,
+                                  "clean_up_tokenization_spaces": True}}),
+    ("bert-vocab-txt", ["vocab.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "BertTokenizer", "tokenize_chinese_chars": False}}),
+]
+
+VARIANT_CORPUS = [
+    "Hello World", " hello", "It's a CAT , isn't it ?", "Café naïve ÅNGSTRÖM", "日本語のテキスト 中文",
+    "hello <|endoftext|> world", "[CLS] a [DEC] b [ENC] [SEP]", "tabs\tand  spaces  ", "do n't go !",
+]
+
+
+def variants(out_root):
+    import tempfile
+    results = []
+    for base, files, configs in VARIANTS:
+        with tempfile.TemporaryDirectory() as d:
+            for name in files:
+                shutil.copy(os.path.join(out_root, base, name), d)
+            for name, content in configs.items():
+                with open(os.path.join(d, name), "w") as f:
+                    json.dump(content, f)
+            ref = reference(d, VARIANT_CORPUS)
+        results.append({"base": base, "files": files, "configs": configs, "expected": ref})
+    return results
+
+
+def reference(directory, corpus=None):
     tok = AutoTokenizer.from_pretrained(directory)
     cases = []
-    for text in CORPUS:
+    for text in corpus or CORPUS:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         cases.append({"text": text, "ids": ids})
     decodes = []
@@ -281,17 +346,17 @@ def reference(directory):
         add_decode(case["ids"])
     special = [i for i in [tok.bos_token_id, tok.cls_token_id] if i is not None][:1]
     closing = [i for i in [tok.sep_token_id, tok.eos_token_id] if i is not None][:1]
-    for case in cases[3:12]:
+    for case in cases[3:12] if corpus is None else []:
         add_decode(special + case["ids"] + closing)
         if tok.pad_token_id is not None:
             add_decode(case["ids"] + [tok.pad_token_id] * 2)
     # Partial byte sequences (invalid UTF-8 for byte-level BPE), every id alone, unknown ids dropped.
-    for text in ["😀 😃 🐶 🚀", "日本語のテキスト", "Café"]:
+    for text in ["😀 😃 🐶 🚀", "日本語のテキスト", "Café"] if corpus is None else []:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         for k in range(1, min(len(ids), 6)):
             add_decode(ids[:k])
             add_decode(ids[k:])
-    if type(tok).__name__ == "GPT2Tokenizer":
+    if type(tok).__name__ == "GPT2Tokenizer" and corpus is None:
         # Every id in one sequence: byte tokens out of context decode to U+FFFD as HF does.
         add_decode(list(range(len(tok))))
 
@@ -391,6 +456,7 @@ def main():
         ref = reference(d)
         same = [name for name, r in result["tokenizers"].items() if r == ref]
         result["tokenizers"][os.path.basename(d)] = {"same_as": same[0]} if same else ref
+    result["variants"] = variants(args.out)
     with open(os.path.join(args.out, "unicode_classes.json"), "w") as f:
         json.dump(unicode_classes(), f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")

@@ -94,6 +94,8 @@ struct TokenizerSettings {
     var addedTokens: [AddedToken] = []
     /// Named special tokens (`bos_token` ... `mask_token`) by short name ("bos" ...).
     var named: [String: String] = [:]
+    /// Named special tokens set to `null` (no class default applies).
+    var explicitNull: Set<String> = []
     /// `additional_special_tokens` / `extra_special_tokens`.
     var additional: [String] = []
     /// `clean_up_tokenization_spaces` (transformers 5 default: false).
@@ -144,7 +146,9 @@ struct TokenizerSettings {
             }
             var fromMap = TokenizerSettings()
             try fromMap.readNamedTokens(map, file: mapURL.path)
-            for (key, value) in fromMap.named where settings.named[key] == nil { settings.named[key] = value }
+            for (key, value) in fromMap.named where settings.named[key] == nil && !settings.explicitNull.contains(key) {
+                settings.named[key] = value
+            }
             if settings.additional.isEmpty { settings.additional = fromMap.additional }
         }
         // Legacy added_tokens.json: {"token": id}.
@@ -185,7 +189,8 @@ struct TokenizerSettings {
     private mutating func readNamedTokens(_ object: JSONValue, file: String) throws {
         for name in Self.namedKeys {
             let key = "\(name)_token"
-            guard let value = object[key], !value.isNull else { continue }
+            guard let value = object[key] else { continue }
+            if value.isNull { explicitNull.insert(name); continue }
             guard let content = Self.tokenContent(value) else {
                 throw TokenizerError.invalidValue(file: file, key: key, reason: "expected a string or an object with 'content'")
             }
@@ -226,10 +231,18 @@ struct TokenizerSettings {
                           normalized: value["normalized"]?.bool ?? !special)
     }
 
+    /// `tokenizer_class` from the config, without a `Fast` suffix.
+    var tokenizerClass: String? {
+        guard let name = config?["tokenizer_class"]?.string else { return nil }
+        return name.hasSuffix("Fast") ? String(name.dropLast(4)) : name
+    }
+
     /// Completes the added tokens with the named special tokens, as transformers registers them:
     /// a named token already added becomes special, one in the model vocabulary is added with its
-    /// id, any other gets the next free id.
-    func resolveAddedTokens(vocabLookup: (String) -> Int?, vocabCount: Int) -> (tokens: [AddedToken], special: SpecialTokens) {
+    /// id, any other gets the next free id. `defaults` are the tokenizer class's defaults for names
+    /// the files leave out (not for names they set to null).
+    func resolveAddedTokens(vocabLookup: (String) -> Int?, vocabCount: Int,
+                            defaults: [String: String]) -> (tokens: [AddedToken], special: SpecialTokens) {
         var tokens = addedTokens
         var nextID = max(vocabCount, (tokens.map(\.id).max() ?? -1) + 1)
         func register(_ content: String) -> Int {
@@ -244,7 +257,7 @@ struct TokenizerSettings {
         }
         var special = SpecialTokens()
         for name in Self.namedKeys {
-            guard let content = named[name] else { continue }
+            guard let content = named[name] ?? (explicitNull.contains(name) ? nil : defaults[name]) else { continue }
             let id = register(content)
             switch name {
             case "bos": special.bos = id

@@ -143,7 +143,11 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         self.merges = mergeTable
         byteIDs = ByteLevel.byteToScalar.map { vocab[ExactString(String(Character($0)))] ?? -1 }
 
-        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count)
+        // GPT2Tokenizer's defaults; a generic PreTrainedTokenizerFast has none.
+        let defaults = TokenizerLoader.genericClasses.contains(settings.tokenizerClass ?? "") ? [:]
+            : ["unk": "<|endoftext|>", "bos": "<|endoftext|>", "eos": "<|endoftext|>"]
+        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
+                                                   defaults: defaults)
         var byContent: [ExactString: Int] = [:]
         for token in resolved.tokens {
             idToToken[token.id] = token.content

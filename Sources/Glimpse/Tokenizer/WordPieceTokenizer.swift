@@ -101,14 +101,11 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         }
         normalization = norm
 
-        let unkToken = settings.named["unk"] ?? model?["unk_token"]?.string ?? "[UNK]"
-        var resolvedSettings = settings
-        resolvedSettings.named["unk"] = unkToken
-        for (name, content) in [("sep", "[SEP]"), ("pad", "[PAD]"), ("cls", "[CLS]"), ("mask", "[MASK]")]
-        where settings.config == nil && resolvedSettings.named[name] == nil && vocab[ExactString(content)] != nil {
-            // BertTokenizer's defaults, when there is no config to name them.
-            resolvedSettings.named[name] = content
-        }
+        // BertTokenizer's defaults; a generic PreTrainedTokenizerFast has none but tokenizer.json's unk.
+        var defaults = ["unk": "[UNK]", "sep": "[SEP]", "pad": "[PAD]", "cls": "[CLS]", "mask": "[MASK]"]
+        if TokenizerLoader.genericClasses.contains(settings.tokenizerClass ?? "") { defaults = [:] }
+        if let modelUnk = model?["unk_token"]?.string { defaults["unk"] = modelUnk }
+        let unkToken = settings.named["unk"] ?? defaults["unk"] ?? "[UNK]"
         guard let unk = vocab[ExactString(unkToken)] else {
             throw TokenizerError.unknownToken(file: file, key: "unk_token", token: unkToken)
         }
@@ -119,7 +116,8 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
         var idToToken: [Int: String] = [:]
         for (token, id) in vocab { idToToken[id] = token.string }
-        let resolved = resolvedSettings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count)
+        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
+                                                   defaults: defaults)
         var byContent: [ExactString: Int] = [:]
         for token in resolved.tokens {
             idToToken[token.id] = token.content

@@ -34,6 +34,10 @@ final class TokenizerParityTests: XCTestCase {
             return XCTFail("parity.json has no entry for \(name)")
         }
         if let other = reference["same_as"]?.string, let shared = all?[other] { reference = shared }
+        check(tokenizer, against: reference, name: name, minimumCases: 40)
+    }
+
+    func check(_ tokenizer: any Tokenizer, against reference: JSONValue, name: String, minimumCases: Int) {
         XCTAssertEqual(tokenizer.vocabularySize, reference["vocab_size"]?.int, "\(name) vocabulary size")
         let special = reference["special"]
         let s = tokenizer.specialTokens
@@ -47,7 +51,7 @@ final class TokenizerParityTests: XCTestCase {
         XCTAssertEqual(s.all.sorted(), ids(reference["all_special_ids"]), "\(name) special ids")
 
         let cases = reference["encode"]?.array ?? []
-        XCTAssertGreaterThan(cases.count, 40)
+        XCTAssertGreaterThanOrEqual(cases.count, minimumCases)
         for item in cases {
             let text = item["text"]?.string ?? ""
             let expected = ids(item["ids"])
@@ -57,7 +61,7 @@ final class TokenizerParityTests: XCTestCase {
             }
         }
         let decodes = reference["decode"]?.array ?? []
-        XCTAssertGreaterThan(decodes.count, 40)
+        XCTAssertGreaterThanOrEqual(decodes.count, minimumCases)
         for item in decodes {
             let input = ids(item["ids"])
             assertExactlyEqual(tokenizer.decode(input, skipSpecialTokens: true), item["skip_special"]?.string ?? "",
@@ -90,6 +94,51 @@ final class TokenizerParityTests: XCTestCase {
     func testWordPieceFromTokenizerJSON() throws {
         try checkParity("bert-tokenizer-json") { dir in
             try WordPieceTokenizer(tokenizerFile: dir.appendingPathComponent("tokenizer.json"))
+        }
+    }
+
+    /// Config variants (class defaults, null tokens, special_tokens_map.json, add_prefix_space,
+    /// casing, clean-up flags) over the fixture vocabularies.
+    func testConfigVariants() throws {
+        let variants = try Self.parity()["variants"]?.array ?? []
+        XCTAssertGreaterThanOrEqual(variants.count, 8)
+        let root = try Self.fixturesDirectory()
+        for (index, variant) in variants.enumerated() {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-variant-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let base = variant["base"]?.string ?? ""
+            for file in variant["files"]?.array?.compactMap(\.string) ?? [] {
+                try FileManager.default.copyItem(at: root.appendingPathComponent(base).appendingPathComponent(file),
+                                                 to: directory.appendingPathComponent(file))
+            }
+            for (file, content) in variant["configs"]?.object ?? [] {
+                try Self.serialize(content).write(to: directory.appendingPathComponent(file), atomically: true, encoding: .utf8)
+            }
+            let tokenizer = try TokenizerLoader.load(directory: directory)
+            check(tokenizer, against: variant["expected"] ?? .null, name: "variant \(index) \(base)", minimumCases: 5)
+        }
+    }
+
+    static func serialize(_ value: JSONValue) -> String {
+        switch value {
+        case .null: return "null"
+        case .bool(let b): return b ? "true" : "false"
+        case .number(let d): return d.rounded() == d ? String(Int(d)) : String(d)
+        case .string(let s):
+            var out = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+                default: out.unicodeScalars.append(u)
+                }
+            }
+            return out + "\""
+        case .array(let items): return "[" + items.map(serialize).joined(separator: ",") + "]"
+        case .object(let pairs):
+            return "{" + pairs.map { serialize(.string($0.key)) + ":" + serialize($0.value) }.joined(separator: ",") + "}"
         }
     }
 
