@@ -1,0 +1,307 @@
+import Foundation
+
+/// GPT-2's byte-level byte-pair encoding, equal to transformers' `GPT2Tokenizer` (5.x) and
+/// `GPT2TokenizerFast`.
+///
+/// Pipeline: split out added tokens, pre-tokenize with GPT-2's regex, map each piece's UTF-8
+/// bytes to printable characters, apply merges by rank. Decoding maps characters back to bytes
+/// and decodes UTF-8 with replacement characters for invalid sequences.
+public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
+    public let specialTokens: SpecialTokens
+    public let vocabularySize: Int
+
+    /// Token string to id (model vocabulary).
+    private let vocab: [ExactString: Int]
+    /// Id to token string, model vocabulary and added tokens.
+    private let idToToken: [Int: String]
+    /// Id of the single-character token for each byte, or -1.
+    private let byteIDs: [Int]
+    /// Merge of two ids (`left << 32 | right`) to its rank and the merged id.
+    private let merges: [UInt64: (rank: Int32, id: Int32)]
+    private let addedRaw: AddedTokenSplitter
+    private let addedNormalized: AddedTokenSplitter
+    private let addedByContent: [ExactString: Int]
+    private let addPrefixSpace: Bool
+    private let ignoreMerges: Bool
+    private let cleanUp: Bool
+
+    // Cache of pre-token bytes to ids; guarded by `lock`.
+    private var cache: [[UInt8]: [Int]] = [:]
+    private let lock = NSLock()
+    private static let cacheCapacity = 10_000
+
+    /// Loads `vocab.json` + `merges.txt` from `directory`, with the optional config files.
+    public convenience init(vocabularyFile: URL, mergesFile: URL) throws {
+        let directory = vocabularyFile.deletingLastPathComponent()
+        let vocabJSON = try readJSON(vocabularyFile)
+        let vocab = try Self.parseVocab(vocabJSON, file: vocabularyFile.path, key: "(root)")
+        let text = try readFile(mergesFile)
+        guard let string = String(data: text, encoding: .utf8) else {
+            throw TokenizerError.invalidValue(file: mergesFile.path, key: "(file)", reason: "not valid UTF-8")
+        }
+        var merges: [(String, String, line: Int)] = []
+        for (index, rawLine) in string.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(rawLine)
+            if line.hasSuffix("\r") { line = line.dropLast() }
+            if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
+            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw TokenizerError.invalidMerge(file: mergesFile.path, line: index + 1, merge: String(line),
+                                                  reason: "expected two tokens separated by one space")
+            }
+            merges.append((String(parts[0]), String(parts[1]), index + 1))
+        }
+        let settings = try TokenizerSettings.load(directory: directory, tokenizerJSON: nil, tokenizerJSONFile: "")
+        let addPrefixSpace = settings.config?["add_prefix_space"]?.bool ?? false
+        try self.init(vocab: vocab, merges: merges, mergesFile: mergesFile.path, settings: settings,
+                      addPrefixSpace: addPrefixSpace, ignoreMerges: false)
+    }
+
+    /// Loads a `tokenizer.json` whose model is BPE, with the optional config files beside it.
+    public convenience init(tokenizerFile: URL) throws {
+        let file = tokenizerFile.path
+        let json = try readJSON(tokenizerFile)
+        guard let model = json["model"], model.object != nil else {
+            throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
+        }
+        let type = model["type"]?.string ?? "BPE"
+        guard type == "BPE" else {
+            throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.type is \(type), expected BPE")
+        }
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            if let value = model[key]?.string, !value.isEmpty {
+                throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.\(key) '\(value)' is not supported")
+            }
+        }
+        if model["byte_fallback"]?.bool == true {
+            throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.byte_fallback is not supported")
+        }
+        if let pre = json["pre_tokenizer"], !pre.isNull {
+            let types = Self.componentTypes(pre)
+            guard types == ["ByteLevel"] else {
+                throw TokenizerError.unsupportedTokenizer(file: file, reason: "pre_tokenizer \(types) is not GPT-2's ByteLevel")
+            }
+        }
+        if let normalizer = json["normalizer"], !normalizer.isNull {
+            throw TokenizerError.unsupportedTokenizer(file: file, reason: "normalizer \(Self.componentTypes(normalizer)) is not supported for byte-level BPE")
+        }
+        guard let vocabValue = model["vocab"] else {
+            throw TokenizerError.invalidValue(file: file, key: "model.vocab", reason: "missing")
+        }
+        let vocab = try Self.parseVocab(vocabValue, file: file, key: "model.vocab")
+        guard let mergeList = model["merges"]?.array else {
+            throw TokenizerError.invalidValue(file: file, key: "model.merges", reason: "missing or not an array")
+        }
+        var merges: [(String, String, line: Int)] = []
+        merges.reserveCapacity(mergeList.count)
+        for (index, item) in mergeList.enumerated() {
+            if let s = item.string {
+                let parts = s.split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw TokenizerError.invalidMerge(file: file, line: index, merge: s, reason: "expected two tokens separated by one space")
+                }
+                merges.append((String(parts[0]), String(parts[1]), index))
+            } else if let pair = item.array, pair.count == 2, let a = pair[0].string, let b = pair[1].string {
+                merges.append((a, b, index))
+            } else {
+                throw TokenizerError.invalidMerge(file: file, line: index, merge: "\(item)", reason: "expected \"a b\" or [a, b]")
+            }
+        }
+        let settings = try TokenizerSettings.load(directory: tokenizerFile.deletingLastPathComponent(),
+                                                  tokenizerJSON: json, tokenizerJSONFile: file)
+        // transformers 5 rebuilds the pipeline from the config's add_prefix_space; older files carry it
+        // in the pre-tokenizer.
+        let addPrefixSpace = settings.config?["add_prefix_space"]?.bool
+            ?? json["pre_tokenizer"]?["add_prefix_space"]?.bool ?? false
+        try self.init(vocab: vocab, merges: merges, mergesFile: file, settings: settings,
+                      addPrefixSpace: addPrefixSpace, ignoreMerges: model["ignore_merges"]?.bool ?? false)
+    }
+
+    private init(vocab: [ExactString: Int], merges: [(String, String, line: Int)], mergesFile: String,
+                 settings: TokenizerSettings, addPrefixSpace: Bool, ignoreMerges: Bool) throws {
+        self.vocab = vocab
+        var idToToken: [Int: String] = [:]
+        for (token, id) in vocab { idToToken[id] = token.string }
+        var mergeTable: [UInt64: (rank: Int32, id: Int32)] = [:]
+        mergeTable.reserveCapacity(merges.count)
+        for (rank, merge) in merges.enumerated() {
+            guard let a = vocab[ExactString(merge.0)] else {
+                throw TokenizerError.invalidMerge(file: mergesFile, line: merge.line, merge: "\(merge.0) \(merge.1)",
+                                                  reason: "token '\(merge.0)' is not in the vocabulary")
+            }
+            guard let b = vocab[ExactString(merge.1)] else {
+                throw TokenizerError.invalidMerge(file: mergesFile, line: merge.line, merge: "\(merge.0) \(merge.1)",
+                                                  reason: "token '\(merge.1)' is not in the vocabulary")
+            }
+            guard let merged = vocab[ExactString(merge.0 + merge.1)] else {
+                throw TokenizerError.invalidMerge(file: mergesFile, line: merge.line, merge: "\(merge.0) \(merge.1)",
+                                                  reason: "merged token '\(merge.0)\(merge.1)' is not in the vocabulary")
+            }
+            let key = UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))
+            if mergeTable[key] == nil { mergeTable[key] = (Int32(rank), Int32(merged)) }
+        }
+        self.merges = mergeTable
+        byteIDs = ByteLevel.byteToScalar.map { vocab[ExactString(String(Character($0)))] ?? -1 }
+
+        // GPT2Tokenizer's defaults; a generic PreTrainedTokenizerFast has none.
+        let defaults = TokenizerLoader.genericClasses.contains(settings.tokenizerClass ?? "") ? [:]
+            : ["unk": "<|endoftext|>", "bos": "<|endoftext|>", "eos": "<|endoftext|>"]
+        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
+                                                   defaults: defaults)
+        var byContent: [ExactString: Int] = [:]
+        for token in resolved.tokens {
+            idToToken[token.id] = token.content
+            byContent[ExactString(token.content)] = token.id
+        }
+        self.idToToken = idToToken
+        addedByContent = byContent
+        addedRaw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
+        addedNormalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized })
+        specialTokens = resolved.special
+        var names = Set(vocab.keys)
+        for token in resolved.tokens { names.insert(ExactString(token.content)) }
+        vocabularySize = names.count
+        self.addPrefixSpace = addPrefixSpace
+        self.ignoreMerges = ignoreMerges
+        cleanUp = settings.cleanUpTokenizationSpaces && settings.cleanUpForBPE
+    }
+
+    static func parseVocab(_ value: JSONValue, file: String, key: String) throws -> [ExactString: Int] {
+        guard let entries = value.object else {
+            throw TokenizerError.invalidValue(file: file, key: key, reason: "expected an object of token to id")
+        }
+        var vocab: [ExactString: Int] = [:]
+        vocab.reserveCapacity(entries.count)
+        var seen = Set<Int>()
+        for (token, idValue) in entries {
+            guard let id = idValue.int, id >= 0 else {
+                throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id is not a non-negative integer")
+            }
+            guard seen.insert(id).inserted else {
+                throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id \(id) is used twice")
+            }
+            vocab[ExactString(token)] = id
+        }
+        return vocab
+    }
+
+    static func componentTypes(_ value: JSONValue) -> [String] {
+        guard let type = value["type"]?.string else { return [] }
+        if type == "Sequence" {
+            let items = value["pretokenizers"]?.array ?? value["normalizers"]?.array ?? value["decoders"]?.array ?? []
+            return items.flatMap(componentTypes)
+        }
+        return [type]
+    }
+
+    // MARK: Tokenizer
+
+    public func tokenID(_ token: String) -> Int? {
+        addedByContent[ExactString(token)] ?? vocab[ExactString(token)]
+    }
+
+    public func encode(_ text: String) -> [Int] {
+        let scalars = Array(text.unicodeScalars)
+        var pieces: [TextPiece] = []
+        addedRaw.split(scalars, 0..<scalars.count, into: &pieces)
+        var ids: [Int] = []
+        for piece in pieces {
+            switch piece {
+            case .token(let id):
+                ids.append(id)
+            case .text(let range):
+                var inner: [TextPiece] = []
+                addedNormalized.split(scalars, range, into: &inner)
+                for p in inner {
+                    switch p {
+                    case .token(let id): ids.append(id)
+                    case .text(let r): encodePlain(scalars, r, into: &ids)
+                    }
+                }
+            }
+        }
+        return ids
+    }
+
+    private func encodePlain(_ scalars: [Unicode.Scalar], _ range: Range<Int>, into ids: inout [Int]) {
+        var text = scalars
+        var range = range
+        if addPrefixSpace, scalars[range.lowerBound] != " " {
+            text = [" "] + scalars[range]
+            range = 0..<text.count
+        }
+        var bytes: [UInt8] = []
+        ByteLevel.preTokenize(text, range) { word in
+            bytes.removeAll(keepingCapacity: true)
+            for s in text[word] { appendUTF8(s, to: &bytes) }
+            ids.append(contentsOf: bpe(bytes))
+        }
+    }
+
+    /// Merges one pre-token (its UTF-8 bytes) by rank.
+    private func bpe(_ bytes: [UInt8]) -> [Int] {
+        lock.lock()
+        if let hit = cache[bytes] { lock.unlock(); return hit }
+        lock.unlock()
+        var symbols: [Int] = []
+        symbols.reserveCapacity(bytes.count)
+        for b in bytes where byteIDs[Int(b)] >= 0 { symbols.append(byteIDs[Int(b)]) }
+        if ignoreMerges {
+            let word = String(String.UnicodeScalarView(bytes.map { ByteLevel.byteToScalar[Int($0)] }))
+            if let id = vocab[ExactString(word)] { return [id] }
+        }
+        while symbols.count > 1 {
+            var bestRank = Int32.max
+            var bestID: Int32 = -1
+            var bestPair: UInt64 = 0
+            for k in 0..<symbols.count - 1 {
+                let key = UInt64(UInt32(symbols[k])) << 32 | UInt64(UInt32(symbols[k + 1]))
+                if let m = merges[key], m.rank < bestRank {
+                    bestRank = m.rank; bestID = m.id; bestPair = key
+                }
+            }
+            if bestID < 0 { break }
+            // Merge every occurrence of the best pair, left to right.
+            var out: [Int] = []
+            out.reserveCapacity(symbols.count)
+            var k = 0
+            while k < symbols.count {
+                if k + 1 < symbols.count,
+                   UInt64(UInt32(symbols[k])) << 32 | UInt64(UInt32(symbols[k + 1])) == bestPair {
+                    out.append(Int(bestID))
+                    k += 2
+                } else {
+                    out.append(symbols[k])
+                    k += 1
+                }
+            }
+            symbols = out
+        }
+        lock.lock()
+        if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
+        cache[bytes] = symbols
+        lock.unlock()
+        return symbols
+    }
+
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String {
+        var bytes: [UInt8] = []
+        for id in ids {
+            if skipSpecialTokens, specialTokens.all.contains(id) { continue }
+            guard let token = idToToken[id] else { continue }
+            let start = bytes.count
+            var mapped = true
+            for s in token.unicodeScalars {
+                guard let b = ByteLevel.scalarToByte[s.value] else { mapped = false; break }
+                bytes.append(b)
+            }
+            if !mapped {
+                // A token outside the byte alphabet (an added token such as "a photo of") is its own UTF-8.
+                bytes.removeSubrange(start...)
+                bytes.append(contentsOf: token.utf8)
+            }
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        return cleanUp ? cleanUpTokenization(text) : text
+    }
+}
