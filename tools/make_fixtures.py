@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build tiny random Hugging Face captioning models and record what transformers computes.
 
-Writes Tests/GlimpseTests/Fixtures/models/ (see the README.md written there):
+Writes Tests/GlimpseTests/Fixtures/models/ (documented in the README.md kept there by hand):
   images/*.png                      fixture input images (made here, deterministic)
   <model>/                          a complete HF model directory (config, safetensors, tokenizer,
                                     preprocessor_config.json, generation_config.json)
@@ -21,9 +21,7 @@ reference.json ("versions").
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -342,16 +340,6 @@ def eos_bias_(model, eot: int, amount: float, ramp: float = 0.0, offset: float =
 # ----------------------------------------------------------------------------------------------
 # Reference computation helpers
 # ----------------------------------------------------------------------------------------------
-def jsonable(v):
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {k: jsonable(x) for k, x in v.items()}
-    return v
-
-
 def f32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float32).contiguous().clone()
 
