@@ -247,6 +247,12 @@ def valid_files():
                   png_info("rgb", 8, w=H, h=W, orientation=8)))
     # All pixels present but the IEND chunk cut off: PIL decodes it, so do we.
     files.append(("png_missing_iend.png", png_bytes(base, 2, 8)[:-12], png_info("rgb", 8)))
+    # A zTXt chunk inflating to 24 MB (a decompression bomb in metadata): the decoder must skip
+    # it (libpng's chunk size limit) and still return the image. PIL itself refuses it
+    # (MAX_TEXT_CHUNK), so its reference is taken with that limit raised.
+    ztxt = b"Comment\0\0" + zlib.compress(b"A" * (24 << 20), 9)
+    bomb = png_bytes(base, 2, 8)
+    files.append(("png_ztxt_bomb.png", bomb[:33] + chunk(b"zTXt", ztxt) + bomb[33:], png_info("rgb", 8)))
     # PIL's own writer, for good measure.
     buf = io.BytesIO()
     Image.fromarray(base.astype(np.uint8)).save(buf, "PNG", optimize=True)
@@ -293,6 +299,13 @@ def bad_files(valid):
     huge = bytearray(jpeg)
     huge[sof + 5 : sof + 9] = struct.pack(">HH", 65000, 65000)
     bad.append(("bad_jpeg_huge.jpg", bytes(huge), "tooLarge"))
+    # 12-bit samples (SOF precision byte) and a lossless (SOF3) frame: valid JPEG, not decoded here.
+    twelve = bytearray(jpeg)
+    twelve[sof + 4] = 12
+    bad.append(("bad_jpeg_12bit.jpg", bytes(twelve), "unsupported"))
+    lossless = bytearray(jpeg)
+    lossless[sof + 1] = 0xC3
+    bad.append(("bad_jpeg_lossless.jpg", bytes(lossless), "unsupported"))
 
     bad.append(("bad_png_signature_only.png", png[:8], "truncated"))
     bad.append(("bad_png_short_signature.png", png[:5], "truncated"))
@@ -324,8 +337,16 @@ def bad_files(valid):
     return bad
 
 
-def pil_reference(data):
-    im = Image.open(io.BytesIO(data))
+def pil_reference(data, text_limit=None):
+    from PIL import PngImagePlugin
+    saved = PngImagePlugin.MAX_TEXT_CHUNK
+    if text_limit:
+        PngImagePlugin.MAX_TEXT_CHUNK = text_limit
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    finally:
+        PngImagePlugin.MAX_TEXT_CHUNK = saved
     mode = im.mode
     im = ImageOps.exif_transpose(im)
     return mode, im.convert("RGB")
@@ -389,7 +410,7 @@ def main():
     for name, data, info in valid:
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)
-        mode, rgb = pil_reference(data)
+        mode, rgb = pil_reference(data, text_limit=(32 << 20) if "bomb" in name else None)
         assert rgb.size == (info["width"], info["height"]), (name, rgb.size, info)
         pixels = np.asarray(rgb).tobytes()
         with open(os.path.join(OUT, "expected", name + ".rgb"), "wb") as f:

@@ -30,6 +30,7 @@ static int status_for_error(int code) {
     case JERR_NOT_COMPILED:
     case JERR_CONVERSION_NOTIMPL:
     case JERR_ARITH_NOTIMPL:
+    case JERR_SOF_UNSUPPORTED: // lossless and hierarchical JPEG
         return GLIMPSE_UNSUPPORTED;
     case JERR_OUT_OF_MEMORY:
         return GLIMPSE_NO_MEMORY;

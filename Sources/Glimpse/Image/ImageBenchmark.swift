@@ -11,22 +11,24 @@ public enum ImageBenchmark {
         let png = try PNGWriter.encode(pixels: image.pixels, width: width, height: height, channels: 3)
         let preprocessor = ImagePreprocessor() // ViT: 224 x 224 bilinear, mean/std 0.5
 
-        var lines = ["image benchmark: \(width)x\(height) (\(width * height / 1_000_000) MP), median of \(iterations) runs"]
+        var lines = ["image benchmark: \(width)x\(height) (\(width * height / 1_000_000) MP) -> 224x224 bilinear, "
+                     + "median of \(iterations) runs; wall ms (process CPU ms, all threads: a busy machine inflates wall time, not this)"]
         for (format, data) in [("jpeg", jpeg), ("png", png)] {
-            var decodeTimes: [Double] = [], preprocessTimes: [Double] = []
+            var decodeTimes: [Clock] = [], preprocessTimes: [Clock] = []
             for _ in 0..<(iterations + 1) { // the first run warms caches and is dropped
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = Clock.now()
                 let decoded = try ImageDecoder.decode(data: data, name: "benchmark.\(format)")
-                let middle = DispatchTime.now().uptimeNanoseconds
+                let middle = Clock.now()
                 let values = preprocessor.pixelValues(decoded.image)
-                let end = DispatchTime.now().uptimeNanoseconds
+                let end = Clock.now()
                 precondition(values.count == 3 * 224 * 224)
-                decodeTimes.append(Double(middle - start) / 1e6)
-                preprocessTimes.append(Double(end - middle) / 1e6)
+                decodeTimes.append(middle - start)
+                preprocessTimes.append(end - middle)
             }
-            let decode = median(Array(decodeTimes.dropFirst())), preprocess = median(Array(preprocessTimes.dropFirst()))
-            lines.append(String(format: "%@ (%.1f MB): decode %.1f ms, preprocess %.1f ms, total %.1f ms",
-                                format, Double(data.count) / 1e6, decode, preprocess, decode + preprocess))
+            let decode = Clock.median(decodeTimes.dropFirst()), preprocess = Clock.median(preprocessTimes.dropFirst())
+            lines.append(String(format: "%@ (%.1f MB): decode %.1f (%.1f), preprocess %.1f (%.1f), total %.1f (%.1f)",
+                                format, Double(data.count) / 1e6, decode.wall, decode.cpu, preprocess.wall,
+                                preprocess.cpu, decode.wall + preprocess.wall, decode.cpu + preprocess.cpu))
         }
         return lines.joined(separator: "\n")
     }
@@ -61,8 +63,25 @@ public enum ImageBenchmark {
         return Data(bytes: bytes, count: size)
     }
 
-    private static func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    /// Wall-clock and thread CPU time in milliseconds.
+    private struct Clock {
+        var wall: Double
+        var cpu: Double
+
+        static func now() -> Clock {
+            var wall = timespec(), cpu = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &wall)
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu)
+            return Clock(wall: Double(wall.tv_sec) * 1e3 + Double(wall.tv_nsec) / 1e6,
+                         cpu: Double(cpu.tv_sec) * 1e3 + Double(cpu.tv_nsec) / 1e6)
+        }
+
+        static func - (a: Clock, b: Clock) -> Clock { Clock(wall: a.wall - b.wall, cpu: a.cpu - b.cpu) }
+
+        static func median<S: Sequence>(_ samples: S) -> Clock where S.Element == Clock {
+            let wall = samples.map(\.wall).sorted(), cpu = samples.map(\.cpu).sorted()
+            guard !wall.isEmpty else { return Clock(wall: 0, cpu: 0) }
+            return Clock(wall: wall[wall.count / 2], cpu: cpu[cpu.count / 2])
+        }
     }
 }
