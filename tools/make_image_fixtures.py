@@ -355,6 +355,7 @@ def pil_reference(data, text_limit=None):
 # ---------------------------------------------------------------- preprocessing
 
 def preprocess_cases():
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
     from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
     imagenet = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
@@ -380,11 +381,14 @@ def preprocess_cases():
         src_name = f"preprocess/{name}_source.png"
         Image.fromarray(src).save(os.path.join(OUT, src_name))
         resized = np.asarray(Image.fromarray(src).resize((tw, th), resample=filters[resample]))
-        proc = ViTImageProcessorPil(size={"height": th, "width": tw}, resample=filters[resample],
-                                    image_mean=mean, image_std=std)
+        if name.startswith("blip"):
+            proc = BlipImageProcessorPil()  # its defaults: 384 x 384, bicubic, CLIP mean/std
+        else:
+            proc = ViTImageProcessorPil(size={"height": th, "width": tw}, resample=filters[resample],
+                                        image_mean=mean, image_std=std)
         pv = np.asarray(proc(images=Image.fromarray(src), return_tensors="np")["pixel_values"][0], np.float32)
         assert pv.shape == (3, th, tw), pv.shape
-        case = dict(name=name, source=src_name, width=tw, height=th, resample=resample, mean=mean, std=std,
+        case = dict(name=name, processor=type(proc).__name__, source=src_name, width=tw, height=th, resample=resample, mean=mean, std=std,
                     rescale_factor=1 / 255, resized_sha256=hashlib.sha256(resized.tobytes()).hexdigest())
         if full:
             with open(os.path.join(OUT, f"preprocess/{name}_resized.rgb"), "wb") as f:
