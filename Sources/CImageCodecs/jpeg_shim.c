@@ -77,20 +77,28 @@ static void on_message(j_common_ptr cinfo, int level) {
     longjmp(jpeg->jump, 1);
 }
 
-glimpse_jpeg *glimpse_jpeg_create(const uint8_t *data, size_t size) {
-    glimpse_jpeg *jpeg = calloc(1, sizeof(glimpse_jpeg));
-    if (!jpeg) return NULL;
+// Sets up the decompressor; 0 when libjpeg fails (only an allocation failure can).
+static int jpeg_setup(glimpse_jpeg *jpeg, const uint8_t *data, size_t size) {
     jpeg->cinfo.err = jpeg_std_error(&jpeg->jerr);
     jpeg->jerr.error_exit = on_error;
     jpeg->jerr.emit_message = on_message;
     jpeg->cinfo.client_data = jpeg;
-    if (setjmp(jpeg->jump)) { // only an allocation failure can land here
+    if (setjmp(jpeg->jump)) {
         jpeg_destroy_decompress(&jpeg->cinfo);
-        free(jpeg);
-        return NULL;
+        return 0;
     }
     jpeg_create_decompress(&jpeg->cinfo);
     jpeg_mem_src(&jpeg->cinfo, data, (unsigned long)size);
+    return 1;
+}
+
+glimpse_jpeg *glimpse_jpeg_create(const uint8_t *data, size_t size) {
+    glimpse_jpeg *jpeg = calloc(1, sizeof(glimpse_jpeg));
+    if (!jpeg) return NULL;
+    if (!jpeg_setup(jpeg, data, size)) {
+        free(jpeg);
+        return NULL;
+    }
     return jpeg;
 }
 
