@@ -56,12 +56,14 @@ enum EXIFOrientation {
         guard u16(2) == 42, let ifd = u32(4), let entries = u16(ifd) else { return nil }
         for i in 0..<entries {
             let entry = ifd + 2 + 12 * i
+            // Like PIL, entries read before the block runs out count; a partial entry does not.
+            guard entry + 12 <= tiff.count else { return nil }
             guard let tag = u16(entry), let type = u16(entry + 2), let count = u32(entry + 4) else { return nil }
             guard tag == 0x0112, count == 1 else { continue }
             switch type {
             case 3: return u16(entry + 8)  // SHORT, as the standard says
             case 4: return u32(entry + 8)  // LONG, written by some tools
-            case 1: return entry + 8 < tiff.count ? Int(tiff[entry + 8]) : nil // BYTE
+            case 1: return Int(tiff[entry + 8]) // BYTE
             default: return nil
             }
         }
