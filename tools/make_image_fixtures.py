@@ -367,10 +367,15 @@ def preprocess_cases():
         ("down_bicubic", (97, 75), (40, 30), "bicubic", clip, True),
         ("up_bicubic", (19, 13), (33, 29), "bicubic", clip, True),
         ("odd_bilinear", (61, 17), (7, 45), "bilinear", imagenet, True),
+        ("down_lanczos", (97, 75), (29, 31), "lanczos", imagenet, True),
+        ("up_hamming", (19, 13), (25, 40), "hamming", imagenet, True),
+        ("down_box", (97, 75), (30, 20), "box", imagenet, True),
         ("vit_224", (320, 240), (224, 224), "bilinear", imagenet, False),
         ("blip_384", (200, 150), (384, 384), "bicubic", clip, False),
     ]
-    filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+    filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+               "lanczos": Image.Resampling.LANCZOS, "hamming": Image.Resampling.HAMMING,
+               "box": Image.Resampling.BOX}
     os.makedirs(os.path.join(OUT, "preprocess"), exist_ok=True)
     out = []
     for name, (sw, sh), (tw, th), resample, (mean, std), full in cases:
@@ -388,7 +393,8 @@ def preprocess_cases():
                                         image_mean=mean, image_std=std)
         pv = np.asarray(proc(images=Image.fromarray(src), return_tensors="np")["pixel_values"][0], np.float32)
         assert pv.shape == (3, th, tw), pv.shape
-        case = dict(name=name, processor=type(proc).__name__, source=src_name, width=tw, height=th, resample=resample, mean=mean, std=std,
+        case = dict(name=name, processor=type(proc).__name__, source=src_name, width=tw, height=th, resample=resample,
+                    resample_id=int(filters[resample]), mean=mean, std=std,
                     rescale_factor=1 / 255, resized_sha256=hashlib.sha256(resized.tobytes()).hexdigest())
         if full:
             with open(os.path.join(OUT, f"preprocess/{name}_resized.rgb"), "wb") as f:

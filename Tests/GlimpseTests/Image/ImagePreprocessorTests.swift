@@ -12,7 +12,8 @@ final class ImagePreprocessorTests: XCTestCase {
     }
 
     private func preprocessor(_ c: [String: Any]) throws -> ImagePreprocessor {
-        let filter: ResampleFilter = (c["resample"] as? String) == "bicubic" ? .bicubic : .bilinear
+        // PIL's Resampling value, which ResampleFilter's raw values mirror.
+        let filter = try XCTUnwrap(ResampleFilter(rawValue: try XCTUnwrap(c["resample_id"] as? Int)))
         let mean = try XCTUnwrap(c["mean"] as? [Double]).map(Float.init)
         let std = try XCTUnwrap(c["std"] as? [Double]).map(Float.init)
         return ImagePreprocessor(width: try XCTUnwrap(c["width"] as? Int), height: try XCTUnwrap(c["height"] as? Int),
@@ -37,7 +38,7 @@ final class ImagePreprocessorTests: XCTestCase {
             XCTAssertEqual(SHA256.hex(out.pixels), c["resized_sha256"] as? String, name)
             checked += 1
         }
-        XCTAssertEqual(checked, 7)
+        XCTAssertEqual(checked, 10)
     }
 
     func testPixelValuesMatchTransformers() throws {
