@@ -1,2 +1,14 @@
+import ArgumentParser
 import Glimpse
-print("glimpse \(Glimpse.version)")
+
+/// The `glimpse` command; each subcommand lives in its own file.
+struct GlimpseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "glimpse",
+        abstract: "Image captioning with transformers on the CPU.",
+        version: Glimpse.version,
+        subcommands: [InfoCommand.self, BenchImageCommand.self]
+    )
+}
+
+GlimpseCommand.main()

@@ -1,0 +1,288 @@
+// libpng shim: setjmp-owned error handling, reading from memory with the low-level
+// API so the header (size, depth, color type, interlace) is known before decoding.
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+
+#include "image_codecs.h"
+
+// Ancillary chunks (text, ICC profiles) larger than this are refused: a
+// compressed zTXt/iCCP chunk can inflate to gigabytes (a decompression bomb).
+#define GLIMPSE_PNG_CHUNK_MAX (8u << 20)
+
+struct glimpse_png {
+    png_structp png;
+    png_infop info;
+    const uint8_t *data;
+    size_t size;
+    size_t position;
+    jmp_buf jump;
+    int status;
+    char message[256];
+    uint8_t *scratch; // decoded rows before conversion to RGB; freed by destroy
+};
+
+static void on_error(png_structp png_ptr, png_const_charp text) {
+    glimpse_png *png = (glimpse_png *)png_get_error_ptr(png_ptr);
+    if (png->status == GLIMPSE_OK) png->status = GLIMPSE_CORRUPT;
+    snprintf(png->message, sizeof(png->message), "%s", text ? text : "libpng error");
+    longjmp(png->jump, 1);
+}
+
+// libpng prints warnings (bad ancillary CRC, unknown sRGB profile, ...) to stderr; they
+// never stop decoding, so they are silenced.
+static void on_warning(png_structp png_ptr, png_const_charp text) {
+    (void)png_ptr;
+    (void)text;
+}
+
+static void read_memory(png_structp png_ptr, png_bytep out, size_t count) {
+    glimpse_png *png = (glimpse_png *)png_get_io_ptr(png_ptr);
+    if (count > png->size - png->position) {
+        png->status = GLIMPSE_TRUNCATED;
+        png_error(png_ptr, "unexpected end of data");
+    }
+    memcpy(out, png->data + png->position, count);
+    png->position += count;
+}
+
+glimpse_png *glimpse_png_create(const uint8_t *data, size_t size) {
+    glimpse_png *png = calloc(1, sizeof(glimpse_png));
+    if (!png) return NULL;
+    png->data = data;
+    png->size = size;
+    png->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, png, on_error, on_warning);
+    if (!png->png) {
+        free(png);
+        return NULL;
+    }
+    png->info = png_create_info_struct(png->png);
+    if (!png->info) {
+        png_destroy_read_struct(&png->png, NULL, NULL);
+        free(png);
+        return NULL;
+    }
+    png_set_read_fn(png->png, png, read_memory);
+    png_set_chunk_malloc_max(png->png, GLIMPSE_PNG_CHUNK_MAX);
+    return png;
+}
+
+void glimpse_png_destroy(glimpse_png *png) {
+    if (!png) return;
+    png_destroy_read_struct(&png->png, &png->info, NULL);
+    free(png->scratch);
+    free(png);
+}
+
+const char *glimpse_png_message(const glimpse_png *png) { return png ? png->message : ""; }
+
+int glimpse_png_read_header(glimpse_png *png, glimpse_png_header *header) {
+    memset(header, 0, sizeof(*header));
+    if (setjmp(png->jump)) return png->status;
+    png_read_info(png->png, png->info);
+    png_uint_32 width = 0, height = 0;
+    int depth = 0, color = 0, interlace = 0;
+    png_get_IHDR(png->png, png->info, &width, &height, &depth, &color, &interlace, NULL, NULL);
+    header->width = width;
+    header->height = height;
+    header->bit_depth = depth;
+    header->color_type = color;
+    header->interlaced = interlace == PNG_INTERLACE_ADAM7;
+    header->has_trns = png_get_valid(png->png, png->info, PNG_INFO_tRNS) ? 1 : 0;
+    return GLIMPSE_OK;
+}
+
+// One decoded row (after libpng's transforms) to packed RGB.
+static void row_to_rgb(const uint8_t *in, uint8_t *out, size_t width, int channels, int depth) {
+    if (depth == 16) { // 16-bit gray, big-endian: PIL clips to 255 rather than scaling
+        for (size_t x = 0; x < width; x++) {
+            unsigned v = ((unsigned)in[2 * x] << 8) | in[2 * x + 1];
+            uint8_t g = v > 255 ? 255 : (uint8_t)v;
+            out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = g;
+        }
+        return;
+    }
+    switch (channels) {
+    case 1:
+        for (size_t x = 0; x < width; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = in[x];
+        break;
+    case 2: // gray + alpha: alpha dropped
+        for (size_t x = 0; x < width; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = in[2 * x];
+        break;
+    case 3:
+        memcpy(out, in, width * 3);
+        break;
+    default: // RGBA: alpha dropped
+        for (size_t x = 0; x < width; x++) {
+            out[3 * x] = in[4 * x];
+            out[3 * x + 1] = in[4 * x + 1];
+            out[3 * x + 2] = in[4 * x + 2];
+        }
+        break;
+    }
+}
+
+int glimpse_png_decode_rgb(glimpse_png *png, uint8_t *out, size_t out_size) {
+    if (setjmp(png->jump)) return png->status;
+    png_structp p = png->png;
+    png_infop info = png->info;
+    png_uint_32 width = png_get_image_width(p, info);
+    png_uint_32 height = png_get_image_height(p, info);
+    int color = png_get_color_type(p, info);
+    int depth = png_get_bit_depth(p, info);
+    if ((size_t)width * height * 3 > out_size) {
+        snprintf(png->message, sizeof(png->message), "output buffer too small");
+        return GLIMPSE_CORRUPT;
+    }
+    // tRNS is deliberately not expanded to alpha for gray/RGB: PIL's convert("RGB") ignores it.
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+    if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
+    // PIL unpacks 16-bit color (RGB;16B, RGBA;16B, LA;16B) by taking the high byte.
+    if (depth == 16 && color != PNG_COLOR_TYPE_GRAY) png_set_strip_16(p);
+    int passes = png_set_interlace_handling(p);
+    png_read_update_info(p, info);
+
+    int channels = png_get_channels(p, info);
+    int out_depth = png_get_bit_depth(p, info);
+    size_t rowbytes = png_get_rowbytes(p, info);
+    if (channels < 1 || channels > 4 || (out_depth != 8 && !(out_depth == 16 && channels == 1))) {
+        snprintf(png->message, sizeof(png->message), "unexpected row format (%d channels, %d bits)",
+                 channels, out_depth);
+        return GLIMPSE_UNSUPPORTED;
+    }
+    // Interlaced images need every row in memory until the last pass; others go row by row.
+    size_t scratch_rows = passes > 1 ? height : 1;
+    png->scratch = malloc(rowbytes * scratch_rows);
+    if (!png->scratch) {
+        snprintf(png->message, sizeof(png->message), "out of memory");
+        return GLIMPSE_NO_MEMORY;
+    }
+    if (passes > 1) {
+        for (int pass = 0; pass < passes; pass++)
+            for (png_uint_32 y = 0; y < height; y++)
+                png_read_row(p, png->scratch + (size_t)y * rowbytes, NULL);
+        for (png_uint_32 y = 0; y < height; y++)
+            row_to_rgb(png->scratch + (size_t)y * rowbytes, out + (size_t)y * width * 3, width, channels,
+                       out_depth);
+    } else {
+        for (png_uint_32 y = 0; y < height; y++) {
+            png_read_row(p, png->scratch, NULL);
+            row_to_rgb(png->scratch, out + (size_t)y * width * 3, width, channels, out_depth);
+        }
+    }
+    // Reads the chunks after the image data (an eXIf chunk may sit there) up to IEND.
+    // Every pixel is in by now, so like PIL we accept a file whose tail is damaged or
+    // missing (no IEND): a failure here only loses trailing metadata.
+    if (setjmp(png->jump) == 0) png_read_end(p, info);
+    png->status = GLIMPSE_OK;
+    png->message[0] = 0;
+    return GLIMPSE_OK;
+}
+
+const uint8_t *glimpse_png_exif(const glimpse_png *png, size_t *size) {
+    *size = 0;
+#ifdef PNG_eXIf_SUPPORTED
+    png_uint_32 count = 0;
+    png_bytep exif = NULL;
+    if (png_get_eXIf_1(png->png, png->info, &count, &exif) && exif && count > 0) {
+        *size = count;
+        return exif;
+    }
+#endif
+    return NULL;
+}
+
+// ---------------------------------------------------------------- writing
+
+typedef struct {
+    uint8_t *bytes;
+    size_t size;
+    size_t capacity;
+    int failed;
+} png_buffer;
+
+static void write_memory(png_structp png_ptr, png_bytep data, size_t count) {
+    png_buffer *buffer = (png_buffer *)png_get_io_ptr(png_ptr);
+    if (buffer->size + count > buffer->capacity) {
+        size_t capacity = buffer->capacity ? buffer->capacity : 4096;
+        while (capacity < buffer->size + count) capacity *= 2;
+        uint8_t *bytes = realloc(buffer->bytes, capacity);
+        if (!bytes) {
+            buffer->failed = 1;
+            png_error(png_ptr, "out of memory");
+        }
+        buffer->bytes = bytes;
+        buffer->capacity = capacity;
+    }
+    memcpy(buffer->bytes + buffer->size, data, count);
+    buffer->size += count;
+}
+
+static void flush_memory(png_structp png_ptr) { (void)png_ptr; }
+
+typedef struct {
+    jmp_buf jump;
+    char *message;
+    size_t message_size;
+} png_write_errors;
+
+static void on_write_error(png_structp png_ptr, png_const_charp text) {
+    png_write_errors *errors = (png_write_errors *)png_get_error_ptr(png_ptr);
+    if (errors->message_size) snprintf(errors->message, errors->message_size, "%s", text ? text : "libpng error");
+    longjmp(errors->jump, 1);
+}
+
+int glimpse_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int channels,
+                       uint8_t **out, size_t *out_size, char *message, size_t message_size) {
+    *out = NULL;
+    *out_size = 0;
+    if (message_size) message[0] = 0;
+    int color;
+    switch (channels) {
+    case 1: color = PNG_COLOR_TYPE_GRAY; break;
+    case 3: color = PNG_COLOR_TYPE_RGB; break;
+    case 4: color = PNG_COLOR_TYPE_RGB_ALPHA; break;
+    default:
+        if (message_size) snprintf(message, message_size, "cannot write %d channels", channels);
+        return GLIMPSE_UNSUPPORTED;
+    }
+    // Volatile: these are read after a longjmp back into this frame.
+    png_write_errors errors = {.message = message, .message_size = message_size};
+    png_buffer buffer = {0};
+    png_structp volatile png_ptr = png_create_write_struct(PNG_LIBPNG_VER_STRING, &errors, on_write_error, on_warning);
+    png_infop volatile info = png_ptr ? png_create_info_struct(png_ptr) : NULL;
+    if (!png_ptr || !info) {
+        png_structp p = png_ptr;
+        png_infop i = info;
+        if (p) png_destroy_write_struct(&p, i ? &i : NULL);
+        if (message_size) snprintf(message, message_size, "out of memory");
+        return GLIMPSE_NO_MEMORY;
+    }
+    if (setjmp(errors.jump)) {
+        png_structp p = png_ptr;
+        png_infop i = info;
+        png_destroy_write_struct(&p, &i);
+        free(buffer.bytes);
+        return buffer.failed ? GLIMPSE_NO_MEMORY : GLIMPSE_CORRUPT;
+    }
+    png_set_write_fn(png_ptr, &buffer, write_memory, flush_memory);
+    png_set_IHDR(png_ptr, info, width, height, 8, color, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png_ptr, info);
+    size_t stride = (size_t)width * (size_t)channels;
+    for (uint32_t y = 0; y < height; y++) png_write_row(png_ptr, pixels + (size_t)y * stride);
+    png_write_end(png_ptr, info);
+    {
+        png_structp p = png_ptr;
+        png_infop i = info;
+        png_destroy_write_struct(&p, &i);
+    }
+    *out = buffer.bytes;
+    *out_size = buffer.size;
+    return GLIMPSE_OK;
+}
+
+void glimpse_free(void *pointer) { free(pointer); }
