@@ -1,46 +1,5 @@
 import Foundation
 
-/// `preprocessor_config.json` (ViTImageProcessor / BlipImageProcessor): how pixels become model input.
-public struct PreprocessingConfig: Sendable, Equatable {
-    public var width: Int
-    public var height: Int
-    /// PIL resample filter id: 2 bilinear, 3 bicubic.
-    public var resample: Int
-    public var doResize: Bool
-    public var rescaleFactor: Float
-    public var doRescale: Bool
-    public var doNormalize: Bool
-    public var mean: [Float]
-    public var std: [Float]
-
-    public init(_ c: JSONConfig, imageSize: Int) throws {
-        var w = imageSize, h = imageSize
-        if let size = try? c.object("size") {
-            if let hh = try size.int("height"), let ww = try size.int("width") { h = hh; w = ww }
-            else if let s = try size.int("shortest_edge") { h = s; w = s }
-        } else if let s = try c.int("size") { h = s; w = s }
-        width = w; height = h
-        resample = try c.int("resample", default: 2)
-        doResize = try c.bool("do_resize", default: true)
-        rescaleFactor = Float(try c.double("rescale_factor", default: 1.0 / 255.0))
-        doRescale = try c.bool("do_rescale", default: true)
-        doNormalize = try c.bool("do_normalize", default: true)
-        mean = (try c.doubles("image_mean") ?? [0.5, 0.5, 0.5]).map(Float.init)
-        std = (try c.doubles("image_std") ?? [0.5, 0.5, 0.5]).map(Float.init)
-        if mean.count == 1 { mean = Array(repeating: mean[0], count: 3) }
-        if std.count == 1 { std = Array(repeating: std[0], count: 3) }
-        guard mean.count == 3, std.count == 3, !std.contains(0) else {
-            throw ModelError.invalidConfig(file: c.file, detail: "image_mean/image_std must hold 3 values (std non-zero)")
-        }
-        guard w == imageSize && h == imageSize else {
-            throw ModelError.invalidConfig(file: c.file, detail: "size \(w)x\(h) differs from the encoder's image_size \(imageSize) (interpolated position embeddings are not supported)")
-        }
-        guard [0, 1, 2, 3].contains(resample) else {
-            throw ModelError.invalidConfig(file: c.file, detail: "resample \(resample) is not supported (0 nearest, 2 bilinear, 3 bicubic)")
-        }
-    }
-}
-
 /// The model families Glimpse runs, chosen from config.json's `architectures` / `model_type`.
 public enum ModelFamily: String, Sendable {
     case visionEncoderDecoder = "vision-encoder-decoder"
@@ -64,7 +23,8 @@ public final class CaptionModel: @unchecked Sendable {
     public let encoder: ImageEncoder
     public let decoder: TextDecoder
     public let tokenizer: any Tokenizer
-    public let preprocessing: PreprocessingConfig
+    /// The checkpoint's image processor (preprocessor_config.json).
+    public let preprocessor: ImagePreprocessor
     /// Generation defaults from the checkpoint (generation_config.json / config.json).
     public let defaults: GenerationParameters
     /// Checkpoint tensors no layer asked for (legacy buffers such as `attn.bias`), reported, not fatal.
@@ -96,9 +56,15 @@ public final class CaptionModel: @unchecked Sendable {
         }
         unusedTensors = weights.unusedTensorNames()
         let pre = directory.appendingPathComponent("preprocessor_config.json")
-        preprocessing = try PreprocessingConfig(FileManager.default.fileExists(atPath: pre.path)
-                                                ? JSONConfig(contentsOf: pre) : JSONConfig(values: [:], file: pre.path),
-                                                imageSize: encoder.imageSize)
+        var preprocessor = FileManager.default.fileExists(atPath: pre.path) ? try ImagePreprocessor(contentsOf: pre) : ImagePreprocessor()
+        if !FileManager.default.fileExists(atPath: pre.path) {
+            preprocessor.width = encoder.imageSize
+            preprocessor.height = encoder.imageSize
+        }
+        guard !preprocessor.doResize || (preprocessor.width == encoder.imageSize && preprocessor.height == encoder.imageSize) else {
+            throw ModelError.invalidConfig(file: pre.path, detail: "size \(preprocessor.width)x\(preprocessor.height) differs from the encoder's image_size \(encoder.imageSize) (interpolated position embeddings are not supported)")
+        }
+        self.preprocessor = preprocessor
         tokenizer = try TokenizerLoader.load(directory: directory)
         var defaults = try GenerationParameters(modelDirectory: directory, config: config)
         if family == .blip { try BLIP.adjustDefaults(&defaults, config: config) }
@@ -114,12 +80,7 @@ public final class CaptionModel: @unchecked Sendable {
 
     /// Pixel values [3, S, S] for one decoded image, as the checkpoint's image processor makes them.
     public func pixelValues(for image: RGBImage) -> [Float] {
-        let p = preprocessing
-        let filter: ResampleFilter = p.resample == 3 ? .bicubic : (p.resample == 0 ? .nearest : .bilinear)
-        return ImagePreprocessor(width: p.width, height: p.height, resample: filter,
-                                 rescaleFactor: p.doRescale ? p.rescaleFactor : 1,
-                                 mean: p.doNormalize ? p.mean : [0, 0, 0],
-                                 std: p.doNormalize ? p.std : [1, 1, 1]).pixelValues(image)
+        preprocessor.pixelValues(image)
     }
 
     /// Encoder hidden states [count, sequenceLength, hiddenSize] for `count` images' pixel values.

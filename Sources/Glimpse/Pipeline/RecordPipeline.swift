@@ -20,7 +20,7 @@ public final class RecordPipeline {
     public func record(for result: Result<CaptionResult, Error>, file: String) -> CaptionRecord {
         switch result {
         case .failure(let error):
-            return CaptionRecord(file: file, error: Self.describe(error))
+            return CaptionRecord(file: file, error: Self.cause(of: error, file: file))
         case .success(let r):
             var groundMs = 0.0
             var record = CaptionRecord(
@@ -72,5 +72,11 @@ public final class RecordPipeline {
     public static func describe(_ error: Error) -> String {
         let text = String(describing: error)
         return text.replacingOccurrences(of: "\n", with: " ")
+    }
+
+    /// The cause alone, for a record that already names `file` (typed errors start with the file).
+    public static func cause(of error: Error, file: String) -> String {
+        let text = describe(error)
+        return text.hasPrefix(file + ": ") ? String(text.dropFirst(file.count + 2)) : text
     }
 }

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Glimpse
+
+struct OverlayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "overlay",
+        abstract: "Export where the model looked: one heatmap PNG per caption word and a contact sheet.",
+        discussion: """
+        For the best caption of IMAGE, writes NN-word.png (the word's cross-attention map upsampled \
+        over the image with the viridis colormap) for every word in reading order, and \
+        contact-sheet.png with all of them, the word printed under each, plus boxes and mask \
+        outlines from the heads. By default a word's map is the mean over heads of the last decoder \
+        layer; --layer/--head select a raw map instead. Prints the caption and the files written.
+        """)
+
+    @Argument(help: "Image file.")
+    var image: String
+    @Option(name: .long, help: "Output directory.")
+    var out: String
+    @Option(name: .long, help: "Decoder layer of the maps (0-based; negative counts from the end). Default: last.")
+    var layer: Int?
+    @Option(name: .long, help: "Attention head (raw map of --layer). Default: mean over heads.")
+    var head: Int?
+    @Flag(name: .long, help: "Skip boxes and mask outlines.")
+    var noDetections = false
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var generation: GenerationOptions
+    @Option(name: .long, help: "Refuse images larger than this many pixels.")
+    var maxPixels = 100_000_000
+
+    func run() throws {
+        let model: CaptionModel
+        do { model = try modelOptions.load() } catch {
+            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
+            throw ExitCode(2)
+        }
+        var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
+        request.prompt = generation.prompt
+        request.detect = !noDetections
+        request.segment = !noDetections
+        request.includeAttention = true
+        request.maxPixels = maxPixels
+        let pipeline = try RecordPipeline(model: model, request: request)
+        let result = Captioner(model: model, beamWidth: request.parameters.beamWidth).caption(file: image, request: request)
+        let record = pipeline.record(for: result, file: image)
+        if let error = record.error {
+            printError("glimpse: \(image): \(error)")
+            throw ExitCode(1)
+        }
+        guard case .success(let r) = result, let best = r.sequences.first else { throw ExitCode(1) }
+        do {
+            let words = try model.wordMaps(for: best, layer: layer, head: head)
+            let files = try OverlayExporter.export(image: r.image, words: words, detections: record.detections ?? [],
+                                                   to: URL(fileURLWithPath: out))
+            print(r.texts.first ?? "")
+            for f in files { print(f.path) }
+        } catch {
+            printError("glimpse: \(image): \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write a static HTML gallery (no network) of a batch's JSON Lines results.",
+        discussion: "Pages of 48 records, images lazy-loaded, boxes and masks drawn; error records shown as errors.")
+
+    @Argument(help: "Results (JSON Lines from `glimpse batch` or `glimpse caption --json`).")
+    var results: String
+    @Option(name: .long, help: "Output directory (index.html is written there).")
+    var out: String
+    @Option(name: .long, help: "Directory of overlays, one folder per image stem (from `glimpse overlay`).")
+    var overlays: String?
+
+    func run() throws {
+        do {
+            let writer = ReportWriter(overlaysDirectory: overlays.map { URL(fileURLWithPath: $0) })
+            let index = try writer.write(records: URL(fileURLWithPath: results), to: URL(fileURLWithPath: out))
+            print(index.path)
+        } catch {
+            printError("glimpse: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
