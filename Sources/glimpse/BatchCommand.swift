@@ -28,8 +28,8 @@ struct BatchCommand: ParsableCommand {
     var resume = false
     @Option(name: .long, help: "Process only shard I of N (I/N, 0-based), e.g. --shard 0/4.")
     var shard: String?
-    @Option(name: .long, help: "Images per encoder pass.")
-    var encoderBatch = 4
+    @Option(name: .long, help: "Images per encoder pass. 1 (default) makes every record independent of batch composition, bit for bit; larger batches may change scores in the last float digits.")
+    var encoderBatch = 1
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var generation: GenerationOptions
