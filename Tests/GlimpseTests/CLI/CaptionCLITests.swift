@@ -26,6 +26,22 @@ final class CaptionCLITests: XCTestCase {
         XCTAssertEqual(out.lines, [Substring(expected)])
     }
 
+    /// BLIP through the same CLI: greedy, beam search and the prompt convention as transformers.
+    func testBLIPCaptionsWithAndWithoutPrompt() throws {
+        let model = try GlimpseCLI.fixtureModel("blip_tiny")
+        for image in ["shapes_40x30", "scene_64x64"] {
+            let file = try GlimpseCLI.fixtureImage("\(image).png").path
+            for (label, flags) in [("greedy", ["--max-tokens", "16"]), ("beams3", ["--max-tokens", "16", "--beams", "3"]),
+                                   ("greedy_prompt", ["--max-tokens", "16", "--prompt", "a picture of"]),
+                                   ("beams3_prompt", ["--max-tokens", "16", "--beams", "3", "--prompt", "a picture of"])] {
+                let out = try GlimpseCLI.run(["caption", file, "--model", model.path] + flags)
+                XCTAssertEqual(out.status, 0, out.stderr)
+                let expected = try XCTUnwrap((try referenceCase(model, label: label, image: image)["text"] as? [String])?.first)
+                XCTAssertEqual(out.stdout, expected + "\n", "\(image) \(label)")
+            }
+        }
+    }
+
     func testCaptionJSONFollowsTheContractAndBeamScores() throws {
         let model = try GlimpseCLI.fixtureModel(), image = try GlimpseCLI.fixtureImage("scene_64x64.png")
         let out = try GlimpseCLI.run(["caption", image.path, "--model", model.path, "--json", "--beams", "5", "--n-best", "3", "--max-tokens", "16"])
