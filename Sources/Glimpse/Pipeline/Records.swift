@@ -80,7 +80,7 @@ public enum RecordCoding {
             out += a.maps.map { "[" + $0.map { number(Double($0)) }.joined(separator: ",") + "]" }.joined(separator: ",") + "]}"
         }
         if let timing = record.timingMilliseconds {
-            let order = ["decode", "encode", "generate", "ground"]
+            let order = ["decode", "encode", "generate", "ground", "load"]
             let keys = order.filter { timing[$0] != nil } + timing.keys.filter { !order.contains($0) }.sorted()
             out += ",\"timing_ms\":{" + keys.map { "\(quoted($0)):\(number(timing[$0] ?? 0))" }.joined(separator: ",") + "}"
         }

@@ -64,7 +64,7 @@ final class CaptionCLITests: XCTestCase {
             XCTAssertEqual(c["text"] as? String, texts[i])
         }
         let timing = try XCTUnwrap(record["timing_ms"] as? [String: Double])
-        XCTAssertEqual(Set(timing.keys), ["decode", "encode", "generate"])
+        XCTAssertEqual(Set(timing.keys), ["decode", "encode", "generate", "load"])
         XCTAssertNil(record["detections"], "detections appear only with --detect/--segment")
         XCTAssertTrue(out.lines[0].hasPrefix("{\"file\":"), "file comes first")
     }
