@@ -34,12 +34,7 @@ struct BatchCommand: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var generation: GenerationOptions
 
-    @Flag(name: .long, help: "Ground object words: boxes.")
-    var detect = false
-    @Flag(name: .long, help: "Also produce masks (implies --detect).")
-    var segment = false
-    @Option(name: .long, help: "Refuse images larger than this many pixels.")
-    var maxPixels = 100_000_000
+    @OptionGroup var detection: DetectionOptions
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
 
@@ -55,16 +50,10 @@ struct BatchCommand: ParsableCommand {
         }
         for w in listing.warnings { printError("glimpse: warning: \(w)") }
 
-        let model: CaptionModel
-        do { model = try modelOptions.load() } catch {
-            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
-            throw ExitCode(2)
-        }
+        let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt
-        request.detect = detect || segment
-        request.segment = segment
-        request.maxPixels = maxPixels
+        try detection.apply(to: &request)
 
         var files = Array(slice.slice(listing.images))
         let output: BatchOutput?
