@@ -321,29 +321,18 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
     func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         let e = config.hiddenSize, heads = config.heads, beams = state.beams
         precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
-        let steps = tokens.count / beams, rows = tokens.count, start = state.length
-        precondition(start + steps <= state.lengthCapacity, "sequence longer than the cache")
-        let headDim = e / heads, encRows = state.encoderRows
+        let shape = DecoderState.StepShape(beams: beams, steps: tokens.count / beams, start: state.length)
+        let rows = shape.rows, steps = shape.steps, start = shape.start
         // torch: attention_scores / math.sqrt(self.attention_head_size)
-        let scale = 1 / Float(headDim).squareRoot()
-
-        let h = state.hidden.reserve(rows * e)
-        let normed = state.normed.reserve(rows * e)
-        let qkv = state.qkv.reserve(rows * 3 * e)
-        let context = state.context.reserve(rows * e)
-        let mlp = state.mlp.reserve(rows * config.intermediateSize)
-        let scores = state.scores.reserve(max(steps * (start + steps), rows * encRows))
-        let captured = captureCrossAttention
-            ? state.crossAttention.reserve(config.layers * rows * heads * encRows) : nil
-        let perHead = state.gather.reserve(heads * rows * encRows)
+        let scale = 1 / Float(e / heads).squareRoot()
+        let scores = state.prepareStep(shape, layers: config.layers, heads: heads, inner: config.intermediateSize,
+                                       capture: captureCrossAttention)
+        let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
+        let context = state.context.pointer, mlp = state.mlp.pointer
 
         // torch (BlipTextEmbeddings): position_ids = arange(cache_length, cache_length + seq_length)
         //        embeddings = LayerNorm(word_embeddings(input_ids) + position_embeddings(position_ids))
-        for r in 0..<rows {
-            let position = start + r % steps
-            Kernels.embeddingRow(wordEmbeddings.data, index: tokens[r], dim: e, into: h + r * e)
-            Kernels.add(h + r * e, positionEmbeddings.data + position * e, count: e)
-        }
+        state.embed(tokens, shape: shape, tokenTable: wordEmbeddings, positionTable: positionEmbeddings, into: h)
         embeddingNorm(h, rows: rows, into: h)
 
         for (l, block) in blocks.enumerated() {
@@ -351,42 +340,17 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
             block.query(h, rows: rows, into: qkv, outStride: 3 * e)
             block.key(h, rows: rows, into: qkv + e, outStride: 3 * e)
             block.value(h, rows: rows, into: qkv + 2 * e, outStride: 3 * e)
-            for b in 0..<beams {
-                let keys = state.keyRows(l, beam: b), values = state.valueRows(l, beam: b)
-                for s in 0..<steps {
-                    let src = qkv + (b * steps + s) * 3 * e
-                    (keys + (start + s) * e).update(from: src + e, count: e)
-                    (values + (start + s) * e).update(from: src + 2 * e, count: e)
-                }
-                Attention.attend(.init(query: qkv + b * steps * 3 * e, queryStride: 3 * e,
-                                       key: keys, keyStride: e, value: values, valueStride: e,
-                                       queryRows: steps, keyRows: start + steps,
-                                       heads: heads, headDim: headDim, scale: scale, causalOffset: start),
-                                 into: context + b * steps * e, outStride: e, scores: scores)
-            }
+            state.cachedSelfAttention(layer: l, qkv: qkv, shape: shape, heads: heads, scale: scale,
+                                      scores: scores, into: context)
             // torch (BlipTextSelfOutput): LayerNorm(dense(context) + input_tensor)
             block.attentionOutput(context, rows: rows, into: normed)
             Kernels.add(normed, h, count: rows * e)
             block.attentionNorm(normed, rows: rows, into: h)
 
             // Cross-attention over the image: x = LayerNorm(dense(attn(query(x), K_img, V_img)) + x).
-            // All beams' queries share the image K/V, so each head is one sgemm over every row.
             block.crossQuery(h, rows: rows, into: qkv)
-            let kv = state.crossKeyValues[l].pointer
-            Attention.attend(.init(query: qkv, queryStride: e, key: kv, keyStride: 2 * e,
-                                   value: kv + e, valueStride: 2 * e, queryRows: rows, keyRows: encRows,
-                                   heads: heads, headDim: headDim, scale: scale, causalOffset: nil),
-                             into: context, outStride: e, scores: scores, weights: captured == nil ? nil : perHead)
-            if let captured {
-                // [heads, rows, enc] -> [layer][rows][heads][enc]
-                let layerBase = captured + l * rows * heads * encRows
-                for hd in 0..<heads {
-                    for r in 0..<rows {
-                        (layerBase + (r * heads + hd) * encRows)
-                            .update(from: perHead + (hd * rows + r) * encRows, count: encRows)
-                    }
-                }
-            }
+            state.cachedCrossAttention(layer: l, query: qkv, rows: rows, heads: heads, scale: scale,
+                                       scores: scores, capture: captureCrossAttention, into: context)
             block.crossOutput(context, rows: rows, into: normed)
             Kernels.add(normed, h, count: rows * e)
             block.crossNorm(normed, rows: rows, into: h)
