@@ -106,20 +106,11 @@ public struct BlipTextConfig: Sendable {
 
 /// BLIP's vision model (transformers `BlipVisionModel`), weights under `vision_model.`.
 final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
-    struct Block {
-        let layerNorm1: LayerNorm        // encoder.layers.N.layer_norm1
-        let qkv: Linear                  // encoder.layers.N.self_attn.qkv         [3D, D] (rows: Q, K, V)
-        let projection: Linear           // encoder.layers.N.self_attn.projection  [D, D]
-        let layerNorm2: LayerNorm        // encoder.layers.N.layer_norm2
-        let fc1: Linear                  // encoder.layers.N.mlp.fc1               [I, D]
-        let fc2: Linear                  // encoder.layers.N.mlp.fc2               [D, I]
-    }
-
     let config: BlipVisionConfig
     let classEmbedding: Tensor           // embeddings.class_embedding                  [1, 1, D]
     let patchEmbedding: PatchEmbedding   // embeddings.patch_embedding.{weight [D, 3, P, P], bias [D]}
     let positionEmbedding: Tensor        // embeddings.position_embedding               [1, 1+G², D]
-    let blocks: [Block]
+    let blocks: [PreNormEncoderBlock]  // encoder.layers.N.*
     let postLayerNorm: LayerNorm         // post_layernorm
 
     var imageSize: Int { config.imageSize }
@@ -138,9 +129,9 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
         positionEmbedding = try emb.tensor("position_embedding", shape: [1, config.sequenceLength, d])
         blocks = try (0..<config.layers).map { i in
             let l = w.scoped("encoder.layers.\(i)")
-            return Block(
+            return PreNormEncoderBlock(
                 layerNorm1: try LayerNorm(l, "layer_norm1", dim: d, eps: eps),
-                qkv: try Linear.linear(l, "self_attn.qkv", in: d, out: 3 * d),
+                qkv: [try Linear.linear(l, "self_attn.qkv", in: d, out: 3 * d)],   // fused [3D, D]: rows Q, K, V
                 projection: try Linear.linear(l, "self_attn.projection", in: d, out: d),
                 layerNorm2: try LayerNorm(l, "layer_norm2", dim: d, eps: eps),
                 fc1: try Linear.linear(l, "mlp.fc1", in: d, out: config.intermediateSize),
@@ -152,7 +143,6 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
     /// Encodes `count` images' pixel values [count, 3, S, S] into `last_hidden_state` [count, 1+G², D].
     func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
         let cfg = config, d = cfg.hiddenSize, n = cfg.sequenceLength, rows = count * n
-        let heads = cfg.heads, headDim = d / heads
         let hidden = Tensor(zeros: [count, n, d])
         let h = hidden.data
 
@@ -165,36 +155,9 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
             Kernels.add(out, positionEmbedding.data, count: n * d)
         }
 
-        let normed = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-        let qkv = UnsafeMutablePointer<Float>.allocate(capacity: rows * 3 * d)
-        let context = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-        let mlp = UnsafeMutablePointer<Float>.allocate(capacity: rows * cfg.intermediateSize)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        defer { [normed, qkv, context, mlp, scores].forEach { $0.deallocate() } }
-
-        for block in blocks {
-            // torch: hidden_states = self_attn(layer_norm1(hidden_states)) + residual
-            block.layerNorm1(h, rows: rows, into: normed)
-            // mixed_qkv = self.qkv(x).reshape(bsz, tgt_len, 3, heads, head_dim): Q | K | V column blocks
-            block.qkv(normed, rows: rows, into: qkv)
-            for b in 0..<count {
-                let base = qkv + b * n * 3 * d
-                // attention_scores = (q @ k.transpose(-1, -2)) * head_dim**-0.5; softmax; @ v
-                Attention.attend(.init(query: base, queryStride: 3 * d, key: base + d, keyStride: 3 * d,
-                                       value: base + 2 * d, valueStride: 3 * d, queryRows: n, keyRows: n,
-                                       heads: heads, headDim: headDim,
-                                       scale: 1 / Float(headDim).squareRoot(), causalOffset: nil),
-                                 into: context + b * n * d, outStride: d, scores: scores)
-            }
-            block.projection(context, rows: rows, into: normed)   // output = self.projection(context_layer)
-            Kernels.add(h, normed, count: rows * d)
-            // torch: hidden_states = mlp(layer_norm2(hidden_states)) + residual;  mlp = fc2(act(fc1(x)))
-            block.layerNorm2(h, rows: rows, into: normed)
-            block.fc1(normed, rows: rows, into: mlp)
-            Kernels.activate(mlp, count: rows * cfg.intermediateSize, cfg.activation)
-            block.fc2(mlp, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * d)
-        }
+        // torch: hidden_states = self_attn(layer_norm1(x)) + x; hidden_states = mlp(layer_norm2(x)) + x
+        PreNormEncoder.run(blocks, hidden: h, count: count, length: n, width: d, heads: cfg.heads,
+                           inner: cfg.intermediateSize, activation: cfg.activation)
         // torch: last_hidden_state = self.post_layernorm(last_hidden_state)
         postLayerNorm(h, rows: rows, into: h)
         return hidden
