@@ -28,7 +28,13 @@ struct ModelOptions: ParsableArguments {
     }
 
     func load() throws -> CaptionModel {
-        try CaptionModel(directory: resolvedDirectory(), checkWeights: checkWeights)
+        let model = try CaptionModel(directory: resolvedDirectory(), checkWeights: checkWeights)
+        if !model.unusedTensors.isEmpty {
+            // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
+            let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
+            printError("glimpse: note: \(model.unusedTensors.count) tensor(s) in the checkpoint are not used and were ignored (\(names))")
+        }
+        return model
     }
 }
 
