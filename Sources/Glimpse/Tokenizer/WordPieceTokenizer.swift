@@ -271,11 +271,11 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// The WordPiece decoder's own clean-up (`tokenizers` `decoders::wordpiece::cleanup`), per token.
     static func decoderCleanup(_ token: String) -> String {
-        var s = token
-        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                           (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-            s = s.replacingExact(from, with: to)
-        }
-        return s
+        replacingAll(token, decoderReplacements)
     }
+
+    private static let decoderReplacements: [([UInt8], [UInt8])] = [
+        (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+        (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+    ].map { (Array($0.0.utf8), Array($0.1.utf8)) }
 }
