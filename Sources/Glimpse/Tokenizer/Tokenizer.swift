@@ -30,7 +30,8 @@ public struct SpecialTokens: Equatable, Sendable {
     public var sep: Int?
     public var cls: Int?
     public var mask: Int?
-    /// Every id that `decode(_:skipSpecialTokens: true)` drops.
+    /// Every id that `decode(_:skipSpecialTokens: true)` drops: the added tokens flagged special
+    /// (named special tokens included). transformers' `all_special_ids` lists only the named ones.
     public var all: Set<Int>
 
     public init(bos: Int? = nil, eos: Int? = nil, pad: Int? = nil, unk: Int? = nil, sep: Int? = nil,

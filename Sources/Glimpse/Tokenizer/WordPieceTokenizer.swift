@@ -120,7 +120,10 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
                                                    defaults: defaults)
         var byContent: [ExactString: Int] = [:]
         for token in resolved.tokens {
-            idToToken[token.id] = token.content
+            // `tokenizers` decodes a normalized added token as its normalized form ("Blip-2" -> "blip-2").
+            idToToken[token.id] = token.normalized
+                ? String(String.UnicodeScalarView(Self.normalize(Array(token.content.unicodeScalars), norm)))
+                : token.content
             byContent[ExactString(token.content)] = token.id
         }
         self.idToToken = idToToken
