@@ -35,22 +35,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         let directory = vocabularyFile.deletingLastPathComponent()
         let vocabJSON = try readJSON(vocabularyFile)
         let vocab = try Self.parseVocab(vocabJSON, file: vocabularyFile.path, key: "(root)")
-        let text = try readFile(mergesFile)
-        guard let string = String(data: text, encoding: .utf8) else {
-            throw TokenizerError.invalidValue(file: mergesFile.path, key: "(file)", reason: "not valid UTF-8")
-        }
-        var merges: [(String, String, line: Int)] = []
-        for (index, rawLine) in string.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = Substring(rawLine)
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw TokenizerError.invalidMerge(file: mergesFile.path, line: index + 1, merge: String(line),
-                                                  reason: "expected two tokens separated by one space")
-            }
-            merges.append((String(parts[0]), String(parts[1]), index + 1))
-        }
+        let merges = try Self.parseMergesFile(try readFile(mergesFile), file: mergesFile.path)
         let settings = try TokenizerSettings.load(directory: directory, tokenizerJSON: nil, tokenizerJSONFile: "")
         let addPrefixSpace = settings.config?["add_prefix_space"]?.bool ?? false
         try self.init(vocab: vocab, merges: merges, mergesFile: mergesFile.path, settings: settings,
@@ -158,12 +143,43 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         addedRaw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
         addedNormalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized })
         specialTokens = resolved.special
-        var names = Set(vocab.keys)
-        for token in resolved.tokens { names.insert(ExactString(token.content)) }
-        vocabularySize = names.count
+        // len(tokenizer): the vocabulary plus added tokens that are not in it.
+        vocabularySize = vocab.count + Set(resolved.tokens.map { ExactString($0.content) })
+            .filter { vocab[$0] == nil }.count
         self.addPrefixSpace = addPrefixSpace
         self.ignoreMerges = ignoreMerges
         cleanUp = settings.cleanUpTokenizationSpaces && settings.cleanUpForBPE
+    }
+
+    /// Parses merges.txt: an optional `#version` first line, then "left right" per line.
+    /// Works on bytes: splitting a large String by Character would be slow.
+    static func parseMergesFile(_ data: Data, file: String) throws -> [(String, String, line: Int)] {
+        let bytes = [UInt8](data)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw TokenizerError.invalidValue(file: file, key: "(file)", reason: "not valid UTF-8")
+        }
+        var merges: [(String, String, line: Int)] = []
+        merges.reserveCapacity(bytes.count / 8)
+        var lineNumber = 0
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != 0x0A { end += 1 }
+            lineNumber += 1
+            var lineEnd = end
+            if lineEnd > start, bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            let line = bytes[start..<lineEnd]
+            start = end + 1
+            if line.isEmpty || (lineNumber == 1 && line.starts(with: Array("#version".utf8))) { continue }
+            let spaces = line.indices.filter { line[$0] == 0x20 }
+            guard spaces.count == 1, let space = spaces.first, space > line.startIndex, space < line.endIndex - 1 else {
+                throw TokenizerError.invalidMerge(file: file, line: lineNumber, merge: String(decoding: line, as: UTF8.self),
+                                                  reason: "expected two tokens separated by one space")
+            }
+            merges.append((String(decoding: line[line.startIndex..<space], as: UTF8.self),
+                           String(decoding: line[(space + 1)...], as: UTF8.self), lineNumber))
+        }
+        return merges
     }
 
     static func parseVocab(_ value: JSONValue, file: String, key: String) throws -> [ExactString: Int] {

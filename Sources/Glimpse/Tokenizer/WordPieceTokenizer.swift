@@ -133,9 +133,9 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
             Self.normalize(Array(content.unicodeScalars), norm)
         }
         specialTokens = resolved.special
-        var names = Set(vocab.keys)
-        for token in resolved.tokens { names.insert(ExactString(token.content)) }
-        vocabularySize = names.count
+        // len(tokenizer): the vocabulary plus added tokens that are not in it.
+        vocabularySize = vocab.count + Set(resolved.tokens.map { ExactString($0.content) })
+            .filter { vocab[$0] == nil }.count
         cleanUp = settings.cleanUpTokenizationSpaces
     }
 
