@@ -7,20 +7,18 @@ import Foundation
 /// bytes to printable characters, apply merges by rank. Decoding maps characters back to bytes
 /// and decodes UTF-8 with replacement characters for invalid sequences.
 public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
-    public let specialTokens: SpecialTokens
-    public let vocabularySize: Int
+    public var specialTokens: SpecialTokens { added.special }
+    public var vocabularySize: Int { added.vocabularySize }
 
     /// Token string to id (model vocabulary).
     private let vocab: [ExactString: Int]
-    /// Id to token string, model vocabulary and added tokens.
+    /// Id to token string (model vocabulary).
     private let idToToken: [Int: String]
     /// Id of the single-character token for each byte, or -1.
     private let byteIDs: [Int]
     /// Merge of two ids (`left << 32 | right`) to its rank and the merged id.
     private let merges: [UInt64: (rank: Int32, id: Int32)]
-    private let addedRaw: AddedTokenSplitter
-    private let addedNormalized: AddedTokenSplitter
-    private let addedByContent: [ExactString: Int]
+    private let added: AddedVocabulary
     private let addPrefixSpace: Bool
     private let ignoreMerges: Bool
     private let cleanUp: Bool
@@ -131,21 +129,8 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         // GPT2Tokenizer's defaults; a generic PreTrainedTokenizerFast has none.
         let defaults = TokenizerLoader.genericClasses.contains(settings.tokenizerClass ?? "") ? [:]
             : ["unk": "<|endoftext|>", "bos": "<|endoftext|>", "eos": "<|endoftext|>"]
-        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
-                                                   defaults: defaults)
-        var byContent: [ExactString: Int] = [:]
-        for token in resolved.tokens {
-            idToToken[token.id] = token.content
-            byContent[ExactString(token.content)] = token.id
-        }
         self.idToToken = idToToken
-        addedByContent = byContent
-        addedRaw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
-        addedNormalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized })
-        specialTokens = resolved.special
-        // len(tokenizer): the vocabulary plus added tokens that are not in it.
-        vocabularySize = vocab.count + Set(resolved.tokens.map { ExactString($0.content) })
-            .filter { vocab[$0] == nil }.count
+        added = AddedVocabulary(settings: settings, vocab: vocab, defaults: defaults)
         self.addPrefixSpace = addPrefixSpace
         self.ignoreMerges = ignoreMerges
         cleanUp = settings.cleanUpTokenizationSpaces && settings.cleanUpForBPE
@@ -213,30 +198,11 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
     // MARK: Tokenizer
 
     public func tokenID(_ token: String) -> Int? {
-        addedByContent[ExactString(token)] ?? vocab[ExactString(token)]
+        added.id(token) ?? vocab[ExactString(token)]
     }
 
     public func encode(_ text: String) -> [Int] {
-        let scalars = Array(text.unicodeScalars)
-        var pieces: [TextPiece] = []
-        addedRaw.split(scalars, 0..<scalars.count, into: &pieces)
-        var ids: [Int] = []
-        for piece in pieces {
-            switch piece {
-            case .token(let id):
-                ids.append(id)
-            case .text(let range):
-                var inner: [TextPiece] = []
-                addedNormalized.split(scalars, range, into: &inner)
-                for p in inner {
-                    switch p {
-                    case .token(let id): ids.append(id)
-                    case .text(let r): encodePlain(scalars, r, into: &ids)
-                    }
-                }
-            }
-        }
-        return ids
+        added.encode(text, model: encodePlain)
     }
 
     private func encodePlain(_ scalars: [Unicode.Scalar], _ range: Range<Int>, into ids: inout [Int]) {
@@ -304,7 +270,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         var bytes: [UInt8] = []
         for id in ids {
             if skipSpecialTokens, specialTokens.all.contains(id) { continue }
-            guard let token = idToToken[id] else { continue }
+            guard let token = added.token(id) ?? idToToken[id] else { continue }
             let start = bytes.count
             var mapped = true
             for s in token.unicodeScalars {

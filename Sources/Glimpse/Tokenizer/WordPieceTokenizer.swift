@@ -7,8 +7,8 @@ import Foundation
 /// longest-match-first WordPiece with `##` continuations. Decoding joins tokens with spaces,
 /// glues `##` pieces and cleans up spaces before punctuation.
 public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
-    public let specialTokens: SpecialTokens
-    public let vocabularySize: Int
+    public var specialTokens: SpecialTokens { added.special }
+    public var vocabularySize: Int { added.vocabularySize }
 
     /// BertNormalizer options.
     struct Normalization: Sendable {
@@ -20,10 +20,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     private let vocab: [ExactString: Int]
     private let idToToken: [Int: String]
-    private let addedByContent: [ExactString: Int]
-    private let addedRaw: AddedTokenSplitter
-    private let addedNormalized: AddedTokenSplitter
-    private let normalization: Normalization
+    private let added: AddedVocabulary
     private let unkID: Int
     private let prefix: String
     private let maxInputCharsPerWord: Int
@@ -99,7 +96,6 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         } else {
             norm.stripAccents = norm.lowercase
         }
-        normalization = norm
 
         // BertTokenizer's defaults; a generic PreTrainedTokenizerFast has none but tokenizer.json's unk.
         var defaults = ["unk": "[UNK]", "sep": "[SEP]", "pad": "[PAD]", "cls": "[CLS]", "mask": "[MASK]"]
@@ -116,57 +112,23 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
         var idToToken: [Int: String] = [:]
         for (token, id) in vocab { idToToken[id] = token.string }
-        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
-                                                   defaults: defaults)
-        var byContent: [ExactString: Int] = [:]
-        for token in resolved.tokens {
-            // `tokenizers` decodes a normalized added token as its normalized form ("Blip-2" -> "blip-2").
-            idToToken[token.id] = token.normalized
-                ? String(String.UnicodeScalarView(Self.normalize(Array(token.content.unicodeScalars), norm)))
-                : token.content
-            byContent[ExactString(token.content)] = token.id
-        }
         self.idToToken = idToToken
-        addedByContent = byContent
-        addedRaw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
-        addedNormalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized }) { content in
-            Self.normalize(Array(content.unicodeScalars), norm)
-        }
-        specialTokens = resolved.special
-        // len(tokenizer): the vocabulary plus added tokens that are not in it.
-        vocabularySize = vocab.count + Set(resolved.tokens.map { ExactString($0.content) })
-            .filter { vocab[$0] == nil }.count
+        let options = norm
+        added = AddedVocabulary(settings: settings, vocab: vocab, defaults: defaults,
+                                normalizer: { Self.normalize($0, options) })
         cleanUp = settings.cleanUpTokenizationSpaces
     }
 
     // MARK: Tokenizer
 
     public func tokenID(_ token: String) -> Int? {
-        addedByContent[ExactString(token)] ?? vocab[ExactString(token)]
+        added.id(token) ?? vocab[ExactString(token)]
     }
 
     public func encode(_ text: String) -> [Int] {
-        let scalars = Array(text.unicodeScalars)
-        var pieces: [TextPiece] = []
-        addedRaw.split(scalars, 0..<scalars.count, into: &pieces)
-        var ids: [Int] = []
-        for piece in pieces {
-            switch piece {
-            case .token(let id):
-                ids.append(id)
-            case .text(let range):
-                let normalized = Self.normalize(Array(scalars[range]), normalization)
-                var inner: [TextPiece] = []
-                addedNormalized.split(normalized, 0..<normalized.count, into: &inner)
-                for p in inner {
-                    switch p {
-                    case .token(let id): ids.append(id)
-                    case .text(let r): preTokenize(normalized, r) { word in wordPiece(normalized[word], into: &ids) }
-                    }
-                }
-            }
+        added.encode(text) { normalized, range, ids in
+            preTokenize(normalized, range) { word in wordPiece(normalized[word], into: &ids) }
         }
-        return ids
     }
 
     /// BertNormalizer: clean text, space around CJK, NFD + drop Mn when stripping accents, lower-case.
@@ -256,7 +218,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         var index = 0
         for id in ids {
             if skipSpecialTokens, specialTokens.all.contains(id) { continue }
-            guard let token = idToToken[id] else { continue }
+            guard let token = added.token(id) ?? idToToken[id] else { continue }
             var piece: String
             if index == 0 {
                 piece = token
