@@ -42,8 +42,12 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
 
     /// Loads a `tokenizer.json` whose model is BPE, with the optional config files beside it.
     public convenience init(tokenizerFile: URL) throws {
+        try self.init(tokenizerJSON: try readJSON(tokenizerFile), file: tokenizerFile)
+    }
+
+    /// Builds from an already parsed `tokenizer.json` (the loader reads it once).
+    convenience init(tokenizerJSON json: JSONValue, file tokenizerFile: URL) throws {
         let file = tokenizerFile.path
-        let json = try readJSON(tokenizerFile)
         guard let model = json["model"], model.object != nil else {
             throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
         }
