@@ -125,7 +125,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
                                                   reason: "merged token '\(merge.0)\(merge.1)' is not in the vocabulary")
             }
             let key = UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))
-            if mergeTable[key] == nil { mergeTable[key] = (Int32(rank), Int32(merged)) }
+            mergeTable[key] = (Int32(rank), Int32(merged))  // a repeated pair keeps its last rank, as in `tokenizers`
         }
         self.merges = mergeTable
         byteIDs = ByteLevel.byteToScalar.map { vocab[ExactString(String(Character($0)))] ?? -1 }

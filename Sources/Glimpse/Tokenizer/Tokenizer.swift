@@ -49,7 +49,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case invalidJSON(file: String, reason: String)
     /// A key is missing or has the wrong type.
     case invalidValue(file: String, key: String, reason: String)
-    /// A merge line is malformed or names a token absent from the vocabulary.
+    /// A merge is malformed or names a token absent from the vocabulary. `line` is the 1-based line
+    /// of merges.txt, or the 0-based index in tokenizer.json's `model.merges`.
     case invalidMerge(file: String, line: Int, merge: String, reason: String)
     /// A token is named (special token, unk token) but absent from the vocabulary.
     case unknownToken(file: String, key: String, token: String)

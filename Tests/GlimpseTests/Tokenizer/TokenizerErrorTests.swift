@@ -53,6 +53,14 @@ final class TokenizerErrorTests: XCTestCase {
         XCTAssertEqual(tokenizer.decode(tokenizer.encode("hello hi"), skipSpecialTokens: true), "hello hi")
     }
 
+    func testRepeatedMergeKeepsLastRank() throws {
+        // As in `tokenizers` (checked with 0.23): merges a b, b c, a b -> "abc" is [a, bc].
+        try write("vocab.json", byteVocab(extra: ["ab", "bc"]))
+        try write("merges.txt", "a b\nb c\na b\n")
+        let tokenizer = try TokenizerLoader.load(directory: directory)
+        XCTAssertEqual(tokenizer.encode("abc"), [tokenizer.tokenID("a"), tokenizer.tokenID("bc")].compactMap { $0 })
+    }
+
     func testMergeWithTokenMissingFromVocabularyNamesMergesFile() throws {
         try write("vocab.json", byteVocab())
         try write("merges.txt", "#version: 0.2\nh e\nl x\n")
