@@ -177,15 +177,18 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         }
         var vocab: [ExactString: Int] = [:]
         vocab.reserveCapacity(entries.count)
-        var seen = Set<Int>()
         for (token, idValue) in entries {
             guard let id = idValue.int, id >= 0 else {
                 throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id is not a non-negative integer")
             }
-            guard seen.insert(id).inserted else {
-                throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id \(id) is used twice")
+            vocab[ExactString(token)] = id  // a repeated key keeps its last value, as Python's json does
+        }
+        var owner: [Int: String] = [:]
+        owner.reserveCapacity(vocab.count)
+        for (token, id) in vocab {
+            if let other = owner.updateValue(token.string, forKey: id) {
+                throw TokenizerError.invalidVocabulary(file: file, token: token.string, reason: "id \(id) is also used by '\(other)'")
             }
-            vocab[ExactString(token)] = id
         }
         return vocab
     }

@@ -33,10 +33,16 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         guard let text = String(data: data, encoding: .utf8) else {
             throw TokenizerError.invalidValue(file: vocabularyFile.path, key: "(file)", reason: "not valid UTF-8")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
+        // One token per line with trailing whitespace (and "\r") trimmed, as transformers 5 reads it;
+        // empty lines are tokens too.
+        var lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            var end = line.endIndex
+            while end > line.startIndex, UnicodeClasses.isWhitespace(line[line.index(before: end)]) {
+                end = line.index(before: end)
+            }
+            return String(String.UnicodeScalarView(line[line.startIndex..<end]))
         }
-        if lines.last == "" { lines.removeLast() }
+        if text.unicodeScalars.last == "\n" || text.isEmpty { lines.removeLast() }
         var vocab: [ExactString: Int] = [:]
         vocab.reserveCapacity(lines.count)
         for (index, token) in lines.enumerated() { vocab[ExactString(token)] = index }

@@ -149,6 +149,20 @@ final class TokenizerErrorTests: XCTestCase {
         }) { try TokenizerLoader.load(directory: self.directory) }
     }
 
+    func testVocabTxtLinesAsTransformersReadsThem() throws {
+        // Checked with transformers 5.24: CRLF and trailing spaces trimmed, empty lines are tokens,
+        // missing [SEP]/[CLS]/[MASK] are added after the vocabulary in that order.
+        let text = "[PAD]\r\n[UNK]\r\nhello\r\nwor \r\n##ld\r\nx\n\ny\n"
+        try text.write(to: directory.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        try write("tokenizer_config.json", "{\"tokenizer_class\": \"BertTokenizer\"}")
+        let tokenizer = try TokenizerLoader.load(directory: directory)
+        XCTAssertEqual(tokenizer.encode("hello world x y"), [2, 3, 4, 5, 7])
+        XCTAssertEqual(tokenizer.vocabularySize, 11)
+        let s = tokenizer.specialTokens
+        XCTAssertEqual([s.pad, s.unk, s.sep, s.cls, s.mask], [0, 1, 8, 9, 10])
+        XCTAssertEqual(tokenizer.decode([8, 2, 3, 4, 9, 10, 6], skipSpecialTokens: false), "[SEP] hello world [CLS] [MASK] ")
+    }
+
     func testWordPieceWithoutUnknownTokenNamesFile() throws {
         try write("vocab.txt", "[PAD]\nhello\n")
         expectError({ error in
