@@ -7,7 +7,7 @@ import XCTest
 final class TokenizerParityTests: XCTestCase {
     static func fixturesDirectory() throws -> URL {
         guard let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {
-            throw XCTSkip("Fixtures resource missing")
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "Fixtures resource missing from the test bundle"])
         }
         return url.appendingPathComponent("tokenizers")
     }
