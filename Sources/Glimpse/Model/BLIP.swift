@@ -143,17 +143,11 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
     /// Encodes `count` images' pixel values [count, 3, S, S] into `last_hidden_state` [count, 1+G², D].
     func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
         let cfg = config, d = cfg.hiddenSize, n = cfg.sequenceLength, rows = count * n
-        let hidden = Tensor(zeros: [count, n, d])
-        let h = hidden.data
-
         // torch: patch_embeds = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
         //        embeddings = torch.cat([class_embeds, patch_embeds], dim=1) + self.position_embedding
-        patchEmbedding(pixelValues, count: count, imageSize: cfg.imageSize, into: h + d, imageStride: n * d)
-        for b in 0..<count {
-            let out = h + b * n * d
-            out.update(from: classEmbedding.data, count: d)
-            Kernels.add(out, positionEmbedding.data, count: n * d)
-        }
+        let hidden = patchEmbedding.sequences(pixelValues, count: count, imageSize: cfg.imageSize,
+                                              classToken: classEmbedding, positions: positionEmbedding)
+        let h = hidden.data
 
         // torch: hidden_states = self_attn(layer_norm1(x)) + x; hidden_states = mlp(layer_norm2(x)) + x
         PreNormEncoder.run(blocks, hidden: h, count: count, length: n, width: d, heads: cfg.heads,

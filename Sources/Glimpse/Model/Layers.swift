@@ -129,6 +129,23 @@ final class Scratch {
     deinit { pointer.deallocate() }
 }
 
+extension PatchEmbedding {
+    /// The ViT-style input sequence of `count` images: [class token; patches] + positions, as
+    /// [count, 1+G², D]. torch: cat(cls_token, conv(pixel_values).flatten(2).transpose(1, 2)) + position_embeddings
+    func sequences(_ pixelValues: UnsafePointer<Float>, count: Int, imageSize: Int,
+                   classToken: Tensor, positions: Tensor) -> Tensor {
+        let d = width, n = positions.count / d
+        let hidden = Tensor(zeros: [count, n, d])
+        self(pixelValues, count: count, imageSize: imageSize, into: hidden.data + d, imageStride: n * d)
+        for b in 0..<count {
+            let out = hidden.data + b * n * d
+            out.update(from: classToken.data, count: d)
+            Kernels.add(out, positions.data, count: n * d)
+        }
+        return hidden
+    }
+}
+
 /// A pre-LN transformer encoder block, as ViT and BLIP's vision model both build it:
 /// x = x + proj(attn(ln1(x))); x = x + fc2(act(fc1(ln2(x)))).
 struct PreNormEncoderBlock {

@@ -72,19 +72,10 @@ final class ViTEncoder: @unchecked Sendable {
     func callAsFunction(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
         let cfg = config, d = cfg.hiddenSize, s = cfg.imageSize
         let n = cfg.sequenceLength, rows = count * n
-        let hidden = Tensor(zeros: [count, n, d])
-        let h = hidden.data
-
-        // Patch embedding (Conv2d with kernel = stride = P) into rows 1..., CLS token into row 0,
-        // then all rows + position embeddings.
         // torch: embeddings = cat(cls_token, projection(pixel_values).flatten(2).transpose(1, 2)) + position_embeddings
-        patchEmbedding(pixelValues, count: count, imageSize: s, into: h + d, imageStride: n * d)
-        for b in 0..<count {
-            let out = h + b * n * d
-            out.update(from: clsToken.data, count: d)
-            Kernels.add(out, positionEmbeddings.data, count: n * d)
-        }
-
+        let hidden = patchEmbedding.sequences(pixelValues, count: count, imageSize: s,
+                                              classToken: clsToken, positions: positionEmbeddings)
+        let h = hidden.data
         PreNormEncoder.run(blocks, hidden: h, count: count, length: n, width: d, heads: cfg.heads,
                            inner: cfg.intermediateSize, activation: cfg.activation)
         finalLayerNorm(h, rows: rows, into: h)
