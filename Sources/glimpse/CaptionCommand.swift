@@ -30,6 +30,7 @@ struct CaptionCommand: ParsableCommand {
     var maxPixels = 100_000_000
 
     func run() throws {
+        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
         let model: CaptionModel
         do { model = try modelOptions.load() } catch {
             printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
