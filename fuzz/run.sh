@@ -45,6 +45,6 @@ PY
 esac
 copy "$fx"/regressions/"$target"-*
 echo "fuzz $target: ${seconds}s, $(ls "$seeds" | wc -l) seeds, corpus $(ls "$corpus" | wc -l) files"
-GLIMPSE_FUZZ_TARGET="$target" ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}" \
+GLIMPSE_FUZZ_TARGET="$target" SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}" \
   "$work/glimpse-fuzz" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
   -artifact_prefix="$artifacts/" "${flags[@]}" "$@" "$corpus" "$seeds"

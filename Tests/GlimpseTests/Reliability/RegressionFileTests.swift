@@ -63,6 +63,18 @@ final class RegressionFileTests: XCTestCase {
         }
     }
 
+    /// fuzz/resume: a file name holding a quote followed by a combining mark (one Character) was written
+    /// to CSV without doubling that quote, so --resume misread the line and would caption the file again.
+    func testCSVFieldsEscapeQuotesInsideGraphemeClusters() throws {
+        let text = String(decoding: try file("resume-csv-quote-with-combining-mark"), as: UTF8.self)
+        let cut = text.index(text.startIndex, offsetBy: text.count / 2)
+        let name = String(text[..<cut]), error = String(text[cut...])
+        for (file, cause) in [(name, error), ("a\u{0022}\u{0301}b.png", "x"), ("c,\u{0301}d.png", "y"), ("e\r\nf.png", "z")] {
+            let line = [file, "", "", cause].map(BatchOutput.csvField).joined(separator: ",")
+            XCTAssertEqual(ResumeIndex.csv(Data(("file,caption,score,error\n" + line + "\n").utf8)).files, [file], line)
+        }
+    }
+
     /// A PNG whose IDAT stream inflates 1000 times past what its rows need decodes without inflating the
     /// rest (png_read_end used to), and a trailing eXIf still counts unless its CRC is wrong.
     func testPNGTailIsNotInflated() throws {
