@@ -48,9 +48,11 @@ fuzz: setup
 	fuzz/build.sh
 	@for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
-## test-asan: the unit tests under AddressSanitizer, in their own build directory (.build/asan).
-## swiftc on Linux refuses -sanitize=undefined, so UndefinedBehaviorSanitizer covers the C shims only
-## (-Xcc reaches every C compile; the handlers come with the ASan runtime). The CLI tests skip here.
+## test-asan: the unit tests under AddressSanitizer, in their own build directory (.build/asan); the
+## CLI tests drive the sanitized debug glimpse. swiftc on Linux refuses -sanitize=undefined, so
+## UndefinedBehaviorSanitizer covers the C shims only (-Xcc reaches every C compile; its handlers come
+## with the ASan runtime). Leak reports are off: the Swift runtime and XCTest keep allocations to exit.
 ASAN_TEST_FLAGS ?= -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined
 test-asan: setup
-	$(SWIFT) test --scratch-path .build/asan --sanitize=address $(ASAN_TEST_FLAGS)
+	ASAN_OPTIONS=detect_leaks=0 GLIMPSE_BIN=$(CURDIR)/.build/asan/debug/glimpse \
+	  $(SWIFT) test --scratch-path .build/asan --sanitize=address $(ASAN_TEST_FLAGS)

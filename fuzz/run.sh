@@ -19,7 +19,8 @@ case "$target" in
   exif)
     copy "$fx"/images/*orientation*.jpg "$fx"/images/jpeg_exif_without_orientation.jpg
     # The bare Exif blocks (TIFF header onwards) of those files, for EXIFOrientation.fromEXIF.
-    for f in "$fx"/images/*orientation*.jpg; do
+    command -v python3 >/dev/null || echo "(no python3: exif seeds are the JPEG files only)"
+    command -v python3 >/dev/null && for f in "$fx"/images/*orientation*.jpg; do
       python3 - "$f" "$seeds/tiff_$(basename "$f").bin" <<'PY'
 import sys
 data = open(sys.argv[1], "rb").read()
