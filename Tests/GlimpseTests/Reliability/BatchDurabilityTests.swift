@@ -155,6 +155,29 @@ final class BatchDurabilityTests: XCTestCase {
         XCTAssertEqual(try BatchRecords(out).files.count, 6)
     }
 
+    /// A FIFO named like an image is never opened (opening it would block the walk for good): it is
+    /// counted as skipped and every real image is captioned.
+    func testFIFOIsSkippedWithoutBlocking() throws {
+        let dir = try scratch.directory("photos")
+        try scratch.images(in: dir, count: 4)
+        XCTAssertEqual(mkfifo(dir.appendingPathComponent("img01b.png").path, 0o644), 0)
+        let out = scratch.url.appendingPathComponent("out.jsonl")
+        let (process, o, e) = try GlimpseCLI.process(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"],
+                                                      scratch: scratch.url)
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return XCTFail("glimpse batch blocked on a FIFO")
+        }
+        let result = GlimpseCLI.collect(process, o, e)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("4 captioned, 0 failed, 1 skipped"), result.stderr)
+        XCTAssertEqual(try BatchRecords(out).files.count, 4)
+    }
+
     func testFileVanishingMidRunIsOneErrorRecord() throws {
         let dir = try scratch.directory("photos")
         try scratch.images(in: dir, count: 40)
