@@ -74,3 +74,21 @@ venv:
 
 clean:
 	rm -rf .build
+
+## fuzz: build the libFuzzer harnesses (fuzz/, needs clang from the Swift toolchain) and run each one
+## for FUZZ_SECONDS (default 60); FUZZ_TARGETS to choose. A crash fails the target and leaves its input
+## in .build/fuzz/artifacts/TARGET/ (see fuzz/README.md).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= jpeg png exif safetensors config bpe resume
+fuzz: setup
+	fuzz/build.sh
+	@for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
+
+## test-asan: the unit tests under AddressSanitizer, in their own build directory (.build/asan); the
+## CLI tests drive the sanitized debug glimpse. swiftc on Linux refuses -sanitize=undefined, so
+## UndefinedBehaviorSanitizer covers the C shims only (-Xcc reaches every C compile; its handlers come
+## with the ASan runtime). Leak reports are off: the Swift runtime and XCTest keep allocations to exit.
+ASAN_TEST_FLAGS ?= -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined
+test-asan: setup
+	ASAN_OPTIONS=detect_leaks=0 GLIMPSE_BIN=$(CURDIR)/.build/asan/debug/glimpse \
+	  $(SWIFT) test --scratch-path .build/asan --sanitize=address $(ASAN_TEST_FLAGS)

@@ -14,6 +14,7 @@ int glimpse_codecs_version(void) { return 2; }
 struct glimpse_jpeg {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_error_mgr jerr;
+    struct jpeg_progress_mgr progress;
     jmp_buf jump;
     int status;
     char message[JMSG_LENGTH_MAX];
@@ -77,6 +78,22 @@ static void on_message(j_common_ptr cinfo, int level) {
     longjmp(jpeg->jump, 1);
 }
 
+// Every scan of a progressive JPEG is a pass over the whole coefficient array, and nothing bounds
+// their number: a small file of thousands of tiny scans costs minutes. Like TurboJPEG's
+// TJFLAG_LIMITSCANS (and djpeg -maxscans), more than this many scans is refused.
+#define GLIMPSE_JPEG_MAX_SCANS 500
+
+static void on_progress(j_common_ptr cinfo) {
+    if (!cinfo->is_decompressor) return;
+    struct jpeg_decompress_struct *d = (struct jpeg_decompress_struct *)cinfo;
+    if (d->input_scan_number > GLIMPSE_JPEG_MAX_SCANS) {
+        glimpse_jpeg *jpeg = (glimpse_jpeg *)cinfo->client_data;
+        snprintf(jpeg->message, sizeof(jpeg->message), "more than %d progressive scans", GLIMPSE_JPEG_MAX_SCANS);
+        jpeg->status = GLIMPSE_CORRUPT;
+        longjmp(jpeg->jump, 1);
+    }
+}
+
 // Sets up the decompressor; 0 when libjpeg fails (only an allocation failure can).
 static int jpeg_setup(glimpse_jpeg *jpeg, const uint8_t *data, size_t size) {
     jpeg->cinfo.err = jpeg_std_error(&jpeg->jerr);
@@ -89,6 +106,8 @@ static int jpeg_setup(glimpse_jpeg *jpeg, const uint8_t *data, size_t size) {
     }
     jpeg_create_decompress(&jpeg->cinfo);
     jpeg_mem_src(&jpeg->cinfo, data, (unsigned long)size);
+    jpeg->progress.progress_monitor = on_progress;
+    jpeg->cinfo.progress = &jpeg->progress;
     return 1;
 }
 

@@ -23,6 +23,10 @@ struct glimpse_png {
     int status;
     char message[256];
     uint8_t *scratch; // decoded rows before conversion to RGB; freed by destroy
+    uint8_t ihdr[33];  // signature + IHDR as libpng is shown them (see plan_extra_row)
+    int extra_row;     // 1 when that IHDR claims one row more than the file
+    const uint8_t *trailing_exif; // eXIf payload found after the image data (points into data)
+    size_t trailing_exif_size;
 };
 
 static void on_error(png_structp png_ptr, png_const_charp text) {
@@ -39,14 +43,58 @@ static void on_warning(png_structp png_ptr, png_const_charp text) {
     (void)text;
 }
 
+static uint32_t chunk_crc(const uint8_t *bytes, size_t count) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < count; i++) {
+        c ^= bytes[i];
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
 static void read_memory(png_structp png_ptr, png_bytep out, size_t count) {
     glimpse_png *png = (glimpse_png *)png_get_io_ptr(png_ptr);
     if (count > png->size - png->position) {
         png->status = GLIMPSE_TRUNCATED;
         png_error(png_ptr, "unexpected end of data");
     }
-    memcpy(out, png->data + png->position, count);
+    if (png->extra_row && png->position < sizeof(png->ihdr)) {
+        for (size_t i = 0; i < count; i++) {
+            size_t at = png->position + i;
+            out[i] = at < sizeof(png->ihdr) ? png->ihdr[at] : png->data[at];
+        }
+    } else {
+        memcpy(out, png->data + png->position, count);
+    }
     png->position += count;
+}
+
+// libpng inflates the rest of the IDAT stream as soon as the image's last row is read
+// (png_read_finish_row -> png_read_finish_IDAT), however long that rest is: a 2 MB file whose
+// zlib stream runs on for 2 GB of zeros past the last row (a decompression bomb well within
+// the pixel limit) took 13 seconds. So libpng is shown an IHDR one row taller than the file's
+// (signature + IHDR with the height + 1 and its CRC redone): every real row decodes exactly as
+// before, the extra row is never asked for, and the stream's tail is never touched. Only for
+// non-interlaced images (Adam7 interleaves rows across passes; those keep libpng's behaviour)
+// with a valid IHDR whose height + 1 stays within libpng's default 1000000-row limit.
+static void plan_extra_row(glimpse_png *png) {
+    const uint8_t *d = png->data;
+    if (png->size < sizeof(png->ihdr) || be32(d + 8) != 13 || memcmp(d + 12, "IHDR", 4) != 0) return;
+    if (chunk_crc(d + 12, 17) != be32(d + 29)) return; // let libpng report the bad CRC
+    uint32_t height = be32(d + 20);
+    if (height == 0 || height >= 999999 || d[28] != 0) return;
+    memcpy(png->ihdr, d, sizeof(png->ihdr));
+    put_be32(png->ihdr + 20, height + 1);
+    put_be32(png->ihdr + 29, chunk_crc(png->ihdr + 12, 17));
+    png->extra_row = 1;
 }
 
 glimpse_png *glimpse_png_create(const uint8_t *data, size_t size) {
@@ -65,6 +113,7 @@ glimpse_png *glimpse_png_create(const uint8_t *data, size_t size) {
         free(png);
         return NULL;
     }
+    plan_extra_row(png);
     png_set_read_fn(png->png, png, read_memory);
     png_set_chunk_malloc_max(png->png, GLIMPSE_PNG_CHUNK_MAX);
     return png;
@@ -79,20 +128,67 @@ void glimpse_png_destroy(glimpse_png *png) {
 
 const char *glimpse_png_message(const glimpse_png *png) { return png ? png->message : ""; }
 
+// libpng (1.6.39) allocates an eXIf chunk's claimed length before reading its data, and
+// png_set_chunk_malloc_max does not cap it: a 145-byte file claiming a 2 GB eXIf chunk made it
+// malloc 2 GB (found by fuzz/ png). A chunk before the image data that claims more bytes than
+// the file has left means a cut-off file, which is reported without asking libpng; every
+// allocation libpng makes for such chunks is then bounded by the file's own size.
+static int chunks_fit(glimpse_png *png) {
+    if (png->size < 8) return 1; // libpng reports the cut signature
+    size_t position = 8;
+    while (png->size - position >= 8) {
+        const uint8_t *chunk = png->data + position;
+        size_t length = be32(chunk);
+        if (memcmp(chunk + 4, "IDAT", 4) == 0) return 1;
+        if (length > png->size - position - 8) {
+            snprintf(png->message, sizeof(png->message), "chunk '%c%c%c%c' claims %zu bytes, past the end of the data",
+                     chunk[4] & 0x7F, chunk[5] & 0x7F, chunk[6] & 0x7F, chunk[7] & 0x7F, length);
+            return 0;
+        }
+        if (png->size - position - 8 - length < 4) return 1; // no room for the CRC: libpng reports the cut
+        position += 12 + length;
+    }
+    return 1;
+}
+
 int glimpse_png_read_header(glimpse_png *png, glimpse_png_header *header) {
     memset(header, 0, sizeof(*header));
+    if (!chunks_fit(png)) return GLIMPSE_TRUNCATED;
     if (setjmp(png->jump)) return png->status;
     png_read_info(png->png, png->info);
     png_uint_32 width = 0, height = 0;
     int depth = 0, color = 0, interlace = 0;
     png_get_IHDR(png->png, png->info, &width, &height, &depth, &color, &interlace, NULL, NULL);
     header->width = width;
-    header->height = height;
+    header->height = height - (png_uint_32)png->extra_row;
     header->bit_depth = depth;
     header->color_type = color;
     header->interlaced = interlace == PNG_INTERLACE_ADAM7;
     header->has_trns = png_get_valid(png->png, png->info, PNG_INFO_tRNS) ? 1 : 0;
     return GLIMPSE_OK;
+}
+
+// The first eXIf chunk after the first IDAT, by walking the chunk list of the in-memory file,
+// with libpng's rules for an ancillary chunk: a bad CRC or one over the chunk size cap drops it.
+static void find_trailing_exif(glimpse_png *png) {
+    size_t position = 8; // after the signature
+    int seen_idat = 0;
+    while (png->size - position >= 12) {
+        const uint8_t *chunk = png->data + position;
+        size_t length = be32(chunk);
+        if (length > png->size - position - 12) return; // cut off
+        if (memcmp(chunk + 4, "IDAT", 4) == 0) seen_idat = 1;
+        else if (memcmp(chunk + 4, "IEND", 4) == 0) return;
+        else if (seen_idat && memcmp(chunk + 4, "eXIf", 4) == 0) {
+            if (length > 0 && length <= GLIMPSE_PNG_CHUNK_MAX &&
+                chunk_crc(chunk + 4, length + 4) == be32(chunk + 8 + length)) {
+                png->trailing_exif = chunk + 8;
+                png->trailing_exif_size = length;
+            }
+            return;
+        }
+        position += 12 + length;
+    }
 }
 
 // One decoded row (after libpng's transforms) to packed RGB.
@@ -130,7 +226,7 @@ int glimpse_png_decode_rgb(glimpse_png *png, uint8_t *out, size_t out_size) {
     png_structp p = png->png;
     png_infop info = png->info;
     png_uint_32 width = png_get_image_width(p, info);
-    png_uint_32 height = png_get_image_height(p, info);
+    png_uint_32 height = png_get_image_height(p, info) - (png_uint_32)png->extra_row;
     int color = png_get_color_type(p, info);
     int depth = png_get_bit_depth(p, info);
     if ((size_t)width * height * 3 > out_size) {
@@ -173,10 +269,11 @@ int glimpse_png_decode_rgb(glimpse_png *png, uint8_t *out, size_t out_size) {
             row_to_rgb(png->scratch, out + (size_t)y * width * 3, width, channels, out_depth);
         }
     }
-    // Reads the chunks after the image data (an eXIf chunk may sit there) up to IEND.
-    // Every pixel is in by now, so like PIL we accept a file whose tail is damaged or
-    // missing (no IEND): a failure here only loses trailing metadata.
-    if (setjmp(png->jump) == 0) png_read_end(p, info);
+    // Every pixel is in by now, so like PIL we accept a file whose tail is damaged or missing
+    // (no IEND). png_read_end is not called: it would inflate whatever is left of the IDAT
+    // stream (see plan_extra_row) and then read every later chunk. The only metadata used after
+    // the image data is eXIf, which is looked up directly.
+    find_trailing_exif(png);
     png->status = GLIMPSE_OK;
     png->message[0] = 0;
     return GLIMPSE_OK;
@@ -192,6 +289,10 @@ const uint8_t *glimpse_png_exif(const glimpse_png *png, size_t *size) {
         return exif;
     }
 #endif
+    if (png->trailing_exif) {
+        *size = png->trailing_exif_size;
+        return png->trailing_exif;
+    }
     return NULL;
 }
 

@@ -39,6 +39,10 @@ struct BatchCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
+        // Past a file-size limit (ulimit -f, RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose default action
+        // kills the process mid-record with no message. Ignored, write(2) fails with EFBIG instead and the
+        // run stops with an error that says the results so far are kept.
+        signal(SIGXFSZ, SIG_IGN)
         guard let fmt = BatchFormat(rawValue: format.lowercased()) else {
             throw ValidationError("--format must be jsonl or csv")
         }
@@ -55,26 +59,31 @@ struct BatchCommand: ParsableCommand {
         request.prompt = generation.prompt
         try detection.apply(to: &request)
 
-        var files = Array(slice.slice(listing.images))
+        let images = listing.images
+        let shardRange = slice.range(of: images.count)
+        var wanted = [Bool](repeating: false, count: images.count)
+        for i in shardRange { wanted[i] = true }
         let output: BatchOutput?
         if sidecar {
             output = nil
-            if resume { files = files.filter { !FileManager.default.fileExists(atPath: SidecarOutput.path(for: $0)) } }
+            if resume { for i in shardRange where FileManager.default.fileExists(atPath: SidecarOutput.path(for: images[i])) { wanted[i] = false } }
         } else {
             let path = out ?? (fmt == .csv ? "glimpse-captions.csv" : "glimpse-captions.jsonl")
             do { output = try BatchOutput(path: path, format: fmt, resume: resume) } catch {
                 printError("glimpse: \(error)")
                 throw ExitCode(2)
             }
-            if let done = output?.completed, !done.isEmpty { files = files.filter { !done.contains($0) } }
+            if let done = output?.completed, !done.isEmpty { for i in shardRange where done.contains(images[i]) { wanted[i] = false } }
         }
-        let alreadyDone = slice.slice(listing.images).count - files.count
+        let files = shardRange.filter { wanted[$0] }
+        let alreadyDone = shardRange.count - files.count
 
         let progress = Progress(total: files.count, quiet: quiet)
         let runner = BatchRunner(pipeline: try RecordPipeline(model: model, request: request), encoderBatch: encoderBatch)
         let summary: BatchRunner.Summary
         do {
-            summary = try runner.run(files: files, emit: { record in
+            // The whole listing goes in, so encoder batches line up with an uninterrupted, unsharded run.
+            summary = try runner.run(listing: images, include: { wanted[$0] }, emit: { record in
                 if let error = record.error { progress.clearLine(); printError("glimpse: \(record.file): \(error)") }
                 if let output { try output.write(record) } else { try SidecarOutput.write(record) }
             }, progress: progress.update)

@@ -104,9 +104,20 @@ public final class BatchOutput {
         }
     }
 
+    /// One CSV field, quoted when needed. Works on Unicode scalars, not Characters: a quote, comma or
+    /// CR followed by a combining mark is one Character ("\"\u{742}" != "\""), and "\r\n" is one too, so
+    /// the Character tests missed them and wrote an unescaped quote or comma that --resume then misread
+    /// (found by fuzz/ resume).
     static func csvField(_ s: String) -> String {
-        guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
-        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        guard s.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+        var out = String.UnicodeScalarView()
+        out.append("\"")
+        for scalar in s.unicodeScalars {
+            if scalar == "\"" { out.append("\"") }
+            out.append(scalar)
+        }
+        out.append("\"")
+        return String(out)
     }
 
     private func writeLine(_ line: String) throws {

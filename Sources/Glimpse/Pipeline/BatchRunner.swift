@@ -26,17 +26,43 @@ public final class BatchRunner {
     /// An error thrown by `emit` (e.g. disk full) stops the run and is rethrown.
     public func run(files: [String], emit: (CaptionRecord) throws -> Void,
                     progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> Summary {
+        try run(listing: files, include: { _ in true }, emit: emit, progress: progress)
+    }
+
+    /// Runs the files of `listing` at the indices `include` accepts (a shard, minus what a resumed
+    /// output already holds), emitting their records in listing order.
+    ///
+    /// Images are encoded in fixed groups of `encoderBatch` consecutive listing entries, whatever is
+    /// included: the encoder's matrix products round differently with another batch composition (scores
+    /// moved in the 7th digit, and a caption could flip on a near tie), so a resumed or sharded run
+    /// encodes a partly wanted group whole, as an uninterrupted run does, and emits only its wanted
+    /// files. That costs at most encoderBatch - 1 extra decodes per resume or shard edge, and makes every
+    /// record independent of timing, kills, --resume and --shard.
+    public func run(listing: [String], include: (Int) -> Bool, emit: (CaptionRecord) throws -> Void,
+                    progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> Summary {
         let start = ContinuousClock.now
         var summary = Summary()
         let model = pipeline.model, request = pipeline.request
+        let batch = encoderBatch
+        // Groups with at least one wanted file: every member is prepared (encoded), wanted ones emitted.
+        var work: [(file: String, group: Int, wanted: Bool)] = []
+        var total = 0
+        for group in 0..<((listing.count + batch - 1) / batch) {
+            let range = (group * batch)..<min(listing.count, (group + 1) * batch)
+            let wanted = range.map(include)
+            guard wanted.contains(true) else { continue }
+            for (i, w) in zip(range, wanted) { work.append((listing[i], group, w)) }
+            total += wanted.filter { $0 }.count
+        }
+        let items = work
         let queue = PrefetchQueue(capacity: prefetchDepth)
         let producer = Thread {
-            for file in files {
+            for item in items {
                 if queue.isCancelled { break }
-                let item: Result<PreparedImage, Error> = Result {
-                    try Captioner.prepare(file: file, model: model, maxPixels: request.maxPixels)
+                let prepared: Result<PreparedImage, Error> = Result {
+                    try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
                 }
-                queue.put((file, item))
+                queue.put((item.file, prepared))
             }
             queue.finish()
         }
@@ -46,29 +72,39 @@ public final class BatchRunner {
 
         let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
         var done = 0
-        var pending: [(String, Result<PreparedImage, Error>)] = []
+        var pending: [(file: String, item: Result<PreparedImage, Error>, wanted: Bool)] = []
         func flush() throws {
-            // Encode the prepared images of `pending` together; failures keep their place in order.
-            let prepared = pending.compactMap { try? $0.1.get() }
-            var results = captioner.caption(prepared, request: request).makeIterator()
-            for (file, item) in pending {
+            // Encode the group's prepared images together (padding included); failures keep their place.
+            let prepared = pending.compactMap { try? $0.item.get() }
+            let wanted = pending.compactMap { entry -> Bool? in (try? entry.item.get()) == nil ? nil : entry.wanted }
+            var results = captioner.caption(prepared, request: request, generate: wanted).makeIterator()
+            for entry in pending {
+                var result: Result<CaptionResult, Error>?
+                if case .success = entry.item { result = results.next() ?? .failure(ModelError.invalidInput("internal: missing result")) }
+                guard entry.wanted else { continue }
                 let record: CaptionRecord
-                switch item {
-                case .failure(let error): record = pipeline.record(for: .failure(error), file: file)
-                case .success: record = pipeline.record(for: results.next() ?? .failure(ModelError.invalidInput("internal: missing result")), file: file)
+                switch entry.item {
+                case .failure(let error): record = pipeline.record(for: .failure(error), file: entry.file)
+                case .success: record = pipeline.record(for: result!, file: entry.file)
                 }
                 if record.isError { summary.failed += 1 } else { summary.captioned += 1 }
                 try emit(record)
                 done += 1
-                progress(done, files.count)
+                progress(done, total)
             }
             pending.removeAll(keepingCapacity: true)
         }
+        var index = 0, group = -1
         while let next = queue.take() {
-            pending.append(next)
-            if pending.count >= encoderBatch || queue.isEmptyNow { try flush() }
+            let item = items[index]
+            index += 1
+            if item.group != group {
+                if !pending.isEmpty { try flush() }
+                group = item.group
+            }
+            pending.append((next.0, next.1, item.wanted))
         }
-        try flush()
+        if !pending.isEmpty { try flush() }
         summary.seconds = milliseconds(since: start) / 1000
         return summary
     }

@@ -63,6 +63,14 @@ public final class Captioner {
     public static func prepare(file: String, model: CaptionModel, maxPixels: Int) throws -> PreparedImage {
         let start = ContinuousClock.now
         let decoded = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: file), maxPixels: maxPixels)
+        // A preprocessor_config.json with do_resize false passes images through at their own size; the
+        // encoder only takes its image_size, so anything else is this file's error (it used to reach the
+        // encoder's size precondition and abort the whole run).
+        let side = model.encoder.imageSize
+        if !model.preprocessor.doResize && (decoded.image.width != side || decoded.image.height != side) {
+            throw ModelError.invalidInput("\(file): image is \(decoded.image.width)x\(decoded.image.height) but the model's "
+                + "preprocessor_config.json has do_resize false and the encoder takes \(side)x\(side)")
+        }
         let pixels = model.pixelValues(for: decoded.image)
         return PreparedImage(file: file, image: decoded.image, pixelValues: pixels,
                              decodeMilliseconds: milliseconds(since: start))
@@ -70,7 +78,9 @@ public final class Captioner {
 
     /// Encodes several prepared images in one encoder pass, then generates for each.
     /// A generation failure (e.g. NaN logits) fails that image only.
-    public func caption(_ batch: [PreparedImage], request: CaptionRequest) -> [Result<CaptionResult, Error>] {
+    /// `generate[i]` false encodes image i with the others but skips its generation (a batch runner's
+    /// padding image, encoded only so the batch composition stays fixed); its result is a failure.
+    public func caption(_ batch: [PreparedImage], request: CaptionRequest, generate: [Bool]? = nil) -> [Result<CaptionResult, Error>] {
         guard !batch.isEmpty else { return [] }
         let start = ContinuousClock.now
         var pixels: [Float] = []
@@ -87,7 +97,8 @@ public final class Captioner {
             state = model.makeState(beamWidth: parameters.beamWidth, maxLength: maxLength)
         }
         return batch.enumerated().map { i, item in
-            Result {
+            if let generate, !generate[i] { return .failure(ModelError.invalidInput("\(item.file): encoded as batch padding only")) }
+            return Result {
                 let genStart = ContinuousClock.now
                 let view = states[index: i]
                 let sequences = try model.generate(encoderStates: view, prompt: prompt, parameters: parameters, state: state)

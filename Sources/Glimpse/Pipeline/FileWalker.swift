@@ -28,23 +28,34 @@ public enum FileWalker {
 
     public static func list(_ root: String) throws -> Listing {
         var listing = Listing(images: [], skipped: 0, warnings: [])
-        var visited = Set<[UInt64]>()
+        // device+inode of every directory walked -> the path it was walked under.
+        var visited: [[UInt64]: String] = [:]
         var st = stat()
         guard stat(root, &st) == 0 else {
             throw ModelError.invalidInput("\(root): \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw ModelError.invalidInput("\(root): not a directory") }
+        // Real directories are walked before directories reached through a symlink, and each directory's
+        // entries in byte order, so a directory with several paths (a link to it, a loop) is always listed
+        // under the same path: its files keep their names from run to run, which --resume relies on.
         var stack = [root]
-        while let dir = stack.popLast() {
+        var linked: [String] = []
+        while let dir = stack.popLast() ?? (linked.isEmpty ? nil : linked.removeFirst()) {
             var ds = stat()
             guard stat(dir, &ds) == 0 else { listing.warnings.append("\(dir): \(String(cString: strerror(errno)))"); continue }
-            guard visited.insert([UInt64(ds.st_dev), UInt64(ds.st_ino)]).inserted else { continue }  // symlink loop or repeat
+            let key = [UInt64(ds.st_dev), UInt64(ds.st_ino)]
+            if let first = visited[key] {
+                listing.warnings.append("\(dir): skipped, the same directory as \(first) (symlink loop or second link)")
+                continue
+            }
+            visited[key] = dir
             let entries: [String]
             do { entries = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
                 listing.warnings.append("\(dir): cannot list directory (\(error.localizedDescription))")
                 continue
             }
-            for name in entries {
+            var subdirectories: [String] = []
+            for name in entries.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
                 let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
                 var es = stat()
                 guard stat(path, &es) == 0 else {
@@ -52,15 +63,20 @@ public enum FileWalker {
                     continue
                 }
                 switch es.st_mode & S_IFMT {
-                case S_IFDIR: stack.append(path)
+                case S_IFDIR:
+                    var ls = stat()
+                    if lstat(path, &ls) == 0 && (ls.st_mode & S_IFMT) == S_IFLNK { linked.append(path) } else { subdirectories.append(path) }
                 case S_IFREG:
                     switch sniff(path) {
                     case .jpeg, .png, .unreadable: listing.images.append(path)   // unreadable: reported as an error record
                     case .other: listing.skipped += 1
                     }
-                default: listing.skipped += 1
+                default:
+                    // FIFOs, sockets, devices: never opened (a FIFO would block the walk).
+                    listing.skipped += 1
                 }
             }
+            stack.append(contentsOf: subdirectories.reversed())
         }
         listing.images.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         return listing
@@ -90,8 +106,10 @@ public struct Shard: Sendable, Equatable {
         try self.init(index: i, count: n)
     }
 
-    public func slice<T>(_ items: [T]) -> ArraySlice<T> {
-        let lo = items.count * index / count, hi = items.count * (index + 1) / count
-        return items[lo..<hi]
+    public func slice<T>(_ items: [T]) -> ArraySlice<T> { items[range(of: items.count)] }
+
+    /// The indices of this shard in a list of `total` items.
+    public func range(of total: Int) -> Range<Int> {
+        (total * index / count)..<(total * (index + 1) / count)
     }
 }

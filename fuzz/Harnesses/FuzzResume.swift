@@ -1,0 +1,32 @@
+import Foundation
+
+/// The `--resume` readers of batch output (JSONL, and CSV on the same input): the kept prefix must end at
+/// a line boundary inside the data, and every file they report must come from a complete line.
+enum FuzzResume {
+    static func run(_ bytes: UnsafeRawBufferPointer) {
+        let data = Data(bytes)
+        for (name, index) in [("jsonl", ResumeIndex.jsonl(data)), ("csv", ResumeIndex.csv(data))] {
+            fuzzCheck(index.validLength >= 0 && index.validLength <= data.count, "\(name): valid length outside the data")
+            fuzzCheck(index.validLength == 0 || data[data.startIndex + index.validLength - 1] == UInt8(ascii: "\n"),
+                      "\(name): valid length not at a line end")
+            if index.validLength == 0 { fuzzCheck(index.files.isEmpty, "\(name): files reported from no complete line") }
+        }
+        // Any file name and error text must make one JSON line that reads back to the same strings
+        // (a name that broke the line would be invisible to --resume and captioned twice).
+        let text = String(decoding: data, as: UTF8.self)
+        let cut = text.index(text.startIndex, offsetBy: text.count / 2)
+        let record = CaptionRecord(file: String(text[..<cut]), error: String(text[cut...]))
+        let line = RecordCoding.line(record)
+        fuzzCheck(!line.utf8.contains(UInt8(ascii: "\n")), "record line contains a raw newline")
+        let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        fuzzCheck(object?["file"] as? String == record.file && object?["error"] as? String == record.error,
+                  "record line does not read back: \(line)")
+        fuzzCheck(ResumeIndex.jsonl(Data((line + "\n").utf8)).files == [record.file], "resume misses a written record")
+        let csv = "file,caption,score,error\n" + [record.file, "", "", record.error ?? ""].map(BatchOutput.csvField).joined(separator: ",") + "\n"
+        fuzzCheck(ResumeIndex.csv(Data(csv.utf8)).files == [record.file], "CSV resume misses a written record: \(csv)")
+        // Records read back the way `glimpse` reads its own lines.
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").prefix(8) {
+            if let record = RecordCoding.record(from: line) { _ = RecordCoding.line(record) }
+        }
+    }
+}
