@@ -4,7 +4,7 @@ PYTHON  ?= .venv/bin/python
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev
 GLIMPSE := .build/release/glimpse
-IMAGE   ?= samples/two-shapes.png
+IMAGE   ?= samples/two-shapes-left-of.png
 
 .PHONY: setup build test test-asan caption bench bench-compare fixtures train eval fuzz venv clean
 
@@ -22,7 +22,7 @@ build: setup
 
 ## caption: caption a sample with the default model (IMAGE=... to choose)
 caption: build
-	$(GLIMPSE) caption $(IMAGE) --detect
+	$(GLIMPSE) caption $(IMAGE) --segment
 
 ## test: unit, parity and end-to-end tests (the end-to-end tests drive the release CLI)
 test: build

@@ -201,7 +201,7 @@ public enum WordGrouping {
     /// tokens, so words are found on the decoded text: each prefix of the generated tokens is decoded
     /// and the new characters a token adds are attributed to it; a whitespace in them starts a new
     /// word. Tokens that add no text (EOS and other special tokens, skipped by `decode`) belong to
-    /// no word. Decoding prefixes (rather than single tokens) keeps multi-byte characters split
+    /// no word, and a token adding only punctuation to a word is part of its text, not of its tokens. Decoding prefixes (rather than single tokens) keeps multi-byte characters split
     /// across tokens and the tokenizer's clean-up rules right.
     ///
     /// - Parameters:
@@ -230,7 +230,10 @@ public enum WordGrouping {
                     inWord = true
                 }
                 words[words.count - 1].text.append(ch)
-                if words[words.count - 1].tokens.last != i { words[words.count - 1].tokens.append(i) }
+                // A token adding only punctuation ("," after "star") joins the word's text but not its
+                // map: the map is the attention that produced the word itself.
+                let content = ch.isLetter || ch.isNumber || words[words.count - 1].tokens.isEmpty
+                if content && words[words.count - 1].tokens.last != i { words[words.count - 1].tokens.append(i) }
             }
         }
         return words
