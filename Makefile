@@ -6,7 +6,7 @@ APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev
 GLIMPSE := .build/release/glimpse
 IMAGE   ?= samples/two-shapes.png
 
-.PHONY: setup build test test-asan caption bench fuzz train venv clean
+.PHONY: setup build test test-asan caption bench bench-compare fixtures train eval fuzz venv clean
 
 ## setup: install missing system packages (apt-get; sudo when not root)
 setup:
@@ -31,6 +31,42 @@ test: build
 ## bench: kernel, image, model and batch benchmarks (not tests)
 bench: build
 	$(GLIMPSE) bench
+
+## bench-compare: the same checkpoint through glimpse and transformers+PyTorch, 2 threads, side by side
+bench-compare: build
+	@test -x $(PYTHON) || $(MAKE) venv
+	@test -f .bench/vit-gpt2/config.json || $(PYTHON) tools/make_bench_model.py --blip
+	$(PYTHON) tools/bench_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/vit-gpt2
+	$(PYTHON) tools/bench_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/blip-base --modes beam3
+
+## fixtures: regenerate every committed test fixture with the pinned Python stack
+fixtures:
+	@test -x $(PYTHON) || $(MAKE) venv
+	$(PYTHON) tools/make_fixtures.py
+	$(PYTHON) tools/make_image_fixtures.py
+	$(PYTHON) tools/make_tokenizer_fixtures.py
+	$(PYTHON) tools/make_safetensors_fixtures.py
+	$(PYTHON) tools/make_heads_fixtures.py
+	$(PYTHON) tools/make_kernel_fixtures.py
+
+## train: reproduce models/default (about 2 hours on 2 CPU cores; see tools/train.py)
+train:
+	@test -x $(PYTHON) || $(MAKE) venv
+	$(PYTHON) tools/scenes.py --seed 1000 --count 30000 --prerender runs/data/train-a.npz --size 112 --grid 14 --procs 2
+	$(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
+	$(PYTHON) tools/scenes.py --seed 2000 --count 600 --out runs/heldout
+	$(PYTHON) tools/make_tokenizer.py --out runs/tokenizer
+	nice -n 10 $(PYTHON) tools/train.py --minutes 95 --out runs/ckpt --export models/default
+	$(PYTHON) tools/train_heads.py --model models/default --data runs/data/train-a.npz --heldout runs/heldout
+
+## eval: score the CLI on 500 held-out scenes of a seed never used in training
+eval: build
+	@test -x $(PYTHON) || $(MAKE) venv
+	$(PYTHON) tools/scenes.py --seed 7000 --count 500 --out runs/eval
+	$(GLIMPSE) batch runs/eval --out runs/eval-learned.jsonl --segment --grounding learned --quiet || true
+	$(GLIMPSE) batch runs/eval --out runs/eval-attention.jsonl --segment --grounding attention --quiet || true
+	@echo "== learned heads";  $(PYTHON) tools/eval.py --pred runs/eval-learned.jsonl --truth runs/eval/scenes.jsonl
+	@echo "== training-free"; $(PYTHON) tools/eval.py --pred runs/eval-attention.jsonl --truth runs/eval/scenes.jsonl
 
 ## venv: Python tools for fixtures, training and reference benchmarks (not needed by the engine)
 venv:

@@ -235,7 +235,11 @@ def run_glimpse(args, mode) -> dict:
 
 
 def fmt(v, nd=1):
-    return "-" if v is None else f"{v:.{nd}f}"
+    if v is None:
+        return "-"
+    if nd == 1 and abs(v) < 10:
+        nd = 2 if abs(v) >= 1 else 3
+    return f"{v:.{nd}f}"
 
 
 def print_table(results, n):

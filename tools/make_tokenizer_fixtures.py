@@ -305,11 +305,25 @@ VARIANTS = [
                                   "clean_up_tokenization_spaces": True}}),
     ("bert-vocab-txt", ["vocab.txt"], {
         "tokenizer_config.json": {"tokenizer_class": "BertTokenizer", "tokenize_chinese_chars": False}}),
+    # Added tokens matched after normalization (lower-cased) and before it (raw), with rstrip.
+    ("bert-vocab-txt", ["vocab.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "BertTokenizer", "added_tokens_decoder": {
+            "637": {"content": "Blip-2", "lstrip": False, "normalized": True, "rstrip": False,
+                    "single_word": False, "special": False},
+            "638": {"content": "<Img>", "lstrip": False, "normalized": False, "rstrip": True,
+                    "single_word": False, "special": False}}}}),
+    ("gpt2-vocab-merges", ["vocab.json", "merges.txt"], {
+        "tokenizer_config.json": {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": {
+            "1000": {"content": "<R>", "lstrip": False, "normalized": False, "rstrip": True,
+                     "single_word": False, "special": True},
+            "1001": {"content": " photo", "lstrip": False, "normalized": True, "rstrip": False,
+                     "single_word": False, "special": False}}}}),
 ]
 
 VARIANT_CORPUS = [
     "Hello World", " hello", "It's a CAT , isn't it ?", "Café naïve ÅNGSTRÖM", "日本語のテキスト 中文",
     "hello <|endoftext|> world", "[CLS] a [DEC] b [ENC] [SEP]", "tabs\tand  spaces  ", "do n't go !",
+    "Blip-2 BLIP-2 blip-2s <Img>   x <img> <R>  a photo, photos<R>",
 ]
 
 
@@ -358,7 +372,11 @@ def reference(directory, corpus=None):
             add_decode(ids[k:])
     if type(tok).__name__ == "GPT2Tokenizer" and corpus is None:
         # Every id in one sequence: byte tokens out of context decode to U+FFFD as HF does.
-        add_decode(list(range(len(tok))))
+        # (Only the first layout has it all; the others add their last ids, the added tokens.)
+        if "gpt2-vocab-merges" in directory:
+            add_decode(list(range(len(tok))))
+        else:
+            add_decode(list(range(len(tok) - 12, len(tok))) + list(range(100, 140)))
 
     return {
         "class": type(tok).__name__,
@@ -369,6 +387,8 @@ def reference(directory, corpus=None):
             "mask": tok.mask_token_id,
         },
         "all_special_ids": sorted(tok.all_special_ids),
+        # What decode(skip_special_tokens=True) drops: added tokens flagged special.
+        "special_added_ids": sorted(i for i, t in tok.added_tokens_decoder.items() if t.special),
         "encode": cases,
         "decode": decodes,
     }

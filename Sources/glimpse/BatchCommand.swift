@@ -28,18 +28,13 @@ struct BatchCommand: ParsableCommand {
     var resume = false
     @Option(name: .long, help: "Process only shard I of N (I/N, 0-based), e.g. --shard 0/4.")
     var shard: String?
-    @Option(name: .long, help: "Images per encoder pass.")
-    var encoderBatch = 4
+    @Option(name: .long, help: "Images per encoder pass. 1 (default) makes every record independent of batch composition, bit for bit; larger batches may change scores in the last float digits.")
+    var encoderBatch = 1
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var generation: GenerationOptions
 
-    @Flag(name: .long, help: "Ground object words: boxes.")
-    var detect = false
-    @Flag(name: .long, help: "Also produce masks (implies --detect).")
-    var segment = false
-    @Option(name: .long, help: "Refuse images larger than this many pixels.")
-    var maxPixels = 100_000_000
+    @OptionGroup var detection: DetectionOptions
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
 
@@ -48,7 +43,6 @@ struct BatchCommand: ParsableCommand {
         // kills the process mid-record with no message. Ignored, write(2) fails with EFBIG instead and the
         // run stops with an error that says the results so far are kept.
         signal(SIGXFSZ, SIG_IGN)
-        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
         guard let fmt = BatchFormat(rawValue: format.lowercased()) else {
             throw ValidationError("--format must be jsonl or csv")
         }
@@ -60,16 +54,10 @@ struct BatchCommand: ParsableCommand {
         }
         for w in listing.warnings { printError("glimpse: warning: \(w)") }
 
-        let model: CaptionModel
-        do { model = try modelOptions.load() } catch {
-            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
-            throw ExitCode(2)
-        }
+        let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt
-        request.detect = detect || segment
-        request.segment = segment
-        request.maxPixels = maxPixels
+        try detection.apply(to: &request)
 
         let images = listing.images
         let shardRange = slice.range(of: images.count)

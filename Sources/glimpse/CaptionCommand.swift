@@ -18,30 +18,18 @@ struct CaptionCommand: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var generation: GenerationOptions
 
-    @Flag(name: .long, help: "Ground each object word: boxes (learned head when the model has one).")
-    var detect = false
-    @Flag(name: .long, help: "Also produce masks (implies --detect).")
-    var segment = false
+    @OptionGroup var detection: DetectionOptions
     @Flag(name: .long, help: "Print JSON Lines instead of text.")
     var json = false
     @Flag(name: .long, help: "Include each token's aggregate attention map in the JSON.")
     var attention = false
-    @Option(name: .long, help: "Refuse images larger than this many pixels (checked before decoding).")
-    var maxPixels = 100_000_000
 
     func run() throws {
-        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
-        let model: CaptionModel
-        do { model = try modelOptions.load() } catch {
-            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
-            throw ExitCode(2)
-        }
+        let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt
-        request.detect = detect || segment
-        request.segment = segment
+        try detection.apply(to: &request)
         request.includeAttention = attention
-        request.maxPixels = maxPixels
         let pipeline = try RecordPipeline(model: model, request: request)
         let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
         var failed = 0

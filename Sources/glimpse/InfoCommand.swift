@@ -76,28 +76,13 @@ enum JSONLine {
         let body = fields.map { key, value -> String in
             let text: String
             switch value {
-            case .string(let s): text = quoted(s)
+            case .string(let s): text = JSONText.quoted(s)
             case .int(let i): text = String(i)
             case .bool(let b): text = b ? "true" : "false"
             }
-            return "\(quoted(key)): \(text)"
+            return "\(JSONText.quoted(key)): \(text)"
         }
         return "{" + body.joined(separator: ", ") + "}"
     }
 
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 }

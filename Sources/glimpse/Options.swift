@@ -28,7 +28,13 @@ struct ModelOptions: ParsableArguments {
     }
 
     func load() throws -> CaptionModel {
-        try CaptionModel(directory: resolvedDirectory(), checkWeights: checkWeights)
+        let model = try CaptionModel(directory: resolvedDirectory(), checkWeights: checkWeights)
+        if !model.unusedTensors.isEmpty {
+            // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
+            let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
+            printError("glimpse: note: \(model.unusedTensors.count) tensor(s) in the checkpoint are not used and were ignored (\(names))")
+        }
+        return model
     }
 }
 
@@ -81,4 +87,38 @@ struct GenerationOptions: ParsableArguments {
 /// Writes a line to stderr.
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Grounding flags shared by caption and batch.
+struct DetectionOptions: ParsableArguments {
+    @Flag(name: .long, help: "Ground each object word: boxes (learned heads when the model has them).")
+    var detect = false
+    @Flag(name: .long, help: "Also produce masks (implies --detect).")
+    var segment = false
+    @Option(name: .long, help: "Grounding: auto (learned heads when present), learned, or attention (training-free).")
+    var grounding: String = "auto"
+    @Option(name: .long, help: "Refuse images larger than this many pixels (checked from the header, before decoding).")
+    var maxPixels = 100_000_000
+
+    /// Applies these flags to `request`.
+    func apply(to request: inout CaptionRequest) throws {
+        guard let method = Grounding.Method(rawValue: grounding.lowercased()) else {
+            throw ValidationError("--grounding must be auto, learned or attention (got '\(grounding)')")
+        }
+        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
+        request.detect = detect || segment
+        request.segment = segment
+        request.grounding = method
+        request.maxPixels = maxPixels
+    }
+}
+
+extension ModelOptions {
+    /// Loads the model or exits with status 2 and a message naming the directory.
+    func loadOrExit() throws -> CaptionModel {
+        do { return try load() } catch {
+            printError("glimpse: cannot load model \(resolvedDirectory().path): \(error)")
+            throw ExitCode(2)
+        }
+    }
 }

@@ -31,11 +31,7 @@ struct OverlayCommand: ParsableCommand {
     var maxPixels = 100_000_000
 
     func run() throws {
-        let model: CaptionModel
-        do { model = try modelOptions.load() } catch {
-            printError("glimpse: cannot load model \(modelOptions.resolvedDirectory().path): \(error)")
-            throw ExitCode(2)
-        }
+        let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt
         request.detect = !noDetections

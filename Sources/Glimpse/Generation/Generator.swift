@@ -36,6 +36,9 @@ public struct Generator {
             throw ModelError.invalidInput("prompt token id \(t) is outside the vocabulary (\(vocab))")
         }
         let maxLength = min(parameters.resolvedMaxLength(promptLength: prompt.count), decoder.maxPositions)
+        guard state.lengthCapacity >= maxLength, state.beamCapacity >= parameters.beamWidth else {
+            throw ModelError.invalidInput("decoder state holds \(state.beamCapacity) beams × \(state.lengthCapacity) positions; this generation needs \(parameters.beamWidth) × \(maxLength)")
+        }
         guard maxLength > prompt.count else {
             throw ModelError.invalidInput("prompt of \(prompt.count) tokens leaves no room below max_length \(maxLength)")
         }

@@ -107,6 +107,22 @@ public struct ImagePreprocessor: Equatable, Sendable {
                 case height, width
                 case shortestEdge = "shortest_edge"
             }
+            init(height: Int?, width: Int?, shortestEdge: Int?) {
+                self.height = height
+                self.width = width
+                self.shortestEdge = shortestEdge
+            }
+            /// Older checkpoints (e.g. nlpconnect/vit-gpt2-image-captioning's ViTFeatureExtractor) write `"size": 224`.
+            init(from decoder: Decoder) throws {
+                if let side = try? decoder.singleValueContainer().decode(Int.self) {
+                    self.init(height: side, width: side, shortestEdge: nil)
+                    return
+                }
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                self.init(height: try c.decodeIfPresent(Int.self, forKey: .height),
+                          width: try c.decodeIfPresent(Int.self, forKey: .width),
+                          shortestEdge: try c.decodeIfPresent(Int.self, forKey: .shortestEdge))
+            }
         }
         /// image_mean may be a list or a single number.
         struct Triple: Decodable {

@@ -106,20 +106,11 @@ public struct BlipTextConfig: Sendable {
 
 /// BLIP's vision model (transformers `BlipVisionModel`), weights under `vision_model.`.
 final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
-    struct Block {
-        let layerNorm1: LayerNorm        // encoder.layers.N.layer_norm1
-        let qkv: Linear                  // encoder.layers.N.self_attn.qkv         [3D, D] (rows: Q, K, V)
-        let projection: Linear           // encoder.layers.N.self_attn.projection  [D, D]
-        let layerNorm2: LayerNorm        // encoder.layers.N.layer_norm2
-        let fc1: Linear                  // encoder.layers.N.mlp.fc1               [I, D]
-        let fc2: Linear                  // encoder.layers.N.mlp.fc2               [D, I]
-    }
-
     let config: BlipVisionConfig
     let classEmbedding: Tensor           // embeddings.class_embedding                  [1, 1, D]
     let patchEmbedding: PatchEmbedding   // embeddings.patch_embedding.{weight [D, 3, P, P], bias [D]}
     let positionEmbedding: Tensor        // embeddings.position_embedding               [1, 1+G², D]
-    let blocks: [Block]
+    let blocks: [PreNormEncoderBlock]  // encoder.layers.N.*
     let postLayerNorm: LayerNorm         // post_layernorm
 
     var imageSize: Int { config.imageSize }
@@ -138,9 +129,9 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
         positionEmbedding = try emb.tensor("position_embedding", shape: [1, config.sequenceLength, d])
         blocks = try (0..<config.layers).map { i in
             let l = w.scoped("encoder.layers.\(i)")
-            return Block(
+            return PreNormEncoderBlock(
                 layerNorm1: try LayerNorm(l, "layer_norm1", dim: d, eps: eps),
-                qkv: try Linear.linear(l, "self_attn.qkv", in: d, out: 3 * d),
+                qkv: [try Linear.linear(l, "self_attn.qkv", in: d, out: 3 * d)],   // fused [3D, D]: rows Q, K, V
                 projection: try Linear.linear(l, "self_attn.projection", in: d, out: d),
                 layerNorm2: try LayerNorm(l, "layer_norm2", dim: d, eps: eps),
                 fc1: try Linear.linear(l, "mlp.fc1", in: d, out: config.intermediateSize),
@@ -152,49 +143,15 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
     /// Encodes `count` images' pixel values [count, 3, S, S] into `last_hidden_state` [count, 1+G², D].
     func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
         let cfg = config, d = cfg.hiddenSize, n = cfg.sequenceLength, rows = count * n
-        let heads = cfg.heads, headDim = d / heads
-        let hidden = Tensor(zeros: [count, n, d])
-        let h = hidden.data
-
         // torch: patch_embeds = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
         //        embeddings = torch.cat([class_embeds, patch_embeds], dim=1) + self.position_embedding
-        patchEmbedding(pixelValues, count: count, imageSize: cfg.imageSize, into: h + d, imageStride: n * d)
-        for b in 0..<count {
-            let out = h + b * n * d
-            out.update(from: classEmbedding.data, count: d)
-            Kernels.add(out, positionEmbedding.data, count: n * d)
-        }
+        let hidden = patchEmbedding.sequences(pixelValues, count: count, imageSize: cfg.imageSize,
+                                              classToken: classEmbedding, positions: positionEmbedding)
+        let h = hidden.data
 
-        let normed = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-        let qkv = UnsafeMutablePointer<Float>.allocate(capacity: rows * 3 * d)
-        let context = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-        let mlp = UnsafeMutablePointer<Float>.allocate(capacity: rows * cfg.intermediateSize)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        defer { [normed, qkv, context, mlp, scores].forEach { $0.deallocate() } }
-
-        for block in blocks {
-            // torch: hidden_states = self_attn(layer_norm1(hidden_states)) + residual
-            block.layerNorm1(h, rows: rows, into: normed)
-            // mixed_qkv = self.qkv(x).reshape(bsz, tgt_len, 3, heads, head_dim): Q | K | V column blocks
-            block.qkv(normed, rows: rows, into: qkv)
-            for b in 0..<count {
-                let base = qkv + b * n * 3 * d
-                // attention_scores = (q @ k.transpose(-1, -2)) * head_dim**-0.5; softmax; @ v
-                Attention.attend(.init(query: base, queryStride: 3 * d, key: base + d, keyStride: 3 * d,
-                                       value: base + 2 * d, valueStride: 3 * d, queryRows: n, keyRows: n,
-                                       heads: heads, headDim: headDim,
-                                       scale: 1 / Float(headDim).squareRoot(), causalOffset: nil),
-                                 into: context + b * n * d, outStride: d, scores: scores)
-            }
-            block.projection(context, rows: rows, into: normed)   // output = self.projection(context_layer)
-            Kernels.add(h, normed, count: rows * d)
-            // torch: hidden_states = mlp(layer_norm2(hidden_states)) + residual;  mlp = fc2(act(fc1(x)))
-            block.layerNorm2(h, rows: rows, into: normed)
-            block.fc1(normed, rows: rows, into: mlp)
-            Kernels.activate(mlp, count: rows * cfg.intermediateSize, cfg.activation)
-            block.fc2(mlp, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * d)
-        }
+        // torch: hidden_states = self_attn(layer_norm1(x)) + x; hidden_states = mlp(layer_norm2(x)) + x
+        PreNormEncoder.run(blocks, hidden: h, count: count, length: n, width: d, heads: cfg.heads,
+                           inner: cfg.intermediateSize, activation: cfg.activation)
         // torch: last_hidden_state = self.post_layernorm(last_hidden_state)
         postLayerNorm(h, rows: rows, into: h)
         return hidden
@@ -321,29 +278,18 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
     func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         let e = config.hiddenSize, heads = config.heads, beams = state.beams
         precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
-        let steps = tokens.count / beams, rows = tokens.count, start = state.length
-        precondition(start + steps <= state.lengthCapacity, "sequence longer than the cache")
-        let headDim = e / heads, encRows = state.encoderRows
+        let shape = DecoderState.StepShape(beams: beams, steps: tokens.count / beams, start: state.length)
+        let rows = shape.rows, steps = shape.steps, start = shape.start
         // torch: attention_scores / math.sqrt(self.attention_head_size)
-        let scale = 1 / Float(headDim).squareRoot()
-
-        let h = state.hidden.reserve(rows * e)
-        let normed = state.normed.reserve(rows * e)
-        let qkv = state.qkv.reserve(rows * 3 * e)
-        let context = state.context.reserve(rows * e)
-        let mlp = state.mlp.reserve(rows * config.intermediateSize)
-        let scores = state.scores.reserve(max(steps * (start + steps), rows * encRows))
-        let captured = captureCrossAttention
-            ? state.crossAttention.reserve(config.layers * rows * heads * encRows) : nil
-        let perHead = state.gather.reserve(heads * rows * encRows)
+        let scale = 1 / Float(e / heads).squareRoot()
+        let scores = state.prepareStep(shape, layers: config.layers, heads: heads, inner: config.intermediateSize,
+                                       capture: captureCrossAttention)
+        let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
+        let context = state.context.pointer, mlp = state.mlp.pointer
 
         // torch (BlipTextEmbeddings): position_ids = arange(cache_length, cache_length + seq_length)
         //        embeddings = LayerNorm(word_embeddings(input_ids) + position_embeddings(position_ids))
-        for r in 0..<rows {
-            let position = start + r % steps
-            Kernels.embeddingRow(wordEmbeddings.data, index: tokens[r], dim: e, into: h + r * e)
-            Kernels.add(h + r * e, positionEmbeddings.data + position * e, count: e)
-        }
+        state.embed(tokens, shape: shape, tokenTable: wordEmbeddings, positionTable: positionEmbeddings, into: h)
         embeddingNorm(h, rows: rows, into: h)
 
         for (l, block) in blocks.enumerated() {
@@ -351,42 +297,17 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
             block.query(h, rows: rows, into: qkv, outStride: 3 * e)
             block.key(h, rows: rows, into: qkv + e, outStride: 3 * e)
             block.value(h, rows: rows, into: qkv + 2 * e, outStride: 3 * e)
-            for b in 0..<beams {
-                let keys = state.keyRows(l, beam: b), values = state.valueRows(l, beam: b)
-                for s in 0..<steps {
-                    let src = qkv + (b * steps + s) * 3 * e
-                    (keys + (start + s) * e).update(from: src + e, count: e)
-                    (values + (start + s) * e).update(from: src + 2 * e, count: e)
-                }
-                Attention.attend(.init(query: qkv + b * steps * 3 * e, queryStride: 3 * e,
-                                       key: keys, keyStride: e, value: values, valueStride: e,
-                                       queryRows: steps, keyRows: start + steps,
-                                       heads: heads, headDim: headDim, scale: scale, causalOffset: start),
-                                 into: context + b * steps * e, outStride: e, scores: scores)
-            }
+            state.cachedSelfAttention(layer: l, qkv: qkv, shape: shape, heads: heads, scale: scale,
+                                      scores: scores, into: context)
             // torch (BlipTextSelfOutput): LayerNorm(dense(context) + input_tensor)
             block.attentionOutput(context, rows: rows, into: normed)
             Kernels.add(normed, h, count: rows * e)
             block.attentionNorm(normed, rows: rows, into: h)
 
             // Cross-attention over the image: x = LayerNorm(dense(attn(query(x), K_img, V_img)) + x).
-            // All beams' queries share the image K/V, so each head is one sgemm over every row.
             block.crossQuery(h, rows: rows, into: qkv)
-            let kv = state.crossKeyValues[l].pointer
-            Attention.attend(.init(query: qkv, queryStride: e, key: kv, keyStride: 2 * e,
-                                   value: kv + e, valueStride: 2 * e, queryRows: rows, keyRows: encRows,
-                                   heads: heads, headDim: headDim, scale: scale, causalOffset: nil),
-                             into: context, outStride: e, scores: scores, weights: captured == nil ? nil : perHead)
-            if let captured {
-                // [heads, rows, enc] -> [layer][rows][heads][enc]
-                let layerBase = captured + l * rows * heads * encRows
-                for hd in 0..<heads {
-                    for r in 0..<rows {
-                        (layerBase + (r * heads + hd) * encRows)
-                            .update(from: perHead + (hd * rows + r) * encRows, count: encRows)
-                    }
-                }
-            }
+            state.cachedCrossAttention(layer: l, query: qkv, rows: rows, heads: heads, scale: scale,
+                                       scores: scores, capture: captureCrossAttention, into: context)
             block.crossOutput(context, rows: rows, into: normed)
             Kernels.add(normed, h, count: rows * e)
             block.crossNorm(normed, rows: rows, into: h)

@@ -74,8 +74,10 @@ public final class CaptionModel: @unchecked Sendable {
     }
 
     /// A decoding state sized for `beamWidth` beams (reuse it across images of a batch).
-    public func makeState(beamWidth: Int) -> DecoderState {
-        decoder.makeState(beamCapacity: max(beamWidth, 1), lengthCapacity: decoder.maxPositions)
+    /// `maxLength` bounds the cached positions (prompt + new tokens); the caches are sized to it,
+    /// not to the decoder's n_positions, so a 20-token caption does not reserve 1024 positions.
+    public func makeState(beamWidth: Int, maxLength: Int? = nil) -> DecoderState {
+        decoder.makeState(beamCapacity: max(beamWidth, 1), lengthCapacity: min(maxLength ?? decoder.maxPositions, decoder.maxPositions))
     }
 
     /// Pixel values [3, S, S] for one decoded image, as the checkpoint's image processor makes them.

@@ -121,3 +121,80 @@ public protocol TextDecoder: AnyObject, Sendable {
 extension TextDecoder {
     public var stepWeightBytes: Int { 0 }
 }
+
+// MARK: attention over the state's caches (shared by every decoder family)
+
+extension DecoderState {
+    /// Positions of the current forward call: `rows` = beams × `steps` new positions from `length`.
+    struct StepShape {
+        let beams: Int
+        let steps: Int
+        let start: Int
+        var rows: Int { beams * steps }
+    }
+
+    /// Token + absolute position embeddings of `tokens` into `out` [rows, E]
+    /// (torch: inputs_embeds + position_embeds with position_ids = arange(past, past + steps)).
+    func embed(_ tokens: [Int], shape: StepShape, tokenTable: Tensor, positionTable: Tensor,
+               into out: UnsafeMutablePointer<Float>) {
+        for r in 0..<shape.rows {
+            Kernels.embeddingRow(tokenTable.data, index: tokens[r], dim: width, into: out + r * width)
+            Kernels.add(out + r * width, positionTable.data + (shape.start + r % shape.steps) * width, count: width)
+        }
+    }
+
+    /// Causal self-attention of layer `layer` with KV caching: appends each beam's new K/V (from the
+    /// fused [rows, 3E] `qkv` buffer: Q | K | V) to its cache and attends over its whole history.
+    func cachedSelfAttention(layer: Int, qkv: UnsafeMutablePointer<Float>, shape: StepShape, heads: Int, scale: Float,
+                             scores: UnsafeMutablePointer<Float>, into context: UnsafeMutablePointer<Float>) {
+        let e = width, steps = shape.steps, start = shape.start
+        for b in 0..<shape.beams {
+            let keys = keyRows(layer, beam: b), values = valueRows(layer, beam: b)
+            for s in 0..<steps {
+                let src = qkv + (b * steps + s) * 3 * e
+                (keys + (start + s) * e).update(from: src + e, count: e)
+                (values + (start + s) * e).update(from: src + 2 * e, count: e)
+            }
+            Attention.attend(.init(query: qkv + b * steps * 3 * e, queryStride: 3 * e,
+                                   key: keys, keyStride: e, value: values, valueStride: e,
+                                   queryRows: steps, keyRows: start + steps,
+                                   heads: heads, headDim: e / heads, scale: scale, causalOffset: start),
+                             into: context + b * steps * e, outStride: e, scores: scores)
+        }
+    }
+
+    /// Cross-attention of layer `layer` over the image's K/V (computed once per image, shared by all
+    /// beams, so each head is one sgemm over every row). With `capture`, the probabilities are stored
+    /// as [layer][rows][heads][encoderRows] in `crossAttention`.
+    func cachedCrossAttention(layer: Int, query: UnsafePointer<Float>, rows: Int, heads: Int, scale: Float,
+                              scores: UnsafeMutablePointer<Float>, capture: Bool,
+                              into context: UnsafeMutablePointer<Float>) {
+        let e = width, enc = encoderRows
+        let perHead = capture ? gather.reserve(heads * rows * enc) : nil
+        let kv = crossKeyValues[layer].pointer
+        Attention.attend(.init(query: query, queryStride: e, key: kv, keyStride: 2 * e,
+                               value: kv + e, valueStride: 2 * e, queryRows: rows, keyRows: enc,
+                               heads: heads, headDim: e / heads, scale: scale, causalOffset: nil),
+                         into: context, outStride: e, scores: scores, weights: perHead)
+        guard let perHead else { return }
+        // [heads, rows, enc] -> [layer][rows][heads][enc]
+        let layerBase = crossAttention.pointer + layer * rows * heads * enc
+        for h in 0..<heads {
+            for r in 0..<rows {
+                (layerBase + (r * heads + h) * enc).update(from: perHead + (h * rows + r) * enc, count: enc)
+            }
+        }
+    }
+
+    /// Reserves the scratch a forward call of `shape` needs and returns the score buffer.
+    func prepareStep(_ shape: StepShape, layers: Int, heads: Int, inner: Int, capture: Bool) -> UnsafeMutablePointer<Float> {
+        precondition(shape.start + shape.steps <= lengthCapacity, "sequence longer than the cache")
+        hidden.reserve(shape.rows * width)
+        normed.reserve(shape.rows * width)
+        qkv.reserve(shape.rows * 3 * width)
+        context.reserve(shape.rows * width)
+        mlp.reserve(shape.rows * inner)
+        if capture { crossAttention.reserve(layers * shape.rows * heads * encoderRows) }
+        return scores.reserve(max(shape.steps * (shape.start + shape.steps), shape.rows * encoderRows))
+    }
+}

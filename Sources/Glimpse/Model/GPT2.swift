@@ -126,67 +126,31 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
     func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         let e = config.width, beams = state.beams
         precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
-        let steps = tokens.count / beams, rows = tokens.count, start = state.length
-        precondition(start + steps <= state.lengthCapacity, "sequence longer than the cache")
-        let headDim = e / config.heads, encRows = state.encoderRows
-
-        let h = state.hidden.reserve(rows * e)
-        let normed = state.normed.reserve(rows * e)
-        let qkv = state.qkv.reserve(rows * 3 * e)
-        let context = state.context.reserve(rows * e)
-        let mlp = state.mlp.reserve(rows * config.inner)
-        let scores = state.scores.reserve(max(steps * (start + steps), rows * encRows))
-        let captured = captureCrossAttention
-            ? state.crossAttention.reserve(config.layers * rows * config.heads * encRows) : nil
-        let perHead = state.gather.reserve(config.heads * rows * encRows)
+        let shape = DecoderState.StepShape(beams: beams, steps: tokens.count / beams, start: state.length)
+        let rows = shape.rows
+        let scores = state.prepareStep(shape, layers: config.layers, heads: config.heads, inner: config.inner,
+                                       capture: captureCrossAttention)
+        let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
+        let context = state.context.pointer, mlp = state.mlp.pointer
 
         // torch: hidden_states = wte(input_ids) + wpe(position_ids)
-        for r in 0..<rows {
-            let position = start + r % steps
-            Kernels.embeddingRow(tokenEmbedding.data, index: tokens[r], dim: e, into: h + r * e)
-            Kernels.add(h + r * e, positionEmbedding.data + position * e, count: e)
-        }
+        state.embed(tokens, shape: shape, tokenTable: tokenEmbedding, positionTable: positionEmbedding, into: h)
 
         for (l, block) in blocks.enumerated() {
             let scale = attentionScale(layer: l)
             // Self-attention: x = x + c_proj(attn(ln_1(x))), new K/V appended to each beam's cache.
             block.layerNorm1(h, rows: rows, into: normed)
             block.attention(normed, rows: rows, into: qkv)
-            for b in 0..<beams {
-                let keys = state.keyRows(l, beam: b), values = state.valueRows(l, beam: b)
-                for s in 0..<steps {
-                    let src = qkv + (b * steps + s) * 3 * e
-                    (keys + (start + s) * e).update(from: src + e, count: e)
-                    (values + (start + s) * e).update(from: src + 2 * e, count: e)
-                }
-                Attention.attend(.init(query: qkv + b * steps * 3 * e, queryStride: 3 * e,
-                                       key: keys, keyStride: e, value: values, valueStride: e,
-                                       queryRows: steps, keyRows: start + steps,
-                                       heads: config.heads, headDim: headDim, scale: scale, causalOffset: start),
-                                 into: context + b * steps * e, outStride: e, scores: scores)
-            }
+            state.cachedSelfAttention(layer: l, qkv: qkv, shape: shape, heads: config.heads, scale: scale,
+                                      scores: scores, into: context)
             block.attentionProjection(context, rows: rows, into: normed)
             Kernels.add(h, normed, count: rows * e)
 
             // Cross-attention over the image: x = x + c_proj(attn(q_attn(ln_cross_attn(x)), K_enc, V_enc)).
-            // All beams' queries share the encoder K/V, so each head is one sgemm over every row.
             block.layerNormCross(h, rows: rows, into: normed)
             block.crossQuery(normed, rows: rows, into: qkv)
-            let kv = state.crossKeyValues[l].pointer
-            Attention.attend(.init(query: qkv, queryStride: e, key: kv, keyStride: 2 * e,
-                                   value: kv + e, valueStride: 2 * e, queryRows: rows, keyRows: encRows,
-                                   heads: config.heads, headDim: headDim, scale: scale, causalOffset: nil),
-                             into: context, outStride: e, scores: scores, weights: captured == nil ? nil : perHead)
-            if let captured {
-                // [heads, rows, enc] -> [layer][rows][heads][enc]
-                let layerBase = captured + l * rows * config.heads * encRows
-                for hd in 0..<config.heads {
-                    for r in 0..<rows {
-                        (layerBase + (r * config.heads + hd) * encRows)
-                            .update(from: perHead + (hd * rows + r) * encRows, count: encRows)
-                    }
-                }
-            }
+            state.cachedCrossAttention(layer: l, query: qkv, rows: rows, heads: config.heads, scale: scale,
+                                       scores: scores, capture: captureCrossAttention, into: context)
             block.crossProjection(context, rows: rows, into: normed)
             Kernels.add(h, normed, count: rows * e)
 
@@ -197,7 +161,8 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
             block.projection(mlp, rows: rows, into: normed)
             Kernels.add(h, normed, count: rows * e)
         }
-        state.length = start + steps
+        let steps = shape.steps
+        state.length = shape.start + steps
         state.capturedRows = captureCrossAttention ? rows : 0
 
         // torch: logits = lm_head(ln_f(x)) — only the rows generation needs.

@@ -128,3 +128,69 @@ final class Scratch {
 
     deinit { pointer.deallocate() }
 }
+
+extension PatchEmbedding {
+    /// The ViT-style input sequence of `count` images: [class token; patches] + positions, as
+    /// [count, 1+G², D]. torch: cat(cls_token, conv(pixel_values).flatten(2).transpose(1, 2)) + position_embeddings
+    func sequences(_ pixelValues: UnsafePointer<Float>, count: Int, imageSize: Int,
+                   classToken: Tensor, positions: Tensor) -> Tensor {
+        let d = width, n = positions.count / d
+        let hidden = Tensor(zeros: [count, n, d])
+        self(pixelValues, count: count, imageSize: imageSize, into: hidden.data + d, imageStride: n * d)
+        for b in 0..<count {
+            let out = hidden.data + b * n * d
+            out.update(from: classToken.data, count: d)
+            Kernels.add(out, positions.data, count: n * d)
+        }
+        return hidden
+    }
+}
+
+/// A pre-LN transformer encoder block, as ViT and BLIP's vision model both build it:
+/// x = x + proj(attn(ln1(x))); x = x + fc2(act(fc1(ln2(x)))).
+struct PreNormEncoderBlock {
+    let layerNorm1: LayerNorm
+    /// Q | K | V projections writing column blocks of one [rows, 3D] buffer: a fused [3D, D] layer
+    /// (BLIP's `qkv`) or three [D, D] layers (ViT's query, key, value).
+    let qkv: [Linear]
+    let projection: Linear
+    let layerNorm2: LayerNorm
+    let fc1: Linear
+    let fc2: Linear
+}
+
+/// Runs pre-LN encoder blocks over `count` sequences of `length` rows in place (hidden [count·length, D]).
+enum PreNormEncoder {
+    static func run(_ blocks: [PreNormEncoderBlock], hidden h: UnsafeMutablePointer<Float>, count: Int, length n: Int,
+                    width d: Int, heads: Int, inner: Int, activation: Kernels.Activation) {
+        let rows = count * n, headDim = d / heads
+        let normed = Scratch(rows * d), qkv = Scratch(rows * 3 * d), context = Scratch(rows * d)
+        let mlp = Scratch(rows * inner), scores = Scratch(n * n)
+        for block in blocks {
+            // torch: x = x + attention(layernorm_before(x))
+            block.layerNorm1(h, rows: rows, into: normed.pointer)
+            var column = 0
+            for projection in block.qkv {
+                projection(normed.pointer, rows: rows, into: qkv.pointer + column, outStride: 3 * d)
+                column += projection.outFeatures
+            }
+            for b in 0..<count {
+                let base = qkv.pointer + b * n * 3 * d
+                // softmax(q @ kᵀ / sqrt(head_dim)) @ v, per head
+                Attention.attend(.init(query: base, queryStride: 3 * d, key: base + d, keyStride: 3 * d,
+                                       value: base + 2 * d, valueStride: 3 * d, queryRows: n, keyRows: n,
+                                       heads: heads, headDim: headDim,
+                                       scale: 1 / Float(headDim).squareRoot(), causalOffset: nil),
+                                 into: context.pointer + b * n * d, outStride: d, scores: scores.pointer)
+            }
+            block.projection(context.pointer, rows: rows, into: normed.pointer)
+            Kernels.add(h, normed.pointer, count: rows * d)
+            // torch: x = x + fc2(act(fc1(layernorm_after(x))))
+            block.layerNorm2(h, rows: rows, into: normed.pointer)
+            block.fc1(normed.pointer, rows: rows, into: mlp.pointer)
+            Kernels.activate(mlp.pointer, count: rows * inner, activation)
+            block.fc2(mlp.pointer, rows: rows, into: normed.pointer)
+            Kernels.add(h, normed.pointer, count: rows * d)
+        }
+    }
+}

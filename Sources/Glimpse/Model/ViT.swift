@@ -39,20 +39,11 @@ public struct ViTConfig: Sendable {
 
 /// ViT image encoder (transformers `ViTModel` without pooler), weights under `encoder.`.
 final class ViTEncoder: @unchecked Sendable {
-    struct Block {
-        let layerNormBefore: LayerNorm   // layer.N.layernorm_before
-        let query, key, value: Linear    // layer.N.attention.attention.{query,key,value}  [D, D]
-        let attentionOutput: Linear      // layer.N.attention.output.dense               [D, D]
-        let layerNormAfter: LayerNorm    // layer.N.layernorm_after
-        let intermediate: Linear         // layer.N.intermediate.dense                   [I, D]
-        let output: Linear               // layer.N.output.dense                         [D, I]
-    }
-
     let config: ViTConfig
     let clsToken: Tensor            // embeddings.cls_token                          [1, 1, D]
     let positionEmbeddings: Tensor  // embeddings.position_embeddings                [1, 1+G², D]
     let patchEmbedding: PatchEmbedding  // embeddings.patch_embeddings.projection.{weight [D, C, P, P], bias [D]}
-    let blocks: [Block]
+    let blocks: [PreNormEncoderBlock]   // encoder.layer.N.*
     let finalLayerNorm: LayerNorm   // layernorm
 
     init(config: ViTConfig, weights w: WeightLoader) throws {
@@ -64,15 +55,15 @@ final class ViTEncoder: @unchecked Sendable {
         patchEmbedding = try PatchEmbedding(emb, "patch_embeddings.projection", channels: c, patchSize: p, width: d)
         blocks = try (0..<config.layers).map { i in
             let l = w.scoped("encoder.layer.\(i)")
-            return Block(
-                layerNormBefore: try LayerNorm(l, "layernorm_before", dim: d, eps: config.layerNormEps),
-                query: try Linear.linear(l, "attention.attention.query", in: d, out: d, bias: config.qkvBias),
-                key: try Linear.linear(l, "attention.attention.key", in: d, out: d, bias: config.qkvBias),
-                value: try Linear.linear(l, "attention.attention.value", in: d, out: d, bias: config.qkvBias),
-                attentionOutput: try Linear.linear(l, "attention.output.dense", in: d, out: d),
-                layerNormAfter: try LayerNorm(l, "layernorm_after", dim: d, eps: config.layerNormEps),
-                intermediate: try Linear.linear(l, "intermediate.dense", in: d, out: config.intermediateSize),
-                output: try Linear.linear(l, "output.dense", in: config.intermediateSize, out: d))
+            return PreNormEncoderBlock(
+                layerNorm1: try LayerNorm(l, "layernorm_before", dim: d, eps: config.layerNormEps),
+                qkv: [try Linear.linear(l, "attention.attention.query", in: d, out: d, bias: config.qkvBias),   // [D, D]
+                      try Linear.linear(l, "attention.attention.key", in: d, out: d, bias: config.qkvBias),     // [D, D]
+                      try Linear.linear(l, "attention.attention.value", in: d, out: d, bias: config.qkvBias)],  // [D, D]
+                projection: try Linear.linear(l, "attention.output.dense", in: d, out: d),                      // [D, D]
+                layerNorm2: try LayerNorm(l, "layernorm_after", dim: d, eps: config.layerNormEps),
+                fc1: try Linear.linear(l, "intermediate.dense", in: d, out: config.intermediateSize),           // [I, D]
+                fc2: try Linear.linear(l, "output.dense", in: config.intermediateSize, out: d))                 // [D, I]
         }
         finalLayerNorm = try LayerNorm(w, "layernorm", dim: d, eps: config.layerNormEps)
     }
@@ -81,50 +72,12 @@ final class ViTEncoder: @unchecked Sendable {
     func callAsFunction(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
         let cfg = config, d = cfg.hiddenSize, s = cfg.imageSize
         let n = cfg.sequenceLength, rows = count * n
-        let hidden = Tensor(zeros: [count, n, d])
-        let h = hidden.data
-
-        // Patch embedding (Conv2d with kernel = stride = P) into rows 1..., CLS token into row 0,
-        // then all rows + position embeddings.
         // torch: embeddings = cat(cls_token, projection(pixel_values).flatten(2).transpose(1, 2)) + position_embeddings
-        patchEmbedding(pixelValues, count: count, imageSize: s, into: h + d, imageStride: n * d)
-        for b in 0..<count {
-            let out = h + b * n * d
-            out.update(from: clsToken.data, count: d)
-            Kernels.add(out, positionEmbeddings.data, count: n * d)
-        }
-
-        let normed = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-        let qkv = UnsafeMutablePointer<Float>.allocate(capacity: rows * 3 * d)
-        let context = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-        let mlp = UnsafeMutablePointer<Float>.allocate(capacity: rows * cfg.intermediateSize)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        defer { [normed, qkv, context, mlp, scores].forEach { $0.deallocate() } }
-        let headDim = d / cfg.heads
-
-        for block in blocks {
-            // x = x + attention(layernorm_before(x))
-            block.layerNormBefore(h, rows: rows, into: normed)
-            block.query(normed, rows: rows, into: qkv, outStride: 3 * d)
-            block.key(normed, rows: rows, into: qkv + d, outStride: 3 * d)
-            block.value(normed, rows: rows, into: qkv + 2 * d, outStride: 3 * d)
-            for b in 0..<count {
-                let base = qkv + b * n * 3 * d
-                Attention.attend(.init(query: base, queryStride: 3 * d, key: base + d, keyStride: 3 * d,
-                                       value: base + 2 * d, valueStride: 3 * d, queryRows: n, keyRows: n,
-                                       heads: cfg.heads, headDim: headDim,
-                                       scale: 1 / Float(headDim).squareRoot(), causalOffset: nil),
-                                 into: context + b * n * d, outStride: d, scores: scores)
-            }
-            block.attentionOutput(context, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * d)
-            // x = x + output(act(intermediate(layernorm_after(x))))
-            block.layerNormAfter(h, rows: rows, into: normed)
-            block.intermediate(normed, rows: rows, into: mlp)
-            Kernels.activate(mlp, count: rows * cfg.intermediateSize, cfg.activation)
-            block.output(mlp, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * d)
-        }
+        let hidden = patchEmbedding.sequences(pixelValues, count: count, imageSize: s,
+                                              classToken: clsToken, positions: positionEmbeddings)
+        let h = hidden.data
+        PreNormEncoder.run(blocks, hidden: h, count: count, length: n, width: d, heads: cfg.heads,
+                           inner: cfg.intermediateSize, activation: cfg.activation)
         finalLayerNorm(h, rows: rows, into: h)
         return hidden
     }

@@ -16,7 +16,7 @@ public final class BatchRunner {
     /// How many prepared images may wait ahead of inference (bounds memory).
     public let prefetchDepth: Int
 
-    public init(pipeline: RecordPipeline, encoderBatch: Int = 4, prefetchDepth: Int = 8) {
+    public init(pipeline: RecordPipeline, encoderBatch: Int = 1, prefetchDepth: Int = 8) {
         self.pipeline = pipeline
         self.encoderBatch = max(1, encoderBatch)
         self.prefetchDepth = max(1, prefetchDepth)

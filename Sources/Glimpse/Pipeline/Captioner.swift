@@ -56,7 +56,7 @@ public final class Captioner {
 
     public init(model: CaptionModel, beamWidth: Int) {
         self.model = model
-        state = model.makeState(beamWidth: beamWidth)
+        state = model.makeState(beamWidth: beamWidth, maxLength: 1)  // grown to the request on first use
     }
 
     /// Decodes and preprocesses one file (safe to call from a prefetching thread).
@@ -91,8 +91,11 @@ public final class Captioner {
 
         var parameters = request.parameters
         parameters.captureAttention = request.needsAttention
-        if state.beamCapacity < parameters.beamWidth { state = model.makeState(beamWidth: parameters.beamWidth) }
         let prompt = model.decoderPrompt(request.prompt, parameters: parameters)
+        let maxLength = parameters.resolvedMaxLength(promptLength: prompt.count)
+        if state.beamCapacity < parameters.beamWidth || state.lengthCapacity < min(maxLength, model.decoder.maxPositions) {
+            state = model.makeState(beamWidth: parameters.beamWidth, maxLength: maxLength)
+        }
         return batch.enumerated().map { i, item in
             if let generate, !generate[i] { return .failure(ModelError.invalidInput("\(item.file): encoded as batch padding only")) }
             return Result {

@@ -40,7 +40,7 @@ public enum ModelBenchmark {
             p.minNewTokens = newTokens
             p.noRepeatNgramSize = 0
             p.repetitionPenalty = 1
-            let state = model.makeState(beamWidth: beams)
+            let state = model.makeState(beamWidth: beams, maxLength: p.resolvedMaxLength(promptLength: 1) + 8)
             let prompt = model.decoderPrompt(nil, parameters: p)
             _ = try model.generate(encoderStates: states[index: 0], prompt: prompt, parameters: p, state: state)
             var times: [Double] = []

@@ -48,6 +48,8 @@ public final class RecordPipeline {
                 "generate": Self.round(r.timing.generateMilliseconds, 2),
             ]
             if request.detect { record.timingMilliseconds?["ground"] = Self.round(groundMs, 2) }
+            // Model load time (once per process; repeated on each record so every line stands alone).
+            record.timingMilliseconds?["load"] = Self.round(model.loadMilliseconds, 2)
             return record
         }
     }

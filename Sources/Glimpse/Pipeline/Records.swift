@@ -54,22 +54,22 @@ public enum RecordCoding {
     /// One compact JSON line (no trailing newline), keys in the contract's order:
     /// file, width, height, model, captions, detections, attention, timing_ms — or file, error.
     public static func line(_ record: CaptionRecord) -> String {
-        var out = "{\"file\":" + quoted(record.file)
-        if let error = record.error { return out + ",\"error\":" + quoted(error) + "}" }
+        var out = "{\"file\":" + JSONText.quoted(record.file)
+        if let error = record.error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
         if let w = record.width { out += ",\"width\":\(w)" }
         if let h = record.height { out += ",\"height\":\(h)" }
-        if let m = record.model { out += ",\"model\":" + quoted(m) }
+        if let m = record.model { out += ",\"model\":" + JSONText.quoted(m) }
         if let captions = record.captions {
             out += ",\"captions\":[" + captions.map { c in
-                "{\"text\":\(quoted(c.text)),\"score\":\(number(c.score)),\"tokens\":[\(c.tokens.map(String.init).joined(separator: ","))]}"
+                "{\"text\":\(JSONText.quoted(c.text)),\"score\":\(number(c.score)),\"tokens\":[\(c.tokens.map(String.init).joined(separator: ","))]}"
             }.joined(separator: ",") + "]"
         }
         if let detections = record.detections {
             out += ",\"detections\":[" + detections.map { d in
-                var o = "{\"label\":\(quoted(d.label)),\"word\":\(quoted(d.word)),\"token_index\":\(d.tokenIndex)"
+                var o = "{\"label\":\(JSONText.quoted(d.label)),\"word\":\(JSONText.quoted(d.word)),\"token_index\":\(d.tokenIndex)"
                 o += ",\"box\":[\(d.box.x),\(d.box.y),\(d.box.width),\(d.box.height)],\"score\":\(number(d.score))"
                 if let mask = d.mask {
-                    o += ",\"mask\":{\"size\":[\(mask.height),\(mask.width)],\"counts\":\(quoted(mask.compressedString))}"
+                    o += ",\"mask\":{\"size\":[\(mask.height),\(mask.width)],\"counts\":\(JSONText.quoted(mask.compressedString))}"
                 }
                 return o + "}"
             }.joined(separator: ",") + "]"
@@ -80,29 +80,13 @@ public enum RecordCoding {
             out += a.maps.map { "[" + $0.map { number(Double($0)) }.joined(separator: ",") + "]" }.joined(separator: ",") + "]}"
         }
         if let timing = record.timingMilliseconds {
-            let order = ["decode", "encode", "generate", "ground"]
+            let order = ["decode", "encode", "generate", "ground", "load"]
             let keys = order.filter { timing[$0] != nil } + timing.keys.filter { !order.contains($0) }.sorted()
-            out += ",\"timing_ms\":{" + keys.map { "\(quoted($0)):\(number(timing[$0] ?? 0))" }.joined(separator: ",") + "}"
+            out += ",\"timing_ms\":{" + keys.map { "\(JSONText.quoted($0)):\(number(timing[$0] ?? 0))" }.joined(separator: ",") + "}"
         }
         return out + "}"
     }
 
-    /// A JSON string literal.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 
     /// A JSON number (shortest round-trip form); non-finite values become null.
     static func number(_ v: Double) -> String {

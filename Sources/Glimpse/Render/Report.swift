@@ -90,7 +90,7 @@ public struct ReportWriter: Sendable {
             var extra: [String] = []
             if let file = r["file"] as? String {
                 let image = Self.resolve(file, candidates: [cwd, base])
-                extra.append("\"_href\":" + Self.jsonString(Self.relativePath(from: outDir, to: image)))
+                extra.append("\"_href\":" + JSONText.quoted(Self.relativePath(from: outDir, to: image), escapingHTML: true))
                 var overlayDir: URL?
                 if let o = r["overlays"] as? String { overlayDir = Self.resolve(o, candidates: [cwd, base]) }
                 else if let root = overlaysDirectory {
@@ -98,7 +98,7 @@ public struct ReportWriter: Sendable {
                 }
                 if let od = overlayDir, let names = try? fm.contentsOfDirectory(atPath: od.path) {
                     let links = names.filter { $0.lowercased().hasSuffix(".png") }.sorted()
-                        .map { Self.jsonString(Self.relativePath(from: outDir, to: od.appendingPathComponent($0))) }
+                        .map { JSONText.quoted(Self.relativePath(from: outDir, to: od.appendingPathComponent($0)), escapingHTML: true) }
                     extra.append("\"_overlays\":[" + links.joined(separator: ",") + "]")
                 }
             }
@@ -135,20 +135,6 @@ public struct ReportWriter: Sendable {
         return index
     }
 
-    /// `s` as a JSON string literal.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "<": out += "\\u003c"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
 
     /// `path` as given, or the first existing resolution against `candidates` (the first when none exists).
     static func resolve(_ path: String, candidates: [URL]) -> URL {

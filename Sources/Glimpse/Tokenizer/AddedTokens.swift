@@ -274,3 +274,73 @@ struct TokenizerSettings {
         return (tokens, special)
     }
 }
+
+/// A tokenizer's added tokens resolved to ids, and the added-token half of encoding, shared by
+/// both tokenizer kinds (`tokenizers`' `AddedVocabulary`).
+struct AddedVocabulary: Sendable {
+    let special: SpecialTokens
+    /// `len(tokenizer)`: the model vocabulary plus added tokens that are not in it.
+    let vocabularySize: Int
+    private let byContent: [ExactString: Int]
+    /// Id to the text `decode` emits for the token.
+    private let decoded: [Int: String]
+    private let raw: AddedTokenSplitter
+    private let normalized: AddedTokenSplitter
+    private let normalizer: (@Sendable ([Unicode.Scalar]) -> [Unicode.Scalar])?
+
+    /// - Parameters:
+    ///   - defaults: the tokenizer class's named special tokens (see `resolveAddedTokens`).
+    ///   - normalizer: the model's normalizer; nil when it has none. Tokens flagged `normalized`
+    ///     are matched, and decoded, in normalized form.
+    init(settings: TokenizerSettings, vocab: [ExactString: Int], defaults: [String: String],
+         normalizer: (@Sendable ([Unicode.Scalar]) -> [Unicode.Scalar])? = nil) {
+        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
+                                                   defaults: defaults)
+        let normalize: (String) -> [Unicode.Scalar] = { normalizer?(Array($0.unicodeScalars)) ?? Array($0.unicodeScalars) }
+        var byContent: [ExactString: Int] = [:]
+        var decoded: [Int: String] = [:]
+        for token in resolved.tokens {
+            byContent[ExactString(token.content)] = token.id
+            decoded[token.id] = token.normalized ? String(String.UnicodeScalarView(normalize(token.content))) : token.content
+        }
+        self.byContent = byContent
+        self.decoded = decoded
+        special = resolved.special
+        vocabularySize = vocab.count + Set(resolved.tokens.map { ExactString($0.content) }).filter { vocab[$0] == nil }.count
+        raw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
+        normalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized }, transform: normalize)
+        self.normalizer = normalizer
+    }
+
+    func id(_ content: String) -> Int? { byContent[ExactString(content)] }
+
+    /// The decoded text of an added token, or nil when `id` is not one.
+    func token(_ id: Int) -> String? { decoded[id] }
+
+    /// Splits out tokens matched in the raw text, normalizes the rest, splits out tokens matched in
+    /// normalized text, and hands each remaining plain range to `model`.
+    func encode(_ text: String, model: ([Unicode.Scalar], Range<Int>, inout [Int]) -> Void) -> [Int] {
+        let scalars = Array(text.unicodeScalars)
+        var pieces: [TextPiece] = []
+        raw.split(scalars, 0..<scalars.count, into: &pieces)
+        var ids: [Int] = []
+        for piece in pieces {
+            switch piece {
+            case .token(let id):
+                ids.append(id)
+            case .text(let range):
+                let text = normalizer?(Array(scalars[range])) ?? scalars
+                let textRange = normalizer == nil ? range : 0..<text.count
+                var inner: [TextPiece] = []
+                normalized.split(text, textRange, into: &inner)
+                for p in inner {
+                    switch p {
+                    case .token(let id): ids.append(id)
+                    case .text(let r): model(text, r, &ids)
+                    }
+                }
+            }
+        }
+        return ids
+    }
+}

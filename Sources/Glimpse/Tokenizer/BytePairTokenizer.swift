@@ -7,20 +7,18 @@ import Foundation
 /// bytes to printable characters, apply merges by rank. Decoding maps characters back to bytes
 /// and decodes UTF-8 with replacement characters for invalid sequences.
 public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
-    public let specialTokens: SpecialTokens
-    public let vocabularySize: Int
+    public var specialTokens: SpecialTokens { added.special }
+    public var vocabularySize: Int { added.vocabularySize }
 
     /// Token string to id (model vocabulary).
     private let vocab: [ExactString: Int]
-    /// Id to token string, model vocabulary and added tokens.
+    /// Id to token string (model vocabulary).
     private let idToToken: [Int: String]
     /// Id of the single-character token for each byte, or -1.
     private let byteIDs: [Int]
     /// Merge of two ids (`left << 32 | right`) to its rank and the merged id.
     private let merges: [UInt64: (rank: Int32, id: Int32)]
-    private let addedRaw: AddedTokenSplitter
-    private let addedNormalized: AddedTokenSplitter
-    private let addedByContent: [ExactString: Int]
+    private let added: AddedVocabulary
     private let addPrefixSpace: Bool
     private let ignoreMerges: Bool
     private let cleanUp: Bool
@@ -35,22 +33,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         let directory = vocabularyFile.deletingLastPathComponent()
         let vocabJSON = try readJSON(vocabularyFile)
         let vocab = try Self.parseVocab(vocabJSON, file: vocabularyFile.path, key: "(root)")
-        let text = try readFile(mergesFile)
-        guard let string = String(data: text, encoding: .utf8) else {
-            throw TokenizerError.invalidValue(file: mergesFile.path, key: "(file)", reason: "not valid UTF-8")
-        }
-        var merges: [(String, String, line: Int)] = []
-        for (index, rawLine) in string.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = Substring(rawLine)
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw TokenizerError.invalidMerge(file: mergesFile.path, line: index + 1, merge: String(line),
-                                                  reason: "expected two tokens separated by one space")
-            }
-            merges.append((String(parts[0]), String(parts[1]), index + 1))
-        }
+        let merges = try Self.parseMergesFile(try readFile(mergesFile), file: mergesFile.path)
         let settings = try TokenizerSettings.load(directory: directory, tokenizerJSON: nil, tokenizerJSONFile: "")
         let addPrefixSpace = settings.config?["add_prefix_space"]?.bool ?? false
         try self.init(vocab: vocab, merges: merges, mergesFile: mergesFile.path, settings: settings,
@@ -59,8 +42,12 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
 
     /// Loads a `tokenizer.json` whose model is BPE, with the optional config files beside it.
     public convenience init(tokenizerFile: URL) throws {
+        try self.init(tokenizerJSON: try readJSON(tokenizerFile), file: tokenizerFile)
+    }
+
+    /// Builds from an already parsed `tokenizer.json` (the loader reads it once).
+    convenience init(tokenizerJSON json: JSONValue, file tokenizerFile: URL) throws {
         let file = tokenizerFile.path
-        let json = try readJSON(tokenizerFile)
         guard let model = json["model"], model.object != nil else {
             throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
         }
@@ -138,7 +125,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
                                                   reason: "merged token '\(merge.0)\(merge.1)' is not in the vocabulary")
             }
             let key = UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))
-            if mergeTable[key] == nil { mergeTable[key] = (Int32(rank), Int32(merged)) }
+            mergeTable[key] = (Int32(rank), Int32(merged))  // a repeated pair keeps its last rank, as in `tokenizers`
         }
         self.merges = mergeTable
         byteIDs = ByteLevel.byteToScalar.map { vocab[ExactString(String(Character($0)))] ?? -1 }
@@ -146,24 +133,42 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         // GPT2Tokenizer's defaults; a generic PreTrainedTokenizerFast has none.
         let defaults = TokenizerLoader.genericClasses.contains(settings.tokenizerClass ?? "") ? [:]
             : ["unk": "<|endoftext|>", "bos": "<|endoftext|>", "eos": "<|endoftext|>"]
-        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
-                                                   defaults: defaults)
-        var byContent: [ExactString: Int] = [:]
-        for token in resolved.tokens {
-            idToToken[token.id] = token.content
-            byContent[ExactString(token.content)] = token.id
-        }
         self.idToToken = idToToken
-        addedByContent = byContent
-        addedRaw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
-        addedNormalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized })
-        specialTokens = resolved.special
-        var names = Set(vocab.keys)
-        for token in resolved.tokens { names.insert(ExactString(token.content)) }
-        vocabularySize = names.count
+        added = AddedVocabulary(settings: settings, vocab: vocab, defaults: defaults)
         self.addPrefixSpace = addPrefixSpace
         self.ignoreMerges = ignoreMerges
         cleanUp = settings.cleanUpTokenizationSpaces && settings.cleanUpForBPE
+    }
+
+    /// Parses merges.txt: an optional `#version` first line, then "left right" per line.
+    /// Works on bytes: splitting a large String by Character would be slow.
+    static func parseMergesFile(_ data: Data, file: String) throws -> [(String, String, line: Int)] {
+        let bytes = [UInt8](data)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw TokenizerError.invalidValue(file: file, key: "(file)", reason: "not valid UTF-8")
+        }
+        var merges: [(String, String, line: Int)] = []
+        merges.reserveCapacity(bytes.count / 8)
+        var lineNumber = 0
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != 0x0A { end += 1 }
+            lineNumber += 1
+            var lineEnd = end
+            if lineEnd > start, bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            let line = bytes[start..<lineEnd]
+            start = end + 1
+            if line.isEmpty || (lineNumber == 1 && line.starts(with: Array("#version".utf8))) { continue }
+            let spaces = line.indices.filter { line[$0] == 0x20 }
+            guard spaces.count == 1, let space = spaces.first, space > line.startIndex, space < line.endIndex - 1 else {
+                throw TokenizerError.invalidMerge(file: file, line: lineNumber, merge: String(decoding: line, as: UTF8.self),
+                                                  reason: "expected two tokens separated by one space")
+            }
+            merges.append((String(decoding: line[line.startIndex..<space], as: UTF8.self),
+                           String(decoding: line[(space + 1)...], as: UTF8.self), lineNumber))
+        }
+        return merges
     }
 
     static func parseVocab(_ value: JSONValue, file: String, key: String) throws -> [ExactString: Int] {
@@ -172,15 +177,18 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         }
         var vocab: [ExactString: Int] = [:]
         vocab.reserveCapacity(entries.count)
-        var seen = Set<Int>()
         for (token, idValue) in entries {
             guard let id = idValue.int, id >= 0 else {
                 throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id is not a non-negative integer")
             }
-            guard seen.insert(id).inserted else {
-                throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id \(id) is used twice")
+            vocab[ExactString(token)] = id  // a repeated key keeps its last value, as Python's json does
+        }
+        var owner: [Int: String] = [:]
+        owner.reserveCapacity(vocab.count)
+        for (token, id) in vocab {
+            if let other = owner.updateValue(token.string, forKey: id) {
+                throw TokenizerError.invalidVocabulary(file: file, token: token.string, reason: "id \(id) is also used by '\(other)'")
             }
-            vocab[ExactString(token)] = id
         }
         return vocab
     }
@@ -197,30 +205,11 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
     // MARK: Tokenizer
 
     public func tokenID(_ token: String) -> Int? {
-        addedByContent[ExactString(token)] ?? vocab[ExactString(token)]
+        added.id(token) ?? vocab[ExactString(token)]
     }
 
     public func encode(_ text: String) -> [Int] {
-        let scalars = Array(text.unicodeScalars)
-        var pieces: [TextPiece] = []
-        addedRaw.split(scalars, 0..<scalars.count, into: &pieces)
-        var ids: [Int] = []
-        for piece in pieces {
-            switch piece {
-            case .token(let id):
-                ids.append(id)
-            case .text(let range):
-                var inner: [TextPiece] = []
-                addedNormalized.split(scalars, range, into: &inner)
-                for p in inner {
-                    switch p {
-                    case .token(let id): ids.append(id)
-                    case .text(let r): encodePlain(scalars, r, into: &ids)
-                    }
-                }
-            }
-        }
-        return ids
+        added.encode(text, model: encodePlain)
     }
 
     private func encodePlain(_ scalars: [Unicode.Scalar], _ range: Range<Int>, into ids: inout [Int]) {
@@ -288,7 +277,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
         var bytes: [UInt8] = []
         for id in ids {
             if skipSpecialTokens, specialTokens.all.contains(id) { continue }
-            guard let token = idToToken[id] else { continue }
+            guard let token = added.token(id) ?? idToToken[id] else { continue }
             let start = bytes.count
             var mapped = true
             for s in token.unicodeScalars {

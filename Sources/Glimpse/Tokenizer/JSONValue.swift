@@ -120,7 +120,17 @@ enum JSONValue {
 
         mutating func parseNumber() throws -> JSONValue {
             let start = position
-            while position < bytes.count, "+-0123456789.eE".utf8.contains(bytes[position]) { position += 1 }
+            scan: while position < bytes.count {
+                switch bytes[position] {
+                case 0x30...0x39, 0x2B, 0x2D, 0x2E, 0x45, 0x65: position += 1  // digits + - . E e
+                default: break scan
+                }
+            }
+            if position > start, position - start < 16, bytes[start..<position].allSatisfy({ (0x30...0x39).contains($0) }) {
+                var value = 0
+                for b in bytes[start..<position] { value = value * 10 + Int(b - 0x30) }
+                return .number(Double(value))
+            }
             guard position > start, let text = String(bytes: bytes[start..<position], encoding: .ascii),
                   let value = Double(text) else {
                 position = start

@@ -30,7 +30,8 @@ public struct SpecialTokens: Equatable, Sendable {
     public var sep: Int?
     public var cls: Int?
     public var mask: Int?
-    /// Every id that `decode(_:skipSpecialTokens: true)` drops.
+    /// Every id that `decode(_:skipSpecialTokens: true)` drops: the added tokens flagged special
+    /// (named special tokens included). transformers' `all_special_ids` lists only the named ones.
     public var all: Set<Int>
 
     public init(bos: Int? = nil, eos: Int? = nil, pad: Int? = nil, unk: Int? = nil, sep: Int? = nil,
@@ -48,7 +49,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case invalidJSON(file: String, reason: String)
     /// A key is missing or has the wrong type.
     case invalidValue(file: String, key: String, reason: String)
-    /// A merge line is malformed or names a token absent from the vocabulary.
+    /// A merge is malformed or names a token absent from the vocabulary. `line` is the 1-based line
+    /// of merges.txt, or the 0-based index in tokenizer.json's `model.merges`.
     case invalidMerge(file: String, line: Int, merge: String, reason: String)
     /// A token is named (special token, unk token) but absent from the vocabulary.
     case unknownToken(file: String, key: String, token: String)
@@ -95,37 +97,47 @@ struct ExactString: Hashable, Sendable {
 
 /// transformers' `clean_up_tokenization` (applied by `decode` when `clean_up_tokenization_spaces`).
 func cleanUpTokenization(_ text: String) -> String {
-    var s = text
-    for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                       (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-        s = s.replacingExact(from, with: to)
-    }
-    return s
+    replacingAll(text, cleanUpReplacements)
 }
 
-extension String {
-    /// Replaces every non-overlapping occurrence of `target`, left to right, comparing UTF-8 bytes
-    /// exactly (Python's `str.replace`; Foundation's version compares by canonical equivalence).
-    func replacingExact(_ target: String, with replacement: String) -> String {
-        let source = Array(utf8), pattern = Array(target.utf8), insert = Array(replacement.utf8)
-        guard !pattern.isEmpty, source.count >= pattern.count else { return self }
+private let cleanUpReplacements: [([UInt8], [UInt8])] = [
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+    (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+].map { (Array($0.0.utf8), Array($0.1.utf8)) }
+
+/// Applies Python-style `str.replace` calls in order, comparing UTF-8 bytes exactly
+/// (Foundation's `replacingOccurrences` compares by canonical equivalence).
+/// Every pattern starts with a space.
+func replacingAll(_ text: String, _ replacements: [([UInt8], [UInt8])]) -> String {
+    // Fast path: no space followed by a byte that starts a pattern's second character.
+    var candidate = false
+    var previous: UInt8 = 0
+    for b in text.utf8 {
+        if previous == 0x20, replacements.contains(where: { $0.0.count > 1 && $0.0[1] == b }) { candidate = true; break }
+        previous = b
+    }
+    guard candidate else { return text }
+    var source = Array(text.utf8)
+    var changed = false
+    for (pattern, insert) in replacements {
+        guard source.count >= pattern.count else { continue }
         var out: [UInt8] = []
-        out.reserveCapacity(source.count)
         var i = 0
-        var changed = false
+        var replaced = false
         while i < source.count {
             if source[i] == pattern[0], i + pattern.count <= source.count,
                source[i..<i + pattern.count].elementsEqual(pattern) {
+                if !replaced { out.reserveCapacity(source.count); out.append(contentsOf: source[0..<i]); replaced = true }
                 out.append(contentsOf: insert)
                 i += pattern.count
-                changed = true
             } else {
-                out.append(source[i])
+                if replaced { out.append(source[i]) }
                 i += 1
             }
         }
-        return changed ? String(decoding: out, as: UTF8.self) : self
+        if replaced { source = out; changed = true }
     }
+    return changed ? String(decoding: source, as: UTF8.self) : text
 }
 
 /// Reads a whole file, or throws `fileNotReadable` naming it.

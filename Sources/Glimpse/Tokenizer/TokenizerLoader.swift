@@ -38,8 +38,8 @@ public enum TokenizerLoader {
             }
         }
         let tokenizerJSON = file("tokenizer.json")
-        if kind == nil, let url = tokenizerJSON {
-            let json = try readJSON(url)
+        let parsed = try tokenizerJSON.map(readJSON)
+        if kind == nil, let url = tokenizerJSON, let json = parsed {
             switch json["model"]?["type"]?.string {
             case "BPE": kind = .bytePair
             case "WordPiece": kind = .wordPiece
@@ -54,12 +54,12 @@ public enum TokenizerLoader {
         }
         switch kind {
         case .bytePair:
-            if let url = tokenizerJSON { return try BytePairTokenizer(tokenizerFile: url) }
+            if let url = tokenizerJSON, let json = parsed { return try BytePairTokenizer(tokenizerJSON: json, file: url) }
             guard let vocab = file("vocab.json") else { throw TokenizerError.fileNotReadable(file: directory.appendingPathComponent("vocab.json").path) }
             guard let merges = file("merges.txt") else { throw TokenizerError.fileNotReadable(file: directory.appendingPathComponent("merges.txt").path) }
             return try BytePairTokenizer(vocabularyFile: vocab, mergesFile: merges)
         case .wordPiece:
-            if let url = tokenizerJSON { return try WordPieceTokenizer(tokenizerFile: url) }
+            if let url = tokenizerJSON, let json = parsed { return try WordPieceTokenizer(tokenizerJSON: json, file: url) }
             guard let vocab = file("vocab.txt") else { throw TokenizerError.fileNotReadable(file: directory.appendingPathComponent("vocab.txt").path) }
             return try WordPieceTokenizer(vocabularyFile: vocab)
         case nil:

@@ -66,8 +66,8 @@ enum UnicodeClasses {
     /// (Cc, Cf, Co, Cs in Unicode 8.0 tables), except tab, newline and carriage return.
     static func isBertControl(_ s: Unicode.Scalar) -> Bool {
         let v = s.value
-        if v == 0x09 || v == 0x0A || v == 0x0D { return false }
-        if v == 0 || v == 0xFFFD { return true }
+        if v < 0x80 { return (v < 0x20 && v != 0x09 && v != 0x0A && v != 0x0D) || v == 0x7F }
+        if v == 0xFFFD { return true }
         switch s.properties.generalCategory {
         case .control, .privateUse, .surrogate: return true
         case .format: return assignedByUnicode8(s)

@@ -7,8 +7,8 @@ import Foundation
 /// longest-match-first WordPiece with `##` continuations. Decoding joins tokens with spaces,
 /// glues `##` pieces and cleans up spaces before punctuation.
 public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
-    public let specialTokens: SpecialTokens
-    public let vocabularySize: Int
+    public var specialTokens: SpecialTokens { added.special }
+    public var vocabularySize: Int { added.vocabularySize }
 
     /// BertNormalizer options.
     struct Normalization: Sendable {
@@ -20,10 +20,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     private let vocab: [ExactString: Int]
     private let idToToken: [Int: String]
-    private let addedByContent: [ExactString: Int]
-    private let addedRaw: AddedTokenSplitter
-    private let addedNormalized: AddedTokenSplitter
-    private let normalization: Normalization
+    private let added: AddedVocabulary
     private let unkID: Int
     private let prefix: String
     private let maxInputCharsPerWord: Int
@@ -36,10 +33,16 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         guard let text = String(data: data, encoding: .utf8) else {
             throw TokenizerError.invalidValue(file: vocabularyFile.path, key: "(file)", reason: "not valid UTF-8")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
+        // One token per line with trailing whitespace (and "\r") trimmed, as transformers 5 reads it;
+        // empty lines are tokens too.
+        var lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            var end = line.endIndex
+            while end > line.startIndex, UnicodeClasses.isWhitespace(line[line.index(before: end)]) {
+                end = line.index(before: end)
+            }
+            return String(String.UnicodeScalarView(line[line.startIndex..<end]))
         }
-        if lines.last == "" { lines.removeLast() }
+        if text.unicodeScalars.last == "\n" || text.isEmpty { lines.removeLast() }
         var vocab: [ExactString: Int] = [:]
         vocab.reserveCapacity(lines.count)
         for (index, token) in lines.enumerated() { vocab[ExactString(token)] = index }
@@ -50,8 +53,12 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// Loads a `tokenizer.json` whose model is WordPiece, with the optional config files beside it.
     public convenience init(tokenizerFile: URL) throws {
+        try self.init(tokenizerJSON: try readJSON(tokenizerFile), file: tokenizerFile)
+    }
+
+    /// Builds from an already parsed `tokenizer.json` (the loader reads it once).
+    convenience init(tokenizerJSON json: JSONValue, file tokenizerFile: URL) throws {
         let file = tokenizerFile.path
-        let json = try readJSON(tokenizerFile)
         guard let model = json["model"], model.object != nil else {
             throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
         }
@@ -99,7 +106,6 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         } else {
             norm.stripAccents = norm.lowercase
         }
-        normalization = norm
 
         // BertTokenizer's defaults; a generic PreTrainedTokenizerFast has none but tokenizer.json's unk.
         var defaults = ["unk": "[UNK]", "sep": "[SEP]", "pad": "[PAD]", "cls": "[CLS]", "mask": "[MASK]"]
@@ -116,54 +122,23 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
         var idToToken: [Int: String] = [:]
         for (token, id) in vocab { idToToken[id] = token.string }
-        let resolved = settings.resolveAddedTokens(vocabLookup: { vocab[ExactString($0)] }, vocabCount: vocab.count,
-                                                   defaults: defaults)
-        var byContent: [ExactString: Int] = [:]
-        for token in resolved.tokens {
-            idToToken[token.id] = token.content
-            byContent[ExactString(token.content)] = token.id
-        }
         self.idToToken = idToToken
-        addedByContent = byContent
-        addedRaw = AddedTokenSplitter(resolved.tokens.filter { !$0.normalized })
-        addedNormalized = AddedTokenSplitter(resolved.tokens.filter { $0.normalized }) { content in
-            Self.normalize(Array(content.unicodeScalars), norm)
-        }
-        specialTokens = resolved.special
-        var names = Set(vocab.keys)
-        for token in resolved.tokens { names.insert(ExactString(token.content)) }
-        vocabularySize = names.count
+        let options = norm
+        added = AddedVocabulary(settings: settings, vocab: vocab, defaults: defaults,
+                                normalizer: { Self.normalize($0, options) })
         cleanUp = settings.cleanUpTokenizationSpaces
     }
 
     // MARK: Tokenizer
 
     public func tokenID(_ token: String) -> Int? {
-        addedByContent[ExactString(token)] ?? vocab[ExactString(token)]
+        added.id(token) ?? vocab[ExactString(token)]
     }
 
     public func encode(_ text: String) -> [Int] {
-        let scalars = Array(text.unicodeScalars)
-        var pieces: [TextPiece] = []
-        addedRaw.split(scalars, 0..<scalars.count, into: &pieces)
-        var ids: [Int] = []
-        for piece in pieces {
-            switch piece {
-            case .token(let id):
-                ids.append(id)
-            case .text(let range):
-                let normalized = Self.normalize(Array(scalars[range]), normalization)
-                var inner: [TextPiece] = []
-                addedNormalized.split(normalized, 0..<normalized.count, into: &inner)
-                for p in inner {
-                    switch p {
-                    case .token(let id): ids.append(id)
-                    case .text(let r): preTokenize(normalized, r) { word in wordPiece(normalized[word], into: &ids) }
-                    }
-                }
-            }
+        added.encode(text) { normalized, range, ids in
+            preTokenize(normalized, range) { word in wordPiece(normalized[word], into: &ids) }
         }
-        return ids
     }
 
     /// BertNormalizer: clean text, space around CJK, NFD + drop Mn when stripping accents, lower-case.
@@ -253,7 +228,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         var index = 0
         for id in ids {
             if skipSpecialTokens, specialTokens.all.contains(id) { continue }
-            guard let token = idToToken[id] else { continue }
+            guard let token = added.token(id) ?? idToToken[id] else { continue }
             var piece: String
             if index == 0 {
                 piece = token
@@ -271,11 +246,11 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// The WordPiece decoder's own clean-up (`tokenizers` `decoders::wordpiece::cleanup`), per token.
     static func decoderCleanup(_ token: String) -> String {
-        var s = token
-        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                           (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-            s = s.replacingExact(from, with: to)
-        }
-        return s
+        replacingAll(token, decoderReplacements)
     }
+
+    private static let decoderReplacements: [([UInt8], [UInt8])] = [
+        (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+        (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+    ].map { (Array($0.0.utf8), Array($0.1.utf8)) }
 }

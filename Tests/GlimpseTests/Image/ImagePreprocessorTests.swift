@@ -130,3 +130,16 @@ final class ImagePreprocessorTests: XCTestCase {
         XCTAssertEqual(wide[1], 0.25, accuracy: 1e-6)
     }
 }
+
+final class PreprocessorConfigVariantsTests: XCTestCase {
+    /// nlpconnect/vit-gpt2-image-captioning's preprocessor_config.json (ViTFeatureExtractor, integer size).
+    func testIntegerSizeOfOlderFeatureExtractors() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("pre-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data(#"{"do_normalize": true, "do_resize": true, "feature_extractor_type": "ViTFeatureExtractor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224}"#.utf8).write(to: url)
+        let p = try ImagePreprocessor(contentsOf: url)
+        XCTAssertEqual(p.width, 224)
+        XCTAssertEqual(p.height, 224)
+        XCTAssertEqual(p.resample, .bilinear)
+    }
+}

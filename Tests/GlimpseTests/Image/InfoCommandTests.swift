@@ -3,26 +3,9 @@ import XCTest
 
 /// `glimpse info` end to end, through the built executable (skipped when it is not built).
 final class InfoCommandTests: XCTestCase {
-    private var executable: URL? {
-        // The resource bundle sits next to the products in .build/<configuration>/.
-        let products = Bundle.module.bundleURL.deletingLastPathComponent()
-        let url = products.appendingPathComponent("glimpse")
-        return FileManager.default.isExecutableFile(atPath: url.path) ? url : nil
-    }
-
     private func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        guard let executable else { throw XCTSkip("glimpse executable not built") }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        let out = try GlimpseCLI.run(arguments)
+        return (out.status, out.stdout, out.stderr)
     }
 
     private func fixtures(bad: Bool) throws -> [String] {

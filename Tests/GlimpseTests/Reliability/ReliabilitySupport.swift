@@ -110,8 +110,9 @@ func reliabilityModelDirectory(_ name: String = "vit_gpt2_a", file: StaticString
                   "fixture model \(name) missing", file: file, line: line)
 }
 
-/// The built `glimpse` executable from GLIMPSE_BIN (`make test` sets it); tests skip without it.
-enum GlimpseCLI {
+/// Runs the built `glimpse` with output to files and optional wrappers (setpriv, a shell with ulimit),
+/// and as a process the tests can signal (SIGKILL, SIGSTOP).
+enum ReliabilityCLI {
     struct Output {
         var status: Int32
         var stdout: String
@@ -120,12 +121,10 @@ enum GlimpseCLI {
         var signaled = false
     }
 
+    /// The CLI as `GlimpseCLI` finds it (GLIMPSE_BIN, else the one built next to the test bundle).
     static func executable() throws -> URL {
-        guard let path = ProcessInfo.processInfo.environment["GLIMPSE_BIN"], !path.isEmpty else {
-            throw XCTSkip("GLIMPSE_BIN not set (make test sets it to the release CLI)")
-        }
-        guard FileManager.default.isExecutableFile(atPath: path) else { throw XCTSkip("GLIMPSE_BIN \(path) is not an executable") }
-        return URL(fileURLWithPath: path)
+        guard let url = GlimpseCLI.executable else { throw XCTSkip("glimpse executable not built (set GLIMPSE_BIN)") }
+        return url
     }
 
     /// A process ready to start: output goes to files in `scratch` (no pipe can fill up and block it).

@@ -53,6 +53,14 @@ final class TokenizerErrorTests: XCTestCase {
         XCTAssertEqual(tokenizer.decode(tokenizer.encode("hello hi"), skipSpecialTokens: true), "hello hi")
     }
 
+    func testRepeatedMergeKeepsLastRank() throws {
+        // As in `tokenizers` (checked with 0.23): merges a b, b c, a b -> "abc" is [a, bc].
+        try write("vocab.json", byteVocab(extra: ["ab", "bc"]))
+        try write("merges.txt", "a b\nb c\na b\n")
+        let tokenizer = try TokenizerLoader.load(directory: directory)
+        XCTAssertEqual(tokenizer.encode("abc"), [tokenizer.tokenID("a"), tokenizer.tokenID("bc")].compactMap { $0 })
+    }
+
     func testMergeWithTokenMissingFromVocabularyNamesMergesFile() throws {
         try write("vocab.json", byteVocab())
         try write("merges.txt", "#version: 0.2\nh e\nl x\n")
@@ -139,6 +147,20 @@ final class TokenizerErrorTests: XCTestCase {
             guard case .unsupportedTokenizer(let file, let reason) = error else { return false }
             return file.hasSuffix("tokenizer_config.json") && reason.contains("T5Tokenizer")
         }) { try TokenizerLoader.load(directory: self.directory) }
+    }
+
+    func testVocabTxtLinesAsTransformersReadsThem() throws {
+        // Checked with transformers 5.24: CRLF and trailing spaces trimmed, empty lines are tokens,
+        // missing [SEP]/[CLS]/[MASK] are added after the vocabulary in that order.
+        let text = "[PAD]\r\n[UNK]\r\nhello\r\nwor \r\n##ld\r\nx\n\ny\n"
+        try text.write(to: directory.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        try write("tokenizer_config.json", "{\"tokenizer_class\": \"BertTokenizer\"}")
+        let tokenizer = try TokenizerLoader.load(directory: directory)
+        XCTAssertEqual(tokenizer.encode("hello world x y"), [2, 3, 4, 5, 7])
+        XCTAssertEqual(tokenizer.vocabularySize, 11)
+        let s = tokenizer.specialTokens
+        XCTAssertEqual([s.pad, s.unk, s.sep, s.cls, s.mask], [0, 1, 8, 9, 10])
+        XCTAssertEqual(tokenizer.decode([8, 2, 3, 4, 9, 10, 6], skipSpecialTokens: false), "[SEP] hello world [CLS] [MASK] ")
     }
 
     func testWordPieceWithoutUnknownTokenNamesFile() throws {

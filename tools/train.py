@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Train Glimpse's default captioning model (ViT encoder + GPT-2 decoder) on the scene world.
+
+Reproduce (from the repository root, with the pinned venv; CPU, 2 threads, about 2 hours in all):
+
+    # 1. render training data (full canvas -> 112x112 PIL bilinear, uint8) and a held-out set
+    python tools/scenes.py --seed 1000 --count 30000 --prerender runs/data/train-a.npz --size 112 --grid 14 --procs 2
+    python tools/scenes.py --seed 1001 --count 30000 --prerender runs/data/train-b.npz --size 112 --grid 14 --procs 2
+    python tools/scenes.py --seed 2000 --count 600   --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
+    python tools/scenes.py --seed 2000 --count 600   --out runs/heldout          # same scenes as files + scenes.jsonl
+    # 2. tokenizer
+    python tools/make_tokenizer.py --out runs/tokenizer
+    # 3. train (time-based cosine schedule; exports models/default at every evaluation that improves)
+    nice -n 10 python tools/train.py --minutes 95 --out runs/ckpt --export models/default
+    # 4. learned detection / segmentation heads on the frozen model
+    python tools/train_heads.py --model models/default --data runs/data/train-a.npz --heldout runs/heldout
+    # 5. evaluate (PyTorch directly, or a Swift CLI output JSONL)
+    python tools/eval.py --torch models/default --truth runs/heldout/scenes.jsonl
+    python tools/eval.py --pred out.jsonl --truth runs/heldout/scenes.jsonl
+
+Model: VisionEncoderDecoderModel, ViT (112 px, patch 8 -> 14x14 grid, hidden 192) + GPT-2 decoder
+(hidden 192, 3 layers, 4 heads, n_positions 32, cross-attention), trained from scratch with AdamW,
+warmup then cosine decay over a wall-clock budget (--minutes), horizontal-flip augmentation (caption
+rewritten: left/right relations swapped, 3-object lists reversed), and an auxiliary loss that pulls
+the last decoder layer's cross-attention (mean over heads, patches only) at the step that emits an
+object's shape word toward that object's mask pooled to the patch grid.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scenes  # noqa: E402
+
+EOT_ID = 0
+MAXLEN = 16
+
+
+# ----------------------------------------------------------------------------- model
+
+def build_model(args, vocab_size):
+    from transformers import ViTConfig, GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+    enc = ViTConfig(image_size=args.image_size, patch_size=args.patch, hidden_size=args.hidden,
+                    num_hidden_layers=args.enc_layers, num_attention_heads=args.heads,
+                    intermediate_size=args.enc_inter, hidden_act="gelu", hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0, qkv_bias=True, layer_norm_eps=1e-12)
+    dec = GPT2Config(vocab_size=vocab_size, n_positions=32, n_embd=args.hidden, n_layer=args.dec_layers,
+                     n_head=args.heads, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
+                     attn_pdrop=0.0, add_cross_attention=True, is_decoder=True,
+                     bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID)
+    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id = EOT_ID
+    cfg.pad_token_id = EOT_ID
+    cfg.bos_token_id = EOT_ID
+    cfg.eos_token_id = EOT_ID
+    cfg.tie_word_embeddings = True
+    model = VisionEncoderDecoderModel(config=cfg)
+    set_eager_decoder(model)
+    return model
+
+
+def set_eager_decoder(model):
+    model.decoder.config._attn_implementation = "eager"
+    model.config.decoder._attn_implementation = "eager"
+
+
+def forward(model, pixel_values, dec_in, dec_mask, need_attn=True):
+    enc = model.encoder(pixel_values=pixel_values).last_hidden_state
+    out = model.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
+                        output_attentions=need_attn, use_cache=False)
+    return enc, out
+
+
+# ----------------------------------------------------------------------------- data
+
+class Data:
+    def __init__(self, paths, tok):
+        self.tok = tok
+        self.shape_ids = {tok.convert_tokens_to_ids("Ġ" + s) for s in scenes.SHAPES}
+        parts = [np.load(p) for p in paths]
+        self.images = np.concatenate([p["images"] for p in parts])
+        self.nobj = np.concatenate([p["nobj"] for p in parts])
+        self.attrs = np.concatenate([p["attrs"] for p in parts])
+        self.boxes = np.concatenate([p["boxes"] for p in parts])
+        self.grids = np.concatenate([p["grids"] for p in parts]).astype(np.float32)
+        self.segs = np.concatenate([p["segs"] for p in parts])
+        self.captions = [str(c) for p in parts for c in p["captions"]]
+        self.paths = list(paths)
+        self.N = len(self.captions)
+        self.grid = self.grids.shape[-1]
+        # original and flipped token sequences, shape-word positions, object order for each
+        self.seq = [self._encode(c) for c in self.captions]
+        self.fseq = []
+        for i in range(self.N):
+            cap, order = flip_caption(self, i)
+            self.fseq.append((self._encode(cap), order))
+
+    def _encode(self, cap):
+        ids = self.tok(cap, add_special_tokens=False)["input_ids"]
+        pos = [j for j, t in enumerate(ids) if t in self.shape_ids]
+        return ids, pos
+
+    def batch(self, idx, flip=None):
+        B = len(idx)
+        G = self.grid
+        imgs = self.images[idx]
+        dec_in = np.full((B, MAXLEN), EOT_ID, np.int64)
+        labels = np.full((B, MAXLEN), -100, np.int64)
+        mask = np.zeros((B, MAXLEN), np.int64)
+        obj_b, obj_pos, obj_grid = [], [], []
+        imgs = imgs.copy()
+        for r, i in enumerate(idx):
+            f = flip is not None and flip[r]
+            if f:
+                (ids, pos), order = self.fseq[i]
+                imgs[r] = imgs[r][:, ::-1]
+            else:
+                ids, pos = self.seq[i]
+                order = list(range(self.nobj[i]))
+            n = len(ids)
+            dec_in[r, 1:n + 1] = ids
+            labels[r, :n] = ids
+            labels[r, n] = EOT_ID
+            mask[r, :n + 1] = 1
+            for k, p in zip(order, pos):
+                g = self.grids[i, k]
+                if f:
+                    g = g[:, ::-1]
+                obj_b.append(r)
+                obj_pos.append(p)
+                obj_grid.append(g.reshape(-1))
+        px = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return (px, torch.from_numpy(dec_in), torch.from_numpy(mask), torch.from_numpy(labels),
+                torch.tensor(obj_b), torch.tensor(obj_pos), torch.from_numpy(np.stack(obj_grid)))
+
+
+def flip_caption(d, i):
+    """Caption of the horizontally flipped scene i; returns (caption, order) where order lists the
+    stored object indices in the flipped caption's order."""
+    n = int(d.nobj[i])
+    objs = []
+    for k in range(n):
+        x, y, w, h = d.boxes[i, k]
+        s, c, z = d.attrs[i, k]
+        objs.append(dict(k=k, shape=scenes.SHAPES[s], color=scenes.COLOR_NAMES[c], size=scenes.SIZES[z],
+                         cx=1.0 - (x + w / 2.0), cy=y + h / 2.0))
+    if n == 1:
+        return d.captions[i], [0]
+    if n == 2:
+        rel = "left" if " to the left of " in d.captions[i] else "above"
+        order = [objs[1], objs[0]] if rel == "left" else [objs[0], objs[1]]
+        return scenes.make_caption(order, rel), [o["k"] for o in order]
+    order = objs[::-1]
+    # exact ties in x keep "upper first"
+    for a in range(2):
+        for b in range(2 - a):
+            if abs(order[b]["cx"] - order[b + 1]["cx"]) < 1e-6 and order[b]["cy"] > order[b + 1]["cy"]:
+                order[b], order[b + 1] = order[b + 1], order[b]
+    return scenes.make_caption(order, None), [o["k"] for o in order]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+PHRASE = r"a (small|large) (red|green|blue|yellow|purple|orange|black) (circle|square|triangle|star|hexagon)"
+
+
+def parse_caption(c):
+    m = re.fullmatch(PHRASE, c)
+    if m:
+        return [m.groups()], None
+    m = re.fullmatch(PHRASE + " (to the left of|above) " + PHRASE, c)
+    if m:
+        g = m.groups()
+        return [g[0:3], g[4:7]], ("left" if g[3] == "to the left of" else "above")
+    m = re.fullmatch(PHRASE + ", " + PHRASE + " and " + PHRASE, c)
+    if m:
+        g = m.groups()
+        return [g[0:3], g[3:6], g[6:9]], None
+    return None, None
+
+
+def error_types(pred, truth):
+    """Set of error kinds for a wrong caption: syntax, count, order, relation, shape, color, size."""
+    if pred == truth:
+        return set()
+    po, pr = parse_caption(pred)
+    to, tr = parse_caption(truth)
+    if po is None:
+        return {"syntax"}
+    if len(po) != len(to):
+        return {"count"}
+    errs = set()
+    if pr != tr:
+        errs.add("relation")
+    if sorted(po) == sorted(to) and po != to:
+        errs.add("order")
+        return errs
+    for a, b in zip(po, to):
+        if a[0] != b[0]:
+            errs.add("size")
+        if a[1] != b[1]:
+            errs.add("color")
+        if a[2] != b[2]:
+            errs.add("shape")
+    if not errs:
+        errs.add("other")
+    return errs
+
+
+@torch.no_grad()
+def greedy_captions(model, tok, px, bs=100, maxlen=MAXLEN):
+    model.eval()
+    caps = []
+    for s in range(0, px.shape[0], bs):
+        out = model.generate(pixel_values=px[s:s + bs], num_beams=1, do_sample=False, max_new_tokens=maxlen,
+                             decoder_start_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID)
+        caps += [tok.decode([t for t in seq.tolist()[1:] if t != EOT_ID]).strip() for seq in out]
+    model.train()
+    return caps
+
+
+def evaluate(model, tok, held, count=None):
+    count = count or held.N
+    px = torch.from_numpy(held.images[:count]).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    caps = greedy_captions(model, tok, px)
+    by_n = {1: [0, 0], 2: [0, 0], 3: [0, 0]}
+    errs = {}
+    for c, t, n in zip(caps, held.captions, held.nobj):
+        ok = c == t
+        by_n[int(n)][0] += ok
+        by_n[int(n)][1] += 1
+        for e in error_types(c, t):
+            errs[e] = errs.get(e, 0) + 1
+    em = sum(v[0] for v in by_n.values()) / max(1, sum(v[1] for v in by_n.values()))
+    return em, {k: v[0] / max(v[1], 1) for k, v in by_n.items()}, errs, caps
+
+
+# ----------------------------------------------------------------------------- export
+
+def export(model, tok, args, out, extra=None):
+    from transformers import GenerationConfig
+    os.makedirs(out, exist_ok=True)
+    tmp = out.rstrip("/") + ".tmp"
+    os.makedirs(tmp, exist_ok=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    for f in ("config.json", "model.safetensors"):
+        os.replace(os.path.join(tmp, f), os.path.join(out, f))
+    for f in os.listdir(tmp):
+        os.remove(os.path.join(tmp, f))
+    os.rmdir(tmp)
+    tok.save_pretrained(out)
+    tdir = args.tokenizer
+    for f in ("vocab.json", "merges.txt"):
+        with open(os.path.join(tdir, f), "rb") as src, open(os.path.join(out, f), "wb") as dst:
+            dst.write(src.read())
+    pre = {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+           "image_processor_type": "ViTImageProcessor", "image_std": [0.5, 0.5, 0.5], "resample": 2,
+           "rescale_factor": 1 / 255, "size": {"height": args.image_size, "width": args.image_size}}
+    with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+        json.dump(pre, f, indent=2)
+    gen = GenerationConfig(decoder_start_token_id=EOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID,
+                           pad_token_id=EOT_ID, num_beams=3, max_new_tokens=30)
+    gen.save_pretrained(out)
+    if extra:
+        with open(os.path.join(out, "training_state.json"), "w") as f:
+            json.dump(extra, f, indent=2)
+
+
+# ----------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="runs/data/train-*.npz", help="glob of prerendered training .npz files; "
+                    "files matching it that appear during training are loaded at the next evaluation")
+    ap.add_argument("--heldout", default="runs/data/heldout.npz", help="prerendered held-out set (other seed)")
+    ap.add_argument("--tokenizer", default="runs/tokenizer", help="directory written by make_tokenizer.py")
+    ap.add_argument("--out", default="runs/ckpt", help="checkpoint directory (last.pt, best/)")
+    ap.add_argument("--export", default="models/default", help="export the best model here at each evaluation")
+    ap.add_argument("--minutes", type=float, default=95, help="wall-clock budget (evaluations included); the "
+                    "cosine schedule runs over it")
+    ap.add_argument("--eval-minutes", type=float, default=6, help="evaluate / checkpoint / export this often")
+    ap.add_argument("--eval-count", type=int, default=300, help="held-out scenes scored at interim evaluations "
+                    "(all of them at the end)")
+    ap.add_argument("--image-size", type=int, default=112)
+    ap.add_argument("--patch", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=192)
+    ap.add_argument("--enc-layers", type=int, default=4)
+    ap.add_argument("--enc-inter", type=int, default=384)
+    ap.add_argument("--dec-layers", type=int, default=3)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=48)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--min-lr-frac", type=float, default=0.03)
+    ap.add_argument("--warmup", type=int, default=300, help="warmup steps")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--attn-weight", type=float, default=0.3, help="weight of the cross-attention loss")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process (1: see --help top)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (AMX CPUs); "
+                    "weights, optimizer and the exported checkpoint stay float32")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (elapsed time included)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    # data parallel over single-threaded processes (torchrun --nproc_per_node N): on a busy 2-core
+    # machine two 1-thread processes beat one 2-thread process by far (no OpenMP barrier stalls)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+    main_proc = rank == 0
+    log = print if main_proc else (lambda *a, **k: None)
+    from transformers import GPT2TokenizerFast
+    tok = GPT2TokenizerFast.from_pretrained(args.tokenizer)
+    paths = sorted(p for p in glob.glob(args.data) if not p.endswith(".tmp.npz"))
+    data = Data(paths, tok)
+    held = Data([args.heldout], tok) if main_proc else None
+    log(f"data: {data.N} scenes from {paths}; held-out {held.N if held else 0}", flush=True)
+    model = build_model(args, len(tok))
+    nparam = sum(p.numel() for p in model.parameters())
+    log(f"model: {nparam / 1e6:.2f}M parameters", flush=True)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embeddings" not in n and "wte" not in n
+             and "wpe" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embeddings" not in n
+                                                                and "wte" not in n and "wpe" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    os.makedirs(args.out, exist_ok=True)
+    step, elapsed0, best, history = 0, 0.0, -1.0, []
+    if args.resume and os.path.exists(os.path.join(args.out, "last.pt")):
+        st = torch.load(os.path.join(args.out, "last.pt"), weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, elapsed0, best, history = st["step"], st["elapsed"], st["best"], st["history"]
+        log(f"resumed at step {step}, {elapsed0 / 60:.1f} min", flush=True)
+    budget = args.minutes * 60
+    rng = np.random.default_rng([args.seed, step, rank])
+    bsz = args.batch // world
+    t0 = time.time() - elapsed0
+    last_eval = time.time()
+    run_loss = run_attn = run_n = 0
+    tput_t, tput_n = time.time(), 0
+    model.train()
+    while True:
+        elapsed = time.time() - t0
+        frac = min(elapsed / budget, 1.0)
+        if step < args.warmup:
+            lr = args.lr * (step + 1) / args.warmup
+        else:
+            lr = args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+        done = elapsed >= budget
+        do_eval = done or time.time() - last_eval >= args.eval_minutes * 60 or step + 1 == 200
+        if world > 1:  # rank 0's clock decides for everyone
+            ctrl = torch.tensor([lr, float(done), float(do_eval), elapsed], dtype=torch.float64)
+            dist.broadcast(ctrl, 0)
+            lr, done, do_eval, elapsed = float(ctrl[0]), bool(ctrl[1]), bool(ctrl[2]), float(ctrl[3])
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = rng.integers(0, data.N, bsz)
+        flip = rng.random(bsz) < 0.5
+        px, dec_in, dmask, labels, ob, op, og = data.batch(idx, flip)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            enc, out = forward(model, px, dec_in, dmask, need_attn=args.attn_weight > 0)
+        logits = out.logits.float()
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                               ignore_index=-100)
+        loss = ce
+        if args.attn_weight > 0:
+            ca = out.cross_attentions[-1].float().mean(1)[:, :, 1:]  # [B, T, G*G]
+            a = ca[ob, op]
+            a = a / a.sum(-1, keepdim=True).clamp_min(1e-8)
+            tgt = og / og.sum(-1, keepdim=True).clamp_min(1e-8)
+            attn_loss = -(tgt * torch.log(a + 1e-8)).sum(-1).mean()
+            loss = loss + args.attn_weight * attn_loss
+            run_attn += attn_loss.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if world > 1:
+            ps = [p for p in model.parameters() if p.grad is not None]
+            flat = torch.cat([p.grad.reshape(-1) for p in ps])
+            dist.all_reduce(flat)
+            flat /= world
+            o = 0
+            for p in ps:
+                n = p.numel()
+                p.grad.copy_(flat[o:o + n].view_as(p.grad))
+                o += n
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        run_loss += ce.item()
+        run_n += 1
+        tput_n += bsz * world
+        if step % 50 == 0 and main_proc:
+            dt = time.time() - tput_t
+            print(f"step {step} t={elapsed / 60:.1f}m lr={lr:.2e} ce={run_loss / run_n:.4f} "
+                  f"attn={run_attn / run_n:.3f} {tput_n / dt:.1f} img/s", flush=True)
+            run_loss = run_attn = run_n = 0
+            tput_t, tput_n = time.time(), 0
+        if do_eval and not main_proc:
+            new = sorted(p for p in set(glob.glob(args.data)) - set(data.paths) if not p.endswith(".tmp.npz"))
+            if new:
+                try:
+                    data = Data(data.paths + new, tok)
+                except Exception:
+                    pass
+            if done:
+                break
+        if do_eval and main_proc:
+            te = time.time()
+            em, by_n, errs, caps = evaluate(model, tok, held, None if done else args.eval_count)
+            history.append(dict(step=step, minutes=round(elapsed / 60, 1), exact_match=round(em, 4),
+                                by_objects={str(k): round(v, 4) for k, v in by_n.items()}, errors=errs))
+            print(f"EVAL step {step} t={elapsed / 60:.1f}m exact={em * 100:.1f}% by_n="
+                  f"{ {k: round(v * 100, 1) for k, v in by_n.items()} } errors={errs} ({time.time() - te:.0f}s)",
+                  flush=True)
+            for c, t in list(zip(caps, held.captions))[:0]:
+                print("   ", c, "|", t)
+            state = dict(model=model.state_dict(), opt=opt.state_dict(), step=step, elapsed=elapsed, best=best,
+                         history=history, args=vars(args))
+            torch.save(state, os.path.join(args.out, "last.pt.tmp"))
+            os.replace(os.path.join(args.out, "last.pt.tmp"), os.path.join(args.out, "last.pt"))
+            if em >= best:
+                best = em
+                extra = dict(step=step, minutes=round(elapsed / 60, 1), exact_match_greedy=em, history=history,
+                             args=vars(args), train_scenes=data.N, data=data.paths)
+                export(model, tok, args, os.path.join(args.out, "best"), extra)
+                if args.export:
+                    export(model, tok, args, args.export, extra)
+                print(f"exported (best {em * 100:.1f}%)", flush=True)
+            with open(os.path.join(args.out, "history.json"), "w") as f:
+                json.dump(history, f, indent=1)
+            # pick up newly rendered data
+            new = sorted(p for p in set(glob.glob(args.data)) - set(data.paths) if not p.endswith(".tmp.npz"))
+            if new:
+                try:
+                    data = Data(data.paths + new, tok)
+                    print(f"data: now {data.N} scenes from {data.paths}", flush=True)
+                except Exception as e:  # half-written file: try next time
+                    print(f"could not load {new}: {e}", flush=True)
+            last_eval = time.time()
+            if done:
+                break
+    log("done", flush=True)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
