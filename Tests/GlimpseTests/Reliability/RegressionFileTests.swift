@@ -75,6 +75,18 @@ final class RegressionFileTests: XCTestCase {
         }
     }
 
+    /// fuzz/resume: Foundation's JSONSerialization (Linux) drops a U+FEFF that starts a string value, so a
+    /// file whose name starts with one was missed by --resume and captioned again each time.
+    func testResumeReadsNamesStartingWithAByteOrderMark() throws {
+        let text = String(decoding: try file("resume-name-starting-with-feff"), as: UTF8.self)
+        let cut = text.index(text.startIndex, offsetBy: text.count / 2)
+        for record in [CaptionRecord(file: String(text[..<cut]), error: String(text[cut...])),
+                       CaptionRecord(file: "\u{FEFF}photo.png", error: "x")] {
+            let line = RecordCoding.line(record) + "\n"
+            XCTAssertEqual(ResumeIndex.jsonl(Data(line.utf8)).files, [record.file], line)
+        }
+    }
+
     /// A PNG whose IDAT stream inflates 1000 times past what its rows need decodes without inflating the
     /// rest (png_read_end used to), and a trailing eXIf still counts unless its CRC is wrong.
     func testPNGTailIsNotInflated() throws {
