@@ -16,7 +16,7 @@ final class RegressionFileTests: XCTestCase {
     func testEveryRegressionFileIsHandled() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: try directory.path).filter { $0 != "README.md" }.sorted()
         XCTAssertFalse(names.isEmpty)
-        let scratch = try ReliabilityScratch("regressions")
+        let scratch = try ScratchDirectory()
         for name in names {
             let data = try file(name)
             let target = String(name.prefix { $0 != "-" })
