@@ -87,6 +87,17 @@ final class RegressionFileTests: XCTestCase {
         }
     }
 
+    /// fuzz/bpe: a vocab.json id of 2^32 or more trapped when the merge table packed it into 32 bits.
+    func testVocabularyIdsBeyond32BitsAreAnError() throws {
+        let scratch = try ScratchDirectory()
+        let vocab = try scratch.file("vocab.json", bytes: Array(#"{"a": 5000000000, "b": 1, "ab": 2}"#.utf8))
+        let merges = try scratch.file("merges.txt", bytes: Array("#version: 0.2\na b\n".utf8))
+        XCTAssertThrowsError(try BytePairTokenizer(vocabularyFile: vocab, mergesFile: merges)) { error in
+            XCTAssertEqual(error as? TokenizerError,
+                           .invalidVocabulary(file: vocab.path, token: "a", reason: "id 5000000000 is larger than 2147483647"))
+        }
+    }
+
     /// A PNG whose IDAT stream inflates 1000 times past what its rows need decodes without inflating the
     /// rest (png_read_end used to), and a trailing eXIf still counts unless its CRC is wrong.
     func testPNGTailIsNotInflated() throws {
