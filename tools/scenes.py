@@ -18,6 +18,11 @@ SeedSequence([S, i])), whatever --count or the number of processes.
         full canvas resized to SIZExSIZE with PIL BILINEAR (what ViTImageProcessor
         does), captions and per-object attributes, boxes (fractions), masks pooled
         to the GRIDxGRID patch grid and masks cropped to their box at 16x16.
+
+--strict (default: on for --out, off for --prerender) keeps every rotation inside the spec. Off, 15% of
+triangles are drawn at any angle: training variety that never changes a caption. Other variety that is
+always on and within the spec: triangle height/base 0.8-1.05, star inner radius 0.36-0.52, hexagons at
+any angle (flat-top and pointy-top +-15 degrees cover every angle), 15% of scenes without anti-aliasing.
 """
 import argparse
 import json

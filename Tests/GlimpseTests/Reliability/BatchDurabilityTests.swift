@@ -10,15 +10,15 @@ final class BatchDurabilityTests: XCTestCase {
     private var model: URL!
 
     override func setUpWithError() throws {
-        _ = try ReliabilityCLI.executable()
+        _ = try GlimpseCLI.executable()
         scratch = try ScratchDirectory()
         model = try reliabilityModelDirectory()
     }
 
     override func tearDown() { scratch = nil }
 
-    private func batch(_ dir: URL, out: URL, _ extra: [String] = [], prefix: [String] = []) throws -> ReliabilityCLI.Output {
-        try ReliabilityCLI.run(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"] + extra,
+    private func batch(_ dir: URL, out: URL, _ extra: [String] = [], prefix: [String] = []) throws -> GlimpseCLI.Output {
+        try GlimpseCLI.run(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"] + extra,
                            scratch: scratch.url, prefix: prefix)
     }
 
@@ -63,7 +63,7 @@ final class BatchDurabilityTests: XCTestCase {
             let out = scratch.url.appendingPathComponent("killed-\(trial).jsonl")
             // Several kills on the same output, each run resuming the previous one, then a clean finish.
             for kill in 0..<3 {
-                let (process, o, e) = try ReliabilityCLI.process(
+                let (process, o, e) = try GlimpseCLI.process(
                     ["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet", "--resume", "--encoder-batch", "2"],
                     scratch: scratch.url)
                 let before = max(0, lineCount(out))
@@ -80,7 +80,7 @@ final class BatchDurabilityTests: XCTestCase {
                     if n > before && n < 30 { killedMidRun += 1 }
                 } else {
                     process.waitUntilExit()
-                    let r = ReliabilityCLI.collect(process, o, e)
+                    let r = GlimpseCLI.collect(process, o, e)
                     XCTAssertEqual(r.status, 0, "trial \(trial) kill \(kill) finished early: \(r.stderr)")
                 }
             }
@@ -162,7 +162,7 @@ final class BatchDurabilityTests: XCTestCase {
         try scratch.images(in: dir, count: 4)
         XCTAssertEqual(mkfifo(dir.appendingPathComponent("img01b.png").path, 0o644), 0)
         let out = scratch.url.appendingPathComponent("out.jsonl")
-        let (process, o, e) = try ReliabilityCLI.process(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"],
+        let (process, o, e) = try GlimpseCLI.process(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"],
                                                       scratch: scratch.url)
         try process.run()
         let deadline = Date().addingTimeInterval(60)
@@ -172,7 +172,7 @@ final class BatchDurabilityTests: XCTestCase {
             process.waitUntilExit()
             return XCTFail("glimpse batch blocked on a FIFO")
         }
-        let result = ReliabilityCLI.collect(process, o, e)
+        let result = GlimpseCLI.collect(process, o, e)
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stderr.contains("4 captioned, 0 failed, 1 skipped"), result.stderr)
         XCTAssertEqual(try BatchRecords(out).files.count, 4)
@@ -189,7 +189,7 @@ final class BatchDurabilityTests: XCTestCase {
         var deleted = false
         for _ in 0..<10 where !deleted {
             try? FileManager.default.removeItem(at: out)
-            let (process, o, e) = try ReliabilityCLI.process(
+            let (process, o, e) = try GlimpseCLI.process(
                 ["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet", "--encoder-batch", "1"], scratch: scratch.url)
             try process.run()
             while process.isRunning && !FileManager.default.fileExists(atPath: out.path) { usleep(100) }
@@ -200,7 +200,7 @@ final class BatchDurabilityTests: XCTestCase {
             }
             Glibc.kill(process.processIdentifier, SIGCONT)
             process.waitUntilExit()
-            let result = ReliabilityCLI.collect(process, o, e)
+            let result = GlimpseCLI.collect(process, o, e)
             if deleted {
                 XCTAssertEqual(result.status, 1, result.stderr)
                 XCTAssertTrue(result.stderr.contains("img39.png"), result.stderr)

@@ -176,22 +176,22 @@ final class HostileModelTests: XCTestCase {
     /// `--check-weights` on the CLI: the NaN tensor is named at load (exit 2); without it, the image
     /// fails with the logits error (exit 1) and nothing garbage is printed.
     func testCheckWeightsFlag() throws {
-        _ = try ReliabilityCLI.executable()
+        _ = try GlimpseCLI.executable()
         let dir = try copyModel()
         let image = scratch.url.appendingPathComponent("image.png")
         try Data(TestPNG.pattern(seed: 5)).write(to: image)
-        let clean = try ReliabilityCLI.run(["caption", "--check-weights", "--model", dir.path, image.path], scratch: scratch.url)
+        let clean = try GlimpseCLI.run(["caption", "--check-weights", "--model", dir.path, image.path], scratch: scratch.url)
         XCTAssertEqual(clean.status, 0, clean.stderr)
         try fill(dir, tensor: "decoder.lm_head.weight", with: .nan)
-        let checked = try ReliabilityCLI.run(["caption", "--check-weights", "--model", dir.path, image.path], scratch: scratch.url)
+        let checked = try GlimpseCLI.run(["caption", "--check-weights", "--model", dir.path, image.path], scratch: scratch.url)
         XCTAssertEqual(checked.status, 2, checked.stderr)
         XCTAssertTrue(checked.stderr.contains("decoder.lm_head.weight") && checked.stderr.contains("non-finite"), checked.stderr)
-        let unchecked = try ReliabilityCLI.run(["caption", "--json", "--model", dir.path, image.path], scratch: scratch.url)
+        let unchecked = try GlimpseCLI.run(["caption", "--json", "--model", dir.path, image.path], scratch: scratch.url)
         XCTAssertEqual(unchecked.status, 1, unchecked.stderr)
         XCTAssertTrue(unchecked.stderr.contains("NaN or infinite logits"), unchecked.stderr)
         XCTAssertFalse(unchecked.stdout.contains("captions"), unchecked.stdout)
         let batchOut = scratch.url.appendingPathComponent("out.jsonl")
-        let batch = try ReliabilityCLI.run(["batch", scratch.url.path, "--check-weights", "--model", dir.path, "--out", batchOut.path, "--quiet"],
+        let batch = try GlimpseCLI.run(["batch", scratch.url.path, "--check-weights", "--model", dir.path, "--out", batchOut.path, "--quiet"],
                                        scratch: scratch.url)
         XCTAssertEqual(batch.status, 2, batch.stderr)
         XCTAssertTrue(batch.stderr.contains("decoder.lm_head.weight"), batch.stderr)

@@ -110,60 +110,6 @@ func reliabilityModelDirectory(_ name: String = "vit_gpt2_a", file: StaticString
                   "fixture model \(name) missing", file: file, line: line)
 }
 
-/// Runs the built `glimpse` with output to files and optional wrappers (setpriv, a shell with ulimit),
-/// and as a process the tests can signal (SIGKILL, SIGSTOP).
-enum ReliabilityCLI {
-    struct Output {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        /// True when the process ended by a signal (status is then the signal number).
-        var signaled = false
-    }
-
-    /// The CLI as `GlimpseCLI` finds it (GLIMPSE_BIN, else the one built next to the test bundle).
-    static func executable() throws -> URL {
-        guard let url = GlimpseCLI.executable else { throw XCTSkip("glimpse executable not built (set GLIMPSE_BIN)") }
-        return url
-    }
-
-    /// A process ready to start: output goes to files in `scratch` (no pipe can fill up and block it).
-    static func process(_ arguments: [String], scratch: URL, prefix: [String] = []) throws -> (Process, URL, URL) {
-        let exe = try executable()
-        let process = Process()
-        if prefix.isEmpty {
-            process.executableURL = exe
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: prefix[0])
-            process.arguments = Array(prefix.dropFirst()) + [exe.path] + arguments
-        }
-        let id = UUID().uuidString
-        let out = scratch.appendingPathComponent("stdout-\(id)"), err = scratch.appendingPathComponent("stderr-\(id)")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        return (process, out, err)
-    }
-
-    static func collect(_ process: Process, _ out: URL, _ err: URL) -> Output {
-        Output(status: process.terminationStatus,
-               stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-               stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "",
-               signaled: process.terminationReason == .uncaughtSignal)
-    }
-
-    /// Runs to completion (`prefix`, e.g. a shell wrapper, is put before the executable).
-    @discardableResult
-    static func run(_ arguments: [String], scratch: URL, prefix: [String] = []) throws -> Output {
-        let (process, out, err) = try self.process(arguments, scratch: scratch, prefix: prefix)
-        try process.run()
-        process.waitUntilExit()
-        return collect(process, out, err)
-    }
-}
-
 /// One batch JSONL output read back: records in order, keyed by file.
 struct BatchRecords {
     let lines: [[String: Any]]

@@ -137,7 +137,7 @@ final class ResourceBoundsTests: XCTestCase {
     /// The zTXt decompression bomb fixture, and memory: `glimpse info` on the stream bomb stays near
     /// the image's own 36 MB (checked on the child's peak RSS).
     func testDecodingBombsKeepsMemoryNearThePixelBuffer() throws {
-        _ = try ReliabilityCLI.executable()
+        _ = try GlimpseCLI.executable()
         let url = scratch.url.appendingPathComponent("stream-bomb.png")
         try Data(TestPNG.bomb(width: 4000, height: 3000, inflated: 256 << 20)).write(to: url)
         let over = scratch.url.appendingPathComponent("over.png")
@@ -146,7 +146,7 @@ final class ResourceBoundsTests: XCTestCase {
         var before = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &before)
         let bound = 400_000  // KB
-        let result = try ReliabilityCLI.run(["info", url.path, over.path], scratch: scratch.url)
+        let result = try GlimpseCLI.run(["info", url.path, over.path], scratch: scratch.url)
         XCTAssertEqual(result.status, 1, "the over-limit file fails")
         XCTAssertTrue(result.stdout.contains("4000x3000"), result.stdout)
         XCTAssertTrue(result.stderr.contains("over.png") && result.stderr.contains("limit"), result.stderr)
