@@ -18,9 +18,8 @@ enum FuzzResume {
         let record = CaptionRecord(file: String(text[..<cut]), error: String(text[cut...]))
         let line = RecordCoding.line(record)
         fuzzCheck(!line.utf8.contains(UInt8(ascii: "\n")), "record line contains a raw newline")
-        let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
-        fuzzCheck(object?["file"] as? String == record.file && object?["error"] as? String == record.error,
-                  "record line does not read back: \(line)")
+        let back = try? JSONDecoder().decode(CaptionRecord.self, from: Data(line.utf8))
+        fuzzCheck(back?.file == record.file && back?.error == record.error, "record line does not read back: \(line)")
         fuzzCheck(ResumeIndex.jsonl(Data((line + "\n").utf8)).files == [record.file], "resume misses a written record")
         let csv = "file,caption,score,error\n" + [record.file, "", "", record.error ?? ""].map(BatchOutput.csvField).joined(separator: ",") + "\n"
         fuzzCheck(ResumeIndex.csv(Data(csv.utf8)).files == [record.file], "CSV resume misses a written record: \(csv)")

@@ -8,15 +8,19 @@ public enum BatchFormat: String, Sendable, CaseIterable {
 public enum ResumeIndex {
     /// Files recorded in JSONL `data`, and the byte length of its complete lines: a run killed
     /// mid-write leaves at most one incomplete last line, which resume cuts off.
+    private struct FileField: Decodable { let file: String }
+
     public static func jsonl(_ data: Data) -> (files: Set<String>, validLength: Int) {
+        let decoder = JSONDecoder()
         var files = Set<String>()
         var validLength = 0
         var lineStart = data.startIndex
         for i in data.indices where data[i] == UInt8(ascii: "\n") {
-            let line = data[lineStart..<i]
-            if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
-               let file = object["file"] as? String {
-                files.insert(file)
+            // JSONDecoder, not JSONSerialization: on Linux the latter drops a U+FEFF that starts a string
+            // value, so a file named "\u{FEFF}a.png" came back as "a.png" and was captioned again on every
+            // resume (found by fuzz/ resume).
+            if let record = try? decoder.decode(FileField.self, from: data[lineStart..<i]) {
+                files.insert(record.file)
             }
             lineStart = i + 1
             validLength = lineStart - data.startIndex

@@ -181,6 +181,10 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
             guard let id = idValue.int, id >= 0 else {
                 throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id is not a non-negative integer")
             }
+            // The merge table packs ids into 32 bits; a larger id trapped there (found by fuzz/ bpe).
+            guard id <= Int(Int32.max) else {
+                throw TokenizerError.invalidVocabulary(file: file, token: token, reason: "id \(id) is larger than \(Int32.max)")
+            }
             vocab[ExactString(token)] = id  // a repeated key keeps its last value, as Python's json does
         }
         var owner: [Int: String] = [:]

@@ -6,12 +6,12 @@ import XCTest
 /// The invariant everywhere: every listed image ends up in the output exactly once, with the result an
 /// uninterrupted run gives it, and every failure is a record or a message that names the cause.
 final class BatchDurabilityTests: XCTestCase {
-    private var scratch: ReliabilityScratch!
+    private var scratch: ScratchDirectory!
     private var model: URL!
 
     override func setUpWithError() throws {
         _ = try GlimpseCLI.executable()
-        scratch = try ReliabilityScratch("batch")
+        scratch = try ScratchDirectory()
         model = try reliabilityModelDirectory()
     }
 

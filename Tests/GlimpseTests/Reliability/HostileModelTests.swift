@@ -5,9 +5,9 @@ import XCTest
 /// Copies of the vit_gpt2_a fixture broken one way each. Loading (or captioning) must fail with an error
 /// that names the file and the tensor or key at fault; nothing may trap or produce a caption from garbage.
 final class HostileModelTests: XCTestCase {
-    private var scratch: ReliabilityScratch!
+    private var scratch: ScratchDirectory!
 
-    override func setUpWithError() throws { scratch = try ReliabilityScratch("model") }
+    override func setUpWithError() throws { scratch = try ScratchDirectory() }
     override func tearDown() { scratch = nil }
 
     /// A fresh copy of the fixture model.

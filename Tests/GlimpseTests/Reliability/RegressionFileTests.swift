@@ -16,7 +16,7 @@ final class RegressionFileTests: XCTestCase {
     func testEveryRegressionFileIsHandled() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: try directory.path).filter { $0 != "README.md" }.sorted()
         XCTAssertFalse(names.isEmpty)
-        let scratch = try ReliabilityScratch("regressions")
+        let scratch = try ScratchDirectory()
         for name in names {
             let data = try file(name)
             let target = String(name.prefix { $0 != "-" })
@@ -72,6 +72,29 @@ final class RegressionFileTests: XCTestCase {
         for (file, cause) in [(name, error), ("a\u{0022}\u{0301}b.png", "x"), ("c,\u{0301}d.png", "y"), ("e\r\nf.png", "z")] {
             let line = [file, "", "", cause].map(BatchOutput.csvField).joined(separator: ",")
             XCTAssertEqual(ResumeIndex.csv(Data(("file,caption,score,error\n" + line + "\n").utf8)).files, [file], line)
+        }
+    }
+
+    /// fuzz/resume: Foundation's JSONSerialization (Linux) drops a U+FEFF that starts a string value, so a
+    /// file whose name starts with one was missed by --resume and captioned again each time.
+    func testResumeReadsNamesStartingWithAByteOrderMark() throws {
+        let text = String(decoding: try file("resume-name-starting-with-feff"), as: UTF8.self)
+        let cut = text.index(text.startIndex, offsetBy: text.count / 2)
+        for record in [CaptionRecord(file: String(text[..<cut]), error: String(text[cut...])),
+                       CaptionRecord(file: "\u{FEFF}photo.png", error: "x")] {
+            let line = RecordCoding.line(record) + "\n"
+            XCTAssertEqual(ResumeIndex.jsonl(Data(line.utf8)).files, [record.file], line)
+        }
+    }
+
+    /// fuzz/bpe: a vocab.json id of 2^32 or more trapped when the merge table packed it into 32 bits.
+    func testVocabularyIdsBeyond32BitsAreAnError() throws {
+        let scratch = try ScratchDirectory()
+        let vocab = try scratch.file("vocab.json", bytes: Array(#"{"a": 5000000000, "b": 1, "ab": 2}"#.utf8))
+        let merges = try scratch.file("merges.txt", bytes: Array("#version: 0.2\na b\n".utf8))
+        XCTAssertThrowsError(try BytePairTokenizer(vocabularyFile: vocab, mergesFile: merges)) { error in
+            XCTAssertEqual(error as? TokenizerError,
+                           .invalidVocabulary(file: vocab.path, token: "a", reason: "id 5000000000 is larger than 2147483647"))
         }
     }
 

@@ -143,21 +143,8 @@ struct BatchRecords {
     }
 }
 
-/// A fresh directory under the system temporary directory, removed at deinit.
-final class ReliabilityScratch {
-    let url: URL
-    init(_ label: String = "reliability") throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-\(label)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit {
-        // Undo chmod 000 so the tree can be removed when running unprivileged.
-        if let e = FileManager.default.enumerator(atPath: url.path) {
-            for case let p as String in e { chmod(url.appendingPathComponent(p).path, 0o755) }
-        }
-        try? FileManager.default.removeItem(at: url)
-    }
-
+/// Reliability helpers on the tests' scratch directory (Weights/SafeTensorsTestSupport.swift).
+extension ScratchDirectory {
     func directory(_ name: String) throws -> URL {
         let d = url.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)

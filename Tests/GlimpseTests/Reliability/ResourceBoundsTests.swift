@@ -5,9 +5,9 @@ import XCTest
 /// Hostile sizes: headers that claim gigabytes must be refused before anything that size is allocated
 /// or computed, and quickly.
 final class ResourceBoundsTests: XCTestCase {
-    private var scratch: ReliabilityScratch!
+    private var scratch: ScratchDirectory!
 
-    override func setUpWithError() throws { scratch = try ReliabilityScratch("bounds") }
+    override func setUpWithError() throws { scratch = try ScratchDirectory() }
     override func tearDown() { scratch = nil }
 
     private func seconds(_ body: () throws -> Void) rethrows -> Double {
