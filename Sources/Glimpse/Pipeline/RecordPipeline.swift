@@ -13,7 +13,8 @@ public final class RecordPipeline {
     public init(model: CaptionModel, request: CaptionRequest) throws {
         self.model = model
         self.request = request
-        heads = request.detect && request.grounding != .attention ? try model.loadHeads() : nil
+        // Loaded for the attention path too: its object/attribute words choose and label the grounded words.
+        heads = request.detect ? try model.loadHeads() : nil
     }
 
     /// The record for one result; errors become `{"file", "error"}` records.
