@@ -48,13 +48,7 @@ public final class BytePairTokenizer: Tokenizer, @unchecked Sendable {
     /// Builds from an already parsed `tokenizer.json` (the loader reads it once).
     convenience init(tokenizerJSON json: JSONValue, file tokenizerFile: URL) throws {
         let file = tokenizerFile.path
-        guard let model = json["model"], model.object != nil else {
-            throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
-        }
-        let type = model["type"]?.string ?? "BPE"
-        guard type == "BPE" else {
-            throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.type is \(type), expected BPE")
-        }
+        let model = try tokenizerModel(json, type: "BPE", file: file)
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = model[key]?.string, !value.isEmpty {
                 throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.\(key) '\(value)' is not supported")

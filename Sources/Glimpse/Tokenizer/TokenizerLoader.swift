@@ -68,3 +68,15 @@ public enum TokenizerLoader {
         }
     }
 }
+
+/// The `model` section of a parsed tokenizer.json, checked to be of `type` (a missing type counts as it).
+func tokenizerModel(_ json: JSONValue, type expected: String, file: String) throws -> JSONValue {
+    guard let model = json["model"], model.object != nil else {
+        throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
+    }
+    let type = model["type"]?.string ?? expected
+    guard type == expected else {
+        throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.type is \(type), expected \(expected)")
+    }
+    return model
+}

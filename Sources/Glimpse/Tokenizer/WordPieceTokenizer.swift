@@ -59,13 +59,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
     /// Builds from an already parsed `tokenizer.json` (the loader reads it once).
     convenience init(tokenizerJSON json: JSONValue, file tokenizerFile: URL) throws {
         let file = tokenizerFile.path
-        guard let model = json["model"], model.object != nil else {
-            throw TokenizerError.invalidValue(file: file, key: "model", reason: "missing")
-        }
-        let type = model["type"]?.string ?? "WordPiece"
-        guard type == "WordPiece" else {
-            throw TokenizerError.unsupportedTokenizer(file: file, reason: "model.type is \(type), expected WordPiece")
-        }
+        let model = try tokenizerModel(json, type: "WordPiece", file: file)
         guard let vocabValue = model["vocab"] else {
             throw TokenizerError.invalidValue(file: file, key: "model.vocab", reason: "missing")
         }
