@@ -14,12 +14,16 @@ Deterministic (fixed seeds); rerun only when the math changes.
 """
 import json
 import os
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pycocotools import mask as coco
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_heads import pixel_box  # noqa: E402  (the rounding the heads were trained and evaluated with)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "GlimpseTests", "Fixtures", "heads")
 
@@ -83,16 +87,6 @@ def make_interpolate():
         cases.append({"in_height": hi, "in_width": wi, "out_height": ho, "out_width": wo,
                       "input": x.flatten().tolist(), "output": y.numpy().flatten().tolist()})
     return cases
-
-
-def pixel_box(b, W, H):
-    """tools/train_heads.py's pixel_box (Python round: half to even)."""
-    cx, cy, w, h = [float(v) for v in b]
-    x0 = max(0, min(W - 1, int(round((cx - w / 2) * W))))
-    y0 = max(0, min(H - 1, int(round((cy - h / 2) * H))))
-    x1 = max(x0 + 1, min(W, int(round((cx + w / 2) * W))))
-    y1 = max(y0 + 1, min(H, int(round((cy + h / 2) * H))))
-    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def make_learned():
