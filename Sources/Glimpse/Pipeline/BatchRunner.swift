@@ -79,14 +79,14 @@ public final class BatchRunner {
             let wanted = pending.compactMap { entry -> Bool? in (try? entry.item.get()) == nil ? nil : entry.wanted }
             var results = captioner.caption(prepared, request: request, generate: wanted).makeIterator()
             for entry in pending {
-                var result: Result<CaptionResult, Error>?
-                if case .success = entry.item { result = results.next() ?? .failure(ModelError.invalidInput("internal: missing result")) }
-                guard entry.wanted else { continue }
-                let record: CaptionRecord
+                // Every prepared image of the group consumes its result, wanted or not (order matters).
+                let result: Result<CaptionResult, Error>
                 switch entry.item {
-                case .failure(let error): record = pipeline.record(for: .failure(error), file: entry.file)
-                case .success: record = pipeline.record(for: result!, file: entry.file)
+                case .failure(let error): result = .failure(error)
+                case .success: result = results.next() ?? .failure(ModelError.invalidInput("internal: missing result"))
                 }
+                guard entry.wanted else { continue }
+                let record = pipeline.record(for: result, file: entry.file)
                 if record.isError { summary.failed += 1 } else { summary.captioned += 1 }
                 try emit(record)
                 done += 1
