@@ -31,7 +31,7 @@ def main():
     w = L.append
     w("# Glimpse default model\n")
     w("A small `VisionEncoderDecoderModel` (ViT encoder + GPT-2 decoder with cross-attention) trained from "
-      "scratch on generated scenes of the Glimpse scene world (`../shared/scene-world.md`), plus learned "
+      "scratch on generated scenes of the Glimpse scene world (`docs/scene-world.md`), plus learned "
       "detection/segmentation heads that read its cross-attention maps. It captions only that world.\n")
     w("## World\n")
     w("1-3 non-overlapping objects on a light background (solid, linear gradient or noise texture, every "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scene generator for Glimpse's default model (spec: ../shared/scene-world.md).
+"""Scene generator for Glimpse's default model (spec: docs/scene-world.md).
 
 Deterministic by seed: scene i of seed S is always the same (numpy
 SeedSequence([S, i])), whatever --count or the number of processes.
