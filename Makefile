@@ -5,8 +5,9 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev
 GLIMPSE := .build/release/glimpse
 IMAGE   ?= samples/two-shapes-left-of.png
+PREFIX  ?= /usr/local
 
-.PHONY: setup build test test-asan caption bench bench-compare fixtures train eval fuzz venv clean
+.PHONY: setup build install test test-asan caption bench bench-compare fixtures train eval fuzz venv clean
 
 ## setup: install missing system packages (apt-get; sudo when not root)
 setup:
@@ -19,6 +20,14 @@ setup:
 ## build: release build of the library and the glimpse CLI
 build: setup
 	$(SWIFT) build -c release --product glimpse
+
+## install: the glimpse binary to PREFIX/bin and the default model to PREFIX/share/glimpse/models/default,
+## where the binary looks for it (PREFIX defaults to /usr/local; DESTDIR stages a package). The binary
+## uses the Swift runtime libraries of the toolchain that built it.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/glimpse/models/default
+	install -m 755 $(GLIMPSE) $(DESTDIR)$(PREFIX)/bin/glimpse
+	install -m 644 models/default/* $(DESTDIR)$(PREFIX)/share/glimpse/models/default/
 
 ## caption: caption a sample with the default model (IMAGE=... to choose)
 caption: build

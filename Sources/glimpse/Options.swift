@@ -10,25 +10,20 @@ struct ModelOptions: ParsableArguments {
     @Flag(name: .long, help: "Scan every weight for NaN/Inf while loading.")
     var checkWeights = false
 
-    /// The model directory, searched relative to the working directory and then to the executable.
-    func resolvedDirectory() -> URL {
+    /// The model directory: --model, $GLIMPSE_MODEL, or the default model beside the executable
+    /// (`DefaultModel`); nil when none of them gives one.
+    func resolvedDirectory() -> URL? {
         if let model { return URL(fileURLWithPath: model) }
         if let env = ProcessInfo.processInfo.environment["GLIMPSE_MODEL"], !env.isEmpty { return URL(fileURLWithPath: env) }
-        let local = URL(fileURLWithPath: "models/default")
-        if FileManager.default.fileExists(atPath: local.appendingPathComponent("config.json").path) { return local }
-        // .build/release/glimpse -> <repo>/models/default
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = exe.deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("models/default")
-            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("config.json").path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return local
+        return DefaultModel.locate()
     }
 
     func load() throws -> CaptionModel {
-        let model = try CaptionModel(directory: resolvedDirectory(), checkWeights: checkWeights)
+        guard let directory = resolvedDirectory() else {
+            throw ModelError.invalidInput("no model given and no default model found (looked in "
+                + DefaultModel.candidates().map(\.path).joined(separator: ", ") + ")")
+        }
+        let model = try CaptionModel(directory: directory, checkWeights: checkWeights)
         if !model.unusedTensors.isEmpty {
             // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
             let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
@@ -114,10 +109,11 @@ struct DetectionOptions: ParsableArguments {
 }
 
 extension ModelOptions {
-    /// Loads the model or exits with status 2 and a message naming the directory.
+    /// Loads the model or exits with status 2 and a message naming the directory and how to choose one.
     func loadOrExit() throws -> CaptionModel {
         do { return try load() } catch {
-            printError("glimpse: cannot load model \(resolvedDirectory().path): \(error)")
+            let dir = resolvedDirectory().map { " \($0.path)" } ?? ""
+            printError("glimpse: cannot load model\(dir): \(error)\nglimpse: \(DefaultModel.howToChoose)")
             throw ExitCode(2)
         }
     }
