@@ -8,9 +8,10 @@ struct OverlayCommand: ParsableCommand {
         abstract: "Export where the model looked: one heatmap PNG per caption word and a contact sheet.",
         discussion: """
         For the best caption of IMAGE, writes NN-word.png (the word's cross-attention map upsampled \
-        over the image with the viridis colormap) for every word in reading order, and \
-        contact-sheet.png with all of them, the word printed under each, plus boxes and mask \
-        outlines from the heads. By default a word's map is the mean over heads of the last decoder \
+        over the image with the viridis colormap, more opaque where the word's attention is higher) \
+        for every word in reading order, and contact-sheet.png: the caption as its title, the \
+        original image, every word's tile with the word under it, boxes and mask outlines from the \
+        heads, and the colour scale. By default a word's map is the mean over heads of the last decoder \
         layer; --layer/--head select a raw map instead. Prints the caption and the files written.
         """)
 
@@ -49,9 +50,12 @@ struct OverlayCommand: ParsableCommand {
         do {
             let words = try model.wordMaps(for: best, layer: layer, head: head)
             let files = try OverlayExporter.export(image: r.image, words: words, detections: record.detections ?? [],
-                                                   to: URL(fileURLWithPath: out))
+                                                   caption: r.texts.first ?? "", to: URL(fileURLWithPath: out))
             print(r.texts.first ?? "")
             for f in files { print(f.path) }
+        } catch let error as RenderError {
+            printError("glimpse: \(error)")        // names the output file and the problem
+            throw ExitCode(1)
         } catch {
             printError("glimpse: \(image): \(error)")
             throw ExitCode(1)
@@ -63,7 +67,11 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Write a static HTML gallery (no network) of a batch's JSON Lines results.",
-        discussion: "Pages of 48 records, images lazy-loaded, boxes and masks drawn; error records shown as errors.")
+        discussion: """
+        Pages of 48 records, images lazy-loaded, boxes and masks drawn; error records shown as errors. \
+        Lines that are not JSON records are counted on the page and on stderr. An index.html in the \
+        output directory that glimpse report did not write is never replaced.
+        """)
 
     @Argument(help: "Results (JSON Lines from `glimpse batch` or `glimpse caption --json`).")
     var results: String
@@ -75,8 +83,13 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         do {
             let writer = ReportWriter(overlaysDirectory: overlays.map { URL(fileURLWithPath: $0) })
-            let index = try writer.write(records: URL(fileURLWithPath: results), to: URL(fileURLWithPath: out))
-            print(index.path)
+            let report = try writer.write(records: URL(fileURLWithPath: results), to: URL(fileURLWithPath: out))
+            if !report.skippedLines.isEmpty {
+                let n = report.skippedLines.count
+                let listed = report.skippedLines.prefix(10).map(String.init).joined(separator: ", ") + (n > 10 ? ", ..." : "")
+                printError("glimpse: note: \(results): \(n) line\(n == 1 ? " is" : "s are") not a JSON record and \(n == 1 ? "was" : "were") skipped (line \(listed))")
+            }
+            print(report.index.path)
         } catch {
             printError("glimpse: \(error)")
             throw ExitCode(1)

@@ -2,11 +2,13 @@ import Foundation
 
 /// Attention heatmaps over images.
 public enum Overlay {
-    /// Opacity of the heatmap: the image stays readable under the whole map.
-    public static let defaultAlpha: Float = 0.55
+    /// Opacity of the heatmap where the map is at its maximum.
+    public static let defaultAlpha: Float = 0.6
 
     /// `map` (G×G row-major) bilinearly upsampled to the image (align_corners=False), scaled by its
-    /// maximum, colored with `colormap` and alpha-blended over `image`.
+    /// maximum to t ∈ [0, 1], colored with `colormap` and blended over `image` with opacity `alpha · t`:
+    /// where the word's attention is low the image shows unchanged, so the colours of the objects it
+    /// did not look at stay as they are.
     public static func heatmap(image: RGBImage, map: [Float], grid: Int, alpha: Float = defaultAlpha,
                                colormap: Colormap = .viridis) -> RGBImage {
         guard grid > 0, map.count == grid * grid, image.width > 0, image.height > 0 else { return image }
@@ -18,11 +20,13 @@ public enum Overlay {
         var out = image
         out.pixels.withUnsafeMutableBufferPointer { px in
             for i in 0..<up.count {
-                let c = colormap.color(up[i] * inv)
+                let t = min(max(up[i] * inv, 0), 1)
+                guard t > 0 else { continue }
+                let c = colormap.color(t)
                 let p = 3 * i
-                px[p] = blend(px[p], c.r, a)
-                px[p + 1] = blend(px[p + 1], c.g, a)
-                px[p + 2] = blend(px[p + 2], c.b, a)
+                px[p] = blend(px[p], c.r, a * t)
+                px[p + 1] = blend(px[p + 1], c.g, a * t)
+                px[p + 2] = blend(px[p + 2], c.b, a * t)
             }
         }
         return out
@@ -59,7 +63,8 @@ public enum Overlay {
     }
 }
 
-/// Every word's overlay as a tile in reading order, the word printed under each.
+/// The caption as a title, the original image, then every word's overlay as a tile in reading order
+/// (the word printed under each), and a legend: the colour scale of the heatmap and the outline colour.
 public struct ContactSheet: Sendable {
     /// Longer side of a tile in pixels.
     public var tileSize: Int
@@ -72,47 +77,81 @@ public struct ContactSheet: Sendable {
 
     public init(tileSize: Int = 224, maxColumns: Int = 4, margin: Int = 8,
                 background: RGB = .white, textColor: RGB = .black) {
-        self.tileSize = max(tileSize, 8)
-        self.maxColumns = max(maxColumns, 1)
-        self.margin = max(margin, 0)
+        self.tileSize = min(max(tileSize, 8), 4096)
+        self.maxColumns = min(max(maxColumns, 1), 64)
+        self.margin = min(max(margin, 0), 256)
         self.background = background
         self.textColor = textColor
     }
 
-    /// Geometry of a sheet for `count` tiles of an image `width`×`height`.
+    /// Geometry of a sheet: the title's lines, `count` tiles of an image `width`×`height`, the legend.
     public struct Layout: Sendable, Equatable {
         public var tileWidth: Int, tileHeight: Int, labelHeight: Int, textScale: Int
         public var columns: Int, rows: Int
+        /// The caption wrapped to the sheet's width (empty without a caption).
+        public var titleLines: [String]
+        public var titleHeight: Int, legendHeight: Int
         public var width: Int, height: Int
 
         /// Top-left of tile `i` (reading order: left to right, then down).
         public func origin(of i: Int, margin: Int) -> (x: Int, y: Int) {
-            (margin + (i % columns) * (tileWidth + margin), margin + (i / columns) * (tileHeight + labelHeight + margin))
+            (margin + (i % columns) * (tileWidth + margin),
+             titleHeight + margin + (i / columns) * (tileHeight + labelHeight + margin))
         }
+
+        /// Top of the legend strip.
+        public var legendTop: Int { height - legendHeight }
     }
 
-    public func layout(count: Int, imageWidth: Int, imageHeight: Int) -> Layout {
+    /// Tiles are the original image and one per word (`count` words).
+    public func layout(count: Int, imageWidth: Int, imageHeight: Int, caption: String = "") -> Layout {
         let w = max(imageWidth, 1), h = max(imageHeight, 1)
         let tw = w >= h ? tileSize : max(1, Int((Double(tileSize) * Double(w) / Double(h)).rounded()))
         let th = h >= w ? tileSize : max(1, Int((Double(tileSize) * Double(h) / Double(w)).rounded()))
         let scale = tw >= 160 ? 2 : 1
-        let labelHeight = BitmapFont.lineHeight * scale + 4
-        let n = max(count, 1)
+        let line = BitmapFont.lineHeight * scale
+        let labelHeight = line + 4
+        let n = max(count, 0) + 1
         let columns = min(n, maxColumns), rows = (n + columns - 1) / columns
+        let width = columns * tw + (columns + 1) * margin
+        let perLine = max(1, (width - 2 * margin + scale) / (BitmapFont.advance * scale))
+        let lines = Self.wrap(caption, width: perLine)
+        let titleHeight = lines.isEmpty ? 0 : margin + lines.count * line
+        let legendHeight = line + 4 + margin
         return Layout(tileWidth: tw, tileHeight: th, labelHeight: labelHeight, textScale: scale,
-                      columns: columns, rows: rows,
-                      width: columns * tw + (columns + 1) * margin,
-                      height: rows * (th + labelHeight) + (rows + 1) * margin)
+                      columns: columns, rows: rows, titleLines: lines,
+                      titleHeight: titleHeight, legendHeight: legendHeight,
+                      width: width, height: titleHeight + rows * (th + labelHeight) + (rows + 1) * margin + legendHeight)
     }
 
-    /// The sheet; with no words, one tile of the plain image. Detections are drawn on the tile of
-    /// the word with the same token index.
-    public func render(image: RGBImage, words: [WordMap], detections: [Detection] = []) -> RGBImage {
-        let l = layout(count: words.count, imageWidth: image.width, imageHeight: image.height)
+    /// `text` in lines of at most `width` characters, broken at spaces (a longer word is split).
+    static func wrap(_ text: String, width: Int) -> [String] {
+        var lines: [String] = [], current = ""
+        for word in text.split(separator: " ") {
+            var w = String(word)
+            while w.count > width {
+                if !current.isEmpty { lines.append(current); current = "" }
+                lines.append(String(w.prefix(width)))
+                w = String(w.dropFirst(width))
+            }
+            if current.isEmpty { current = w }
+            else if current.count + 1 + w.count <= width { current += " " + w }
+            else { lines.append(current); current = w }
+        }
+        if !current.isEmpty { lines.append(current) }
+        return lines
+    }
+
+    /// The sheet. Detections are drawn on the tile of the word with the same token index.
+    public func render(image: RGBImage, words: [WordMap], detections: [Detection] = [], caption: String = "") -> RGBImage {
+        let l = layout(count: words.count, imageWidth: image.width, imageHeight: image.height, caption: caption)
         var sheet = RGBImage.filled(width: l.width, height: l.height, color: background)
-        let tiles: [(RGBImage, String)] = words.isEmpty
-            ? [(image.resized(width: l.tileWidth, height: l.tileHeight), "")]
-            : words.map { w in
+        let line = BitmapFont.lineHeight * l.textScale
+        for (i, text) in l.titleLines.enumerated() {
+            sheet.drawText(text, x: margin, y: margin + i * line, color: textColor, scale: l.textScale)
+        }
+        let tiles: [(RGBImage, String)] = [(image.resized(width: l.tileWidth, height: l.tileHeight), "image")]
+            + words.map { w in
                 var tile = Overlay.heatmap(image: image, map: w.map, grid: w.grid).resized(width: l.tileWidth, height: l.tileHeight)
                 for d in detections where d.tokenIndex == w.word.tokenIndex {
                     Overlay.draw(d, on: &tile, originalWidth: image.width, originalHeight: image.height)
@@ -122,13 +161,49 @@ public struct ContactSheet: Sendable {
         for (i, (tile, text)) in tiles.enumerated() {
             let o = l.origin(of: i, margin: margin)
             sheet.paste(tile, x: o.x, y: o.y)
-            let fit = max(1, (l.tileWidth + 1) / (BitmapFont.advance * l.textScale))
+            let fit = max(1, (l.tileWidth + l.textScale) / (BitmapFont.advance * l.textScale))
             let label = text.count > fit ? String(text.prefix(max(fit - 1, 0))) + "~" : text
             let size = BitmapFont.size(of: label, scale: l.textScale)
             sheet.drawText(label, x: o.x + (l.tileWidth - size.width) / 2, y: o.y + l.tileHeight + 3,
                            color: textColor, scale: l.textScale)
         }
+        drawLegend(on: &sheet, layout: l, outlines: !detections.isEmpty)
         return sheet
+    }
+
+    /// "low [viridis bar] high", and the outline colour's meaning when boxes are drawn; what does not
+    /// fit the sheet's width is left out, the bar first shrinking to a minimum.
+    func drawLegend(on sheet: inout RGBImage, layout l: Layout, outlines: Bool) {
+        let s = l.textScale, line = BitmapFont.lineHeight * s
+        let y = l.legendTop + 2, right = l.width - margin
+        var x = margin
+        func text(_ t: String) {
+            sheet.drawText(t, x: x, y: y, color: textColor, scale: s)
+            x += BitmapFont.size(of: t, scale: s).width + BitmapFont.advance * s
+        }
+        let words = BitmapFont.size(of: "low", scale: s).width + BitmapFont.size(of: "high", scale: s).width
+            + 2 * BitmapFont.advance * s
+        let outlineText = "object"
+        let outlineWidth = outlines ? line + BitmapFont.advance * s + BitmapFont.size(of: outlineText, scale: s).width + 3 * BitmapFont.advance * s : 0
+        var bar = min(160 * s, right - x - words - outlineWidth)
+        var showOutline = outlines
+        if bar < 24 { showOutline = false; bar = min(160 * s, right - x - words) }
+        guard bar >= 8 else { return }
+        text("low")
+        let barHeight = line - 2 * s
+        for i in 0..<bar {
+            let c = Colormap.viridis.color(Float(i) / Float(max(bar - 1, 1)))
+            sheet.fillRect(x: x + i, y: y, width: 1, height: barHeight, color: c)
+        }
+        x += bar + BitmapFont.advance * s
+        text("high")
+        if showOutline {
+            x += 2 * BitmapFont.advance * s
+            let box = PixelBox(x: x, y: y, width: barHeight, height: barHeight)
+            sheet.strokeRect(box, color: .highlight, thickness: max(1, s))
+            x += barHeight + BitmapFont.advance * s
+            text(outlineText)
+        }
     }
 }
 
@@ -141,12 +216,12 @@ public enum OverlayExporter {
         return String(format: "%02d-%@.png", index, safe.isEmpty ? "word" : safe)
     }
 
-    /// One PNG per word (the image's size) and `contact-sheet.png` in `directory` (created when
-    /// missing). Returns the files written, words first in reading order, the contact sheet last.
+    /// One PNG per word (the image's size) and `contact-sheet.png` (with `caption` as its title) in
+    /// `directory` (created when missing). Returns the files written, words first in reading order, the contact sheet last.
     @discardableResult
-    public static func export(image: RGBImage, words: [WordMap], detections: [Detection] = [],
+    public static func export(image: RGBImage, words: [WordMap], detections: [Detection] = [], caption: String = "",
                               to directory: URL, sheet: ContactSheet = ContactSheet()) throws -> [URL] {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try OutputFiles.makeDirectory(directory)
         var urls: [URL] = []
         for (i, w) in words.enumerated() {
             let url = directory.appendingPathComponent(fileName(index: i, word: w.word.text))
@@ -154,7 +229,7 @@ public enum OverlayExporter {
             urls.append(url)
         }
         let sheetURL = directory.appendingPathComponent("contact-sheet.png")
-        try PNGWriter.write(sheet.render(image: image, words: words, detections: detections), to: sheetURL)
+        try PNGWriter.write(sheet.render(image: image, words: words, detections: detections, caption: caption), to: sheetURL)
         urls.append(sheetURL)
         return urls
     }

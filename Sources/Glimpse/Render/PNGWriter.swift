@@ -4,14 +4,13 @@ import Foundation
 /// Writes 8-bit PNGs through libpng (overlays, masks, contact sheets).
 public enum PNGWriter {
     /// Why a PNG could not be written.
+    /// (Writing the file fails with `RenderError`, as every overlay and report file does.)
     public enum WriteError: Error, CustomStringConvertible, LocalizedError {
         case encoding(file: String, detail: String)
-        case io(file: String, reason: String)
 
         public var description: String {
             switch self {
             case .encoding(let file, let detail): return "\(file): cannot encode PNG (\(detail))"
-            case .io(let file, let reason): return "\(file): cannot write (\(reason))"
             }
         }
         public var errorDescription: String? { description }
@@ -24,11 +23,7 @@ public enum PNGWriter {
     /// Writes packed 8-bit rows: `channels` 1 (gray), 3 (RGB) or 4 (RGBA).
     public static func write(pixels: [UInt8], width: Int, height: Int, channels: Int, to url: URL) throws {
         let data = try encode(pixels: pixels, width: width, height: height, channels: channels, name: url.path)
-        do {
-            try data.write(to: url, options: .atomic)
-        } catch {
-            throw WriteError.io(file: url.path, reason: error.localizedDescription)
-        }
+        try OutputFiles.write([UInt8](data), to: url)
     }
 
     /// The PNG file bytes for packed 8-bit rows.

@@ -60,8 +60,29 @@ final class OverlayTests: XCTestCase {
         XCTAssertEqual(out.height, 20)
         // bottom-right corner: map at its max -> viridis(1) = (253, 231, 37), blended 50/50
         XCTAssertEqual(out.pixel(x: 19, y: 19), RGB(227, 166, 44))   // (200+253)/2=226.5→227, (100+231)/2=165.5→166, (50+37)/2=43.5→44
-        // top-left: 0 -> viridis(0) = (68, 1, 84)
-        XCTAssertEqual(out.pixel(x: 0, y: 0), RGB(134, 51, 67))
+        // top-left: the map is 0 there, so the image shows unchanged (no viridis(0) tint)
+        XCTAssertEqual(out.pixel(x: 0, y: 0), RGB(200, 100, 50))
+    }
+
+    /// Item 22: the heatmap's opacity follows the map, so where a word's attention is low the
+    /// image keeps its colours (the old blend tinted every pixel with viridis).
+    func testHeatmapLeavesLowAttentionPixelsAlone() {
+        var map = [Float](repeating: 0.002, count: 64)
+        map[2 * 8 + 5] = 1                                    // one patch of an 8×8 grid
+        let original = image(64, 64, RGB(40, 170, 60))      // the scene world's green
+        let out = Overlay.heatmap(image: original, map: map, grid: 8)
+        let up = Bilinear.resize(map, width: 8, height: 8, toWidth: 64, height: 64)
+        let maxv = up.max() ?? 1
+        var low = 0
+        for y in 0..<64 { for x in 0..<64 where up[y * 64 + x] / maxv < 0.02 {
+            low += 1
+            let p = out.pixel(x: x, y: y)
+            XCTAssertLessThanOrEqual(max(abs(Int(p.r) - 40), abs(Int(p.g) - 170), abs(Int(p.b) - 60)), 3, "(\(x), \(y))")
+        } }
+        XCTAssertGreaterThan(low, 64 * 64 / 2)
+        // at the peak: viridis(1) blended at the full alpha
+        let peak = out.pixel(x: 5 * 8 + 4, y: 2 * 8 + 4)
+        XCTAssertGreaterThan(Int(peak.r), 40 + 100)
     }
 
     func testResizedAveragesBlocks() {
@@ -85,9 +106,10 @@ final class OverlayTests: XCTestCase {
         let sheet = ContactSheet(tileSize: 100, maxColumns: 4, margin: 8)
         let texts = ["a", "large", "red", "circle", "to", "the"]
         let out = sheet.render(image: image(200, 100), words: words(texts))
-        // tiles 100×50, label 10+4 (scale 1 below 160 px), 4 columns × 2 rows
+        // the original + 6 word tiles of 100×50, label 10+4 (scale 1 below 160 px), 4 columns × 2 rows,
+        // no title without a caption, a legend strip of 10+4+8
         XCTAssertEqual(out.width, 4 * 100 + 5 * 8)
-        XCTAssertEqual(out.height, 2 * (50 + 14) + 3 * 8)
+        XCTAssertEqual(out.height, 2 * (50 + 14) + 3 * 8 + 22)
         let l = sheet.layout(count: 6, imageWidth: 200, imageHeight: 100)
         XCTAssertEqual(l.columns, 4)
         XCTAssertEqual(l.rows, 2)
@@ -98,16 +120,48 @@ final class OverlayTests: XCTestCase {
         XCTAssertEqual(tall.tileWidth, 168)
         XCTAssertEqual(tall.tileHeight, 224)
         XCTAssertEqual(tall.textScale, 2)
-        XCTAssertEqual(tall.columns, 3)
+        XCTAssertEqual(tall.columns, 4)
         XCTAssertEqual(tall.rows, 1)
-        // no words: one tile of the plain image
+        // no words: the original alone
         let none = sheet.render(image: image(200, 100), words: [])
         XCTAssertEqual(none.width, 100 + 16)
         // labels are drawn in the strip under each tile
-        let o = l.origin(of: 0, margin: 8)
+        let o = l.origin(of: 1, margin: 8)
         var ink = 0
         for y in (o.y + 50)..<(o.y + 64) { for x in o.x..<(o.x + 100) where out.pixel(x: x, y: y) == .black { ink += 1 } }
         XCTAssertGreaterThan(ink, 5)
+    }
+
+    /// Item 22: the caption as the title, the original image as the first tile, and a colour scale.
+    func testContactSheetHasTheCaptionTheOriginalAndALegend() {
+        let sheet = ContactSheet(tileSize: 224, maxColumns: 4, margin: 8)
+        var original = image(120, 90, RGB(220, 40, 40))
+        original.fillRect(x: 60, y: 0, width: 60, height: 90, color: RGB(40, 80, 220))
+        let caption = "a large red square to the left of a small blue circle, a small black hexagon and a large yellow star and more words to wrap"
+        let ws = words(["a", "large", "red", "square"])
+        let out = sheet.render(image: original, words: ws, caption: caption)
+        let l = sheet.layout(count: ws.count, imageWidth: 120, imageHeight: 90, caption: caption)
+        XCTAssertEqual([out.width, out.height], [l.width, l.height])
+        // title: the caption wrapped to the sheet's width, every word kept, ink in the title strip
+        XCTAssertEqual(l.titleLines.joined(separator: " "), caption)
+        XCTAssertGreaterThan(l.titleLines.count, 1)
+        XCTAssertTrue(l.titleLines.allSatisfy { BitmapFont.size(of: $0, scale: l.textScale).width <= l.width - 16 })
+        var ink = 0
+        for y in 8..<l.titleHeight { for x in 0..<l.width where out.pixel(x: x, y: y) == .black { ink += 1 } }
+        XCTAssertGreaterThan(ink, 100)
+        // the first tile is the original image, untinted
+        let o = l.origin(of: 0, margin: 8)
+        let tile = original.resized(width: l.tileWidth, height: l.tileHeight)
+        for (x, y) in [(5, 5), (l.tileWidth - 5, l.tileHeight - 5), (l.tileWidth / 4, l.tileHeight / 2)] {
+            XCTAssertEqual(out.pixel(x: o.x + x, y: o.y + y), tile.pixel(x: x, y: y))
+        }
+        // the legend: viridis from low (left) to high (right) in the bottom strip
+        var legend: [RGB] = []
+        let y = l.legendTop + 4
+        for x in 0..<l.width where out.pixel(x: x, y: y) != .white && out.pixel(x: x, y: y) != .black { legend.append(out.pixel(x: x, y: y)) }
+        XCTAssertGreaterThan(legend.count, 100)
+        XCTAssertEqual(legend.first, Colormap.viridis.color(0))
+        XCTAssertEqual(legend.last, Colormap.viridis.color(1))
     }
 
     func testDetectionIsDrawnOnItsWordsTile() throws {
