@@ -217,20 +217,25 @@ public enum OverlayExporter {
     }
 
     /// One PNG per word (the image's size) and `contact-sheet.png` (with `caption` as its title) in
-    /// `directory` (created when missing). Returns the files written, words first in reading order, the contact sheet last.
+    /// `directory` (created when missing); a file of those names that Glimpse did not write is never
+    /// replaced (the PNGs it writes carry a `Software: glimpse` text chunk). Returns the files written, words first in reading order, the contact sheet last.
     @discardableResult
     public static func export(image: RGBImage, words: [WordMap], detections: [Detection] = [], caption: String = "",
                               to directory: URL, sheet: ContactSheet = ContactSheet()) throws -> [URL] {
         try OutputFiles.makeDirectory(directory)
-        var urls: [URL] = []
-        for (i, w) in words.enumerated() {
-            let url = directory.appendingPathComponent(fileName(index: i, word: w.word.text))
-            try PNGWriter.write(Overlay.word(w, image: image, detections: detections), to: url)
-            urls.append(url)
-        }
+        let wordURLs = words.enumerated().map { directory.appendingPathComponent(fileName(index: $0, word: $1.word.text)) }
         let sheetURL = directory.appendingPathComponent("contact-sheet.png")
+        let targets = wordURLs + [sheetURL]
+        // Every target is checked before anything is written: a file Glimpse did not write stays as it was.
+        for url in targets {
+            if let head = try OutputFiles.head(of: url, count: 64), !PNGWriter.isWrittenByGlimpse(head) {
+                throw RenderError.wouldOverwrite(file: url.path, detail: "exists and was not written by glimpse overlay; choose another --out or move it away")
+            }
+        }
+        for (w, url) in zip(words, wordURLs) {
+            try PNGWriter.write(Overlay.word(w, image: image, detections: detections), to: url)
+        }
         try PNGWriter.write(sheet.render(image: image, words: words, detections: detections, caption: caption), to: sheetURL)
-        urls.append(sheetURL)
-        return urls
+        return targets
     }
 }

@@ -44,9 +44,36 @@ public enum PNGWriter {
                                &message, message.count)
         }
         defer { glimpse_free(out) }
-        guard status == Int32(GLIMPSE_OK), let bytes = out else {
+        guard status == Int32(GLIMPSE_OK), let bytes = out, size > 33 else {
             throw WriteError.encoding(file: name, detail: String(cString: message))
         }
-        return Data(bytes: bytes, count: size)
+        // signature (8) + IHDR (25), then the mark, then the rest as libpng wrote it
+        var png = [UInt8](UnsafeBufferPointer(start: bytes, count: size))
+        png.insert(contentsOf: softwareChunk, at: 33)
+        return Data(png)
+    }
+
+    /// A `tEXt` chunk `Software: glimpse` right after IHDR marks the PNGs Glimpse wrote, so that an
+    /// overlay run replaces only its own files.
+    static let softwareChunk: [UInt8] = {
+        let body = Array("tEXtSoftware".utf8) + [0] + Array("glimpse".utf8)
+        let length = UInt32(body.count - 4)
+        return [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: length >> $0) } + body
+            + [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: crc32(body) >> $0) }
+    }()
+
+    /// Whether `head` (a file's first bytes) is a PNG that Glimpse wrote.
+    static func isWrittenByGlimpse(_ head: [UInt8]) -> Bool {
+        head.count >= 33 + softwareChunk.count && Array(head[33..<(33 + softwareChunk.count)]) == softwareChunk
+    }
+
+    /// The PNG chunk CRC (ISO 3309, as zlib's crc32).
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        }
+        return c ^ 0xFFFF_FFFF
     }
 }

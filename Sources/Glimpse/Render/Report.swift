@@ -59,6 +59,10 @@ public struct ReportWriter: Sendable {
 
     /// Reads a JSON Lines file of records.
     static func readRecords(_ url: URL) throws -> Records {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ReportError.unreadableRecords(file: url.path, detail: "is a directory; give the JSON Lines file that glimpse batch wrote (--out)")
+        }
         let bytes: [UInt8]
         do { bytes = [UInt8](try Data(contentsOf: url)) } catch {
             throw ReportError.unreadableRecords(file: url.path, detail: "cannot read: \(Self.reason(error))")

@@ -196,4 +196,28 @@ final class OverlayTests: XCTestCase {
             if u.lastPathComponent != "contact-sheet.png" { XCTAssertEqual([w, h], [64, 48], u.lastPathComponent) }
         }
     }
+
+    /// Overlays replace only files Glimpse wrote: a foreign file of the same name stays as it was, and
+    /// nothing of that run is written.
+    func testExportNeverReplacesAFileGlimpseDidNotWrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-overlay-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ws = words(["a", "red", "circle"])
+        let urls = try OverlayExporter.export(image: image(64, 48), words: ws, to: dir)
+        XCTAssertTrue(PNGWriter.isWrittenByGlimpse([UInt8](try Data(contentsOf: urls[0]))))
+        try OverlayExporter.export(image: image(64, 48, .black), words: ws, to: dir)      // its own files: replaced
+        XCTAssertEqual(try ImageDecoder.decode(contentsOf: urls[0]).image.pixel(x: 63, y: 47), .black)
+        // someone else's contact-sheet.png (a PNG from another writer: the same bytes without the mark)
+        var foreign = [UInt8](try Data(contentsOf: urls[3]))
+        foreign.removeSubrange(33..<(33 + PNGWriter.softwareChunk.count))
+        XCTAssertNoThrow(try ImageDecoder.decode(data: Data(foreign), name: "foreign"))
+        try Data(foreign).write(to: urls[3])
+        try FileManager.default.removeItem(at: urls[0])
+        XCTAssertThrowsError(try OverlayExporter.export(image: image(64, 48), words: ws, to: dir)) { error in
+            XCTAssertEqual("\(error)", "\(urls[3].path): exists and was not written by glimpse overlay; choose another --out or move it away")
+        }
+        XCTAssertEqual([UInt8](try Data(contentsOf: urls[3])), foreign)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: urls[0].path), "nothing written")
+        XCTAssertEqual(PNGWriter.crc32(Array("123456789".utf8)), 0xCBF4_3926)       // the check value of CRC-32
+    }
 }

@@ -123,7 +123,14 @@ final class ReportTests: XCTestCase {
 
     func testUnreadableRecordsFileIsAnError() {
         let missing = URL(fileURLWithPath: "/nonexistent-\(UUID().uuidString).jsonl")
-        XCTAssertThrowsError(try ReportWriter.write(records: missing, to: FileManager.default.temporaryDirectory))
+        XCTAssertThrowsError(try ReportWriter.write(records: missing, to: FileManager.default.temporaryDirectory)) { error in
+            XCTAssertEqual("\(error)", "\(missing.path): cannot read: no such file")
+        }
+        // a directory instead of the results file: said in words, not as a Foundation error code
+        let dir = FileManager.default.temporaryDirectory
+        XCTAssertThrowsError(try ReportWriter.write(records: dir, to: dir.appendingPathComponent("r-\(UUID().uuidString)"))) { error in
+            XCTAssertTrue("\(error)".hasSuffix("is a directory; give the JSON Lines file that glimpse batch wrote (--out)"), "\(error)")
+        }
     }
 }
 
