@@ -23,8 +23,9 @@ struct glimpse_png {
     int status;
     char message[256];
     uint8_t *scratch; // decoded rows before conversion to RGB; freed by destroy
-    uint8_t ihdr[33];  // signature + IHDR as libpng is shown them (see plan_extra_row)
-    int extra_row;     // 1 when that IHDR claims one row more than the file
+    size_t rows_expected; // rows carrying data in the stream (all Adam7 passes counted)
+    size_t rows_seen;     // rows libpng has fully inflated (counted by on_row_complete)
+    int tail_cut;         // 1 when reading stopped in the image data's tail (see on_row_complete)
     const uint8_t *trailing_exif; // eXIf payload found after the image data (points into data)
     size_t trailing_exif_size;
 };
@@ -56,45 +57,47 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-
 static void read_memory(png_structp png_ptr, png_bytep out, size_t count) {
     glimpse_png *png = (glimpse_png *)png_get_io_ptr(png_ptr);
     if (count > png->size - png->position) {
         png->status = GLIMPSE_TRUNCATED;
         png_error(png_ptr, "unexpected end of data");
     }
-    if (png->extra_row && png->position < sizeof(png->ihdr)) {
-        for (size_t i = 0; i < count; i++) {
-            size_t at = png->position + i;
-            out[i] = at < sizeof(png->ihdr) ? png->ihdr[at] : png->data[at];
-        }
-    } else {
-        memcpy(out, png->data + png->position, count);
+    if (png->rows_expected && png->rows_seen >= png->rows_expected) {
+        png->tail_cut = 1;
+        png_error(png_ptr, "image data complete"); // caught by read_rows: every row is in
     }
+    memcpy(out, png->data + png->position, count);
     png->position += count;
 }
 
 // libpng inflates the rest of the IDAT stream as soon as the image's last row is read
 // (png_read_finish_row -> png_read_finish_IDAT), however long that rest is: a 2 MB file whose
 // zlib stream runs on for 2 GB of zeros past the last row (a decompression bomb well within
-// the pixel limit) took 13 seconds. So libpng is shown an IHDR one row taller than the file's
-// (signature + IHDR with the height + 1 and its CRC redone): every real row decodes exactly as
-// before, the extra row is never asked for, and the stream's tail is never touched. Only for
-// non-interlaced images (Adam7 interleaves rows across passes; those keep libpng's behaviour)
-// with a valid IHDR whose height + 1 stays within libpng's default 1000000-row limit.
-static void plan_extra_row(glimpse_png *png) {
-    const uint8_t *d = png->data;
-    if (png->size < sizeof(png->ihdr) || be32(d + 8) != 13 || memcmp(d + 12, "IHDR", 4) != 0) return;
-    if (chunk_crc(d + 12, 17) != be32(d + 29)) return; // let libpng report the bad CRC
-    uint32_t height = be32(d + 20);
-    if (height == 0 || height >= 999999 || d[28] != 0) return;
-    memcpy(png->ihdr, d, sizeof(png->ihdr));
-    put_be32(png->ihdr + 20, height + 1);
-    put_be32(png->ihdr + 29, chunk_crc(png->ihdr + 12, 17));
-    png->extra_row = 1;
+// the pixel limit) took 13 seconds, an 8 MB interlaced one 12.5 s. So the work is bounded by
+// the image's real size, for straight and Adam7 images alike: libpng calls this user transform
+// once per row after inflating it, before copying it out; once the last row of the last pass
+// has come, read_memory refuses to hand libpng more bytes, so at most one read buffer of the
+// tail is inflated, and no later chunk is read.
+static void on_row_complete(png_structp png_ptr, png_row_infop row_info, png_bytep data) {
+    (void)row_info;
+    (void)data;
+    glimpse_png *png = (glimpse_png *)png_get_io_ptr(png_ptr);
+    png->rows_seen++;
+}
+
+// Rows that carry data: all of them, or for Adam7 the rows of each pass whose sub-image is not
+// empty (libpng skips passes of zero width; the encoder writes nothing for them).
+static size_t rows_in_stream(png_uint_32 width, png_uint_32 height, int interlaced) {
+    if (!interlaced) return height;
+    static const int x0[7] = {0, 4, 0, 2, 0, 1, 0}, dx[7] = {8, 8, 4, 4, 2, 2, 1};
+    static const int y0[7] = {0, 0, 4, 0, 2, 0, 1}, dy[7] = {8, 8, 8, 4, 4, 2, 2};
+    size_t rows = 0;
+    for (int p = 0; p < 7; p++) {
+        if (width <= (png_uint_32)x0[p] || height <= (png_uint_32)y0[p]) continue;
+        rows += (height - y0[p] + dy[p] - 1) / dy[p];
+    }
+    return rows;
 }
 
 glimpse_png *glimpse_png_create(const uint8_t *data, size_t size) {
@@ -113,7 +116,6 @@ glimpse_png *glimpse_png_create(const uint8_t *data, size_t size) {
         free(png);
         return NULL;
     }
-    plan_extra_row(png);
     png_set_read_fn(png->png, png, read_memory);
     png_set_chunk_malloc_max(png->png, GLIMPSE_PNG_CHUNK_MAX);
     return png;
@@ -160,7 +162,7 @@ int glimpse_png_read_header(glimpse_png *png, glimpse_png_header *header) {
     int depth = 0, color = 0, interlace = 0;
     png_get_IHDR(png->png, png->info, &width, &height, &depth, &color, &interlace, NULL, NULL);
     header->width = width;
-    header->height = height - (png_uint_32)png->extra_row;
+    header->height = height;
     header->bit_depth = depth;
     header->color_type = color;
     header->interlaced = interlace == PNG_INTERLACE_ADAM7;
@@ -221,12 +223,42 @@ static void row_to_rgb(const uint8_t *in, uint8_t *out, size_t width, int channe
     }
 }
 
+// Reads every row into `out` (through png->scratch). Its own setjmp: a stop in the tail
+// (png->tail_cut) lands here after the last row is complete, and counts as success.
+static int read_rows(glimpse_png *png, uint8_t *out, png_uint_32 width, png_uint_32 height, size_t rowbytes,
+                     int passes, int channels, int depth) {
+    png_structp p = png->png;
+    // Rows already converted to RGB; volatile because a longjmp can land mid-loop.
+    volatile png_uint_32 converted = 0;
+    if (setjmp(png->jump)) {
+        if (!png->tail_cut || png->rows_seen != png->rows_expected) return png->status;
+    } else if (passes > 1) {
+        for (int pass = 0; pass < passes; pass++)
+            for (png_uint_32 y = 0; y < height; y++)
+                png_read_row(p, png->scratch + (size_t)y * rowbytes, NULL);
+    } else {
+        for (png_uint_32 y = 0; y < height; y++) {
+            png_read_row(p, png->scratch, NULL);
+            row_to_rgb(png->scratch, out + (size_t)y * width * 3, width, channels, depth);
+            converted = y + 1;
+        }
+    }
+    if (passes > 1) {
+        for (png_uint_32 y = 0; y < height; y++)
+            row_to_rgb(png->scratch + (size_t)y * rowbytes, out + (size_t)y * width * 3, width, channels, depth);
+    } else if (converted + 1 == height) {
+        // libpng stopped in the tail right after copying out the last row, before it was converted.
+        row_to_rgb(png->scratch, out + (size_t)(height - 1) * width * 3, width, channels, depth);
+    }
+    return GLIMPSE_OK;
+}
+
 int glimpse_png_decode_rgb(glimpse_png *png, uint8_t *out, size_t out_size) {
     if (setjmp(png->jump)) return png->status;
     png_structp p = png->png;
     png_infop info = png->info;
     png_uint_32 width = png_get_image_width(p, info);
-    png_uint_32 height = png_get_image_height(p, info) - (png_uint_32)png->extra_row;
+    png_uint_32 height = png_get_image_height(p, info);
     int color = png_get_color_type(p, info);
     int depth = png_get_bit_depth(p, info);
     if ((size_t)width * height * 3 > out_size) {
@@ -239,6 +271,7 @@ int glimpse_png_decode_rgb(glimpse_png *png, uint8_t *out, size_t out_size) {
     // PIL unpacks 16-bit color (RGB;16B, RGBA;16B, LA;16B) by taking the high byte.
     if (depth == 16 && color != PNG_COLOR_TYPE_GRAY) png_set_strip_16(p);
     int passes = png_set_interlace_handling(p);
+    png_set_read_user_transform_fn(p, on_row_complete);
     png_read_update_info(p, info);
 
     int channels = png_get_channels(p, info);
@@ -256,22 +289,12 @@ int glimpse_png_decode_rgb(glimpse_png *png, uint8_t *out, size_t out_size) {
         snprintf(png->message, sizeof(png->message), "out of memory");
         return GLIMPSE_NO_MEMORY;
     }
-    if (passes > 1) {
-        for (int pass = 0; pass < passes; pass++)
-            for (png_uint_32 y = 0; y < height; y++)
-                png_read_row(p, png->scratch + (size_t)y * rowbytes, NULL);
-        for (png_uint_32 y = 0; y < height; y++)
-            row_to_rgb(png->scratch + (size_t)y * rowbytes, out + (size_t)y * width * 3, width, channels,
-                       out_depth);
-    } else {
-        for (png_uint_32 y = 0; y < height; y++) {
-            png_read_row(p, png->scratch, NULL);
-            row_to_rgb(png->scratch, out + (size_t)y * width * 3, width, channels, out_depth);
-        }
-    }
+    png->rows_expected = rows_in_stream(width, height, passes > 1);
+    int status = read_rows(png, out, width, height, rowbytes, passes, channels, out_depth);
+    if (status != GLIMPSE_OK) return status;
     // Every pixel is in by now, so like PIL we accept a file whose tail is damaged or missing
     // (no IEND). png_read_end is not called: it would inflate whatever is left of the IDAT
-    // stream (see plan_extra_row) and then read every later chunk. The only metadata used after
+    // stream (see on_row_complete) and then read every later chunk. The only metadata used after
     // the image data is eXIf, which is looked up directly.
     find_trailing_exif(png);
     png->status = GLIMPSE_OK;

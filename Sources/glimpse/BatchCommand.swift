@@ -28,7 +28,7 @@ struct BatchCommand: ParsableCommand {
     var resume = false
     @Option(name: .long, help: "Process only shard I of N (I/N, 0-based), e.g. --shard 0/4.")
     var shard: String?
-    @Option(name: .long, help: "Images per encoder pass. 1 (default) makes every record independent of batch composition, bit for bit; larger batches may change scores in the last float digits.")
+    @Option(name: .long, parsing: .unconditional, help: "Images per encoder pass (1...\(BatchCommand.maxEncoderBatch)). 1 (default) makes every record independent of batch composition, bit for bit; larger batches may change scores in the last float digits.")
     var encoderBatch = 1
 
     @OptionGroup var modelOptions: ModelOptions
@@ -38,7 +38,12 @@ struct BatchCommand: ParsableCommand {
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
 
+    static let maxEncoderBatch = 256
+
     func run() throws {
+        guard (1...Self.maxEncoderBatch).contains(encoderBatch) else {
+            throw ValidationError("--encoder-batch must be between 1 and \(Self.maxEncoderBatch) (got \(encoderBatch))")
+        }
         // Past a file-size limit (ulimit -f, RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose default action
         // kills the process mid-record with no message. Ignored, write(2) fails with EFBIG instead and the
         // run stops with an error that says the results so far are kept.
@@ -58,6 +63,7 @@ struct BatchCommand: ParsableCommand {
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt
         try detection.apply(to: &request)
+        try model.checkResources(request.parameters, captureAttention: request.needsAttention, encoderBatch: encoderBatch)
 
         let images = listing.images
         let shardRange = slice.range(of: images.count)

@@ -35,19 +35,19 @@ struct ModelOptions: ParsableArguments {
 
 /// Generation flags; unset flags keep the checkpoint's defaults (generation_config.json).
 struct GenerationOptions: ParsableArguments {
-    @Option(name: .long, help: "Beam width (num_beams).")
+    @Option(name: .long, parsing: .unconditional, help: "Beam width (num_beams, 1...\(GenerationParameters.maxBeams)).")
     var beams: Int?
-    @Option(name: .long, help: "Maximum new tokens (max_new_tokens).")
+    @Option(name: .long, parsing: .unconditional, help: "Maximum new tokens (max_new_tokens, 1...\(GenerationParameters.maxTokens)).")
     var maxTokens: Int?
-    @Option(name: .long, help: "Minimum new tokens before EOS is allowed (min_new_tokens).")
+    @Option(name: .long, parsing: .unconditional, help: "Minimum new tokens before EOS is allowed (min_new_tokens).")
     var minTokens: Int?
-    @Option(name: .long, help: "Length penalty exponent (length_penalty).")
+    @Option(name: .long, parsing: .unconditional, help: "Length penalty exponent (length_penalty; negative favours short captions).")
     var lengthPenalty: Float?
-    @Option(name: .long, help: "Ban repeated n-grams of this size (no_repeat_ngram_size).")
+    @Option(name: .long, parsing: .unconditional, help: "Ban repeated n-grams of this size (no_repeat_ngram_size).")
     var noRepeatNgram: Int?
-    @Option(name: .long, help: "Repetition penalty (repetition_penalty).")
+    @Option(name: .long, parsing: .unconditional, help: "Repetition penalty (repetition_penalty).")
     var repetitionPenalty: Float?
-    @Option(name: .long, help: "Number of captions to return, best first (num_return_sequences).")
+    @Option(name: .long, parsing: .unconditional, help: "Number of captions to return, best first (num_return_sequences; without --beams the beam widens to it).")
     var nBest: Int?
     @Option(name: .long, help: "Beam stopping rule: true, false or never (early_stopping).")
     var earlyStopping: String?
@@ -64,9 +64,10 @@ struct GenerationOptions: ParsableArguments {
         if let repetitionPenalty { p.repetitionPenalty = repetitionPenalty }
         if let nBest {
             p.returnCount = nBest
-            if beams == nil && p.beamWidth < nBest { p.beamWidth = nBest }
+            // A convenience: --n-best alone widens the beam. With an explicit --beams (or a checkpoint
+            // default) that is too narrow, validate() refuses it as transformers does; nothing is clamped.
+            if beams == nil && p.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { p.beamWidth = nBest }
         }
-        if p.returnCount > p.beamWidth { p.returnCount = p.beamWidth }
         switch earlyStopping?.lowercased() {
         case nil: break
         case "true": p.earlyStopping = .stopWhenFull
@@ -92,7 +93,7 @@ struct DetectionOptions: ParsableArguments {
     var segment = false
     @Option(name: .long, help: "Grounding: auto (learned heads when present), learned, or attention (training-free).")
     var grounding: String = "auto"
-    @Option(name: .long, help: "Refuse images larger than this many pixels (checked from the header, before decoding).")
+    @Option(name: .long, parsing: .unconditional, help: "Refuse images larger than this many pixels (checked from the header, before decoding).")
     var maxPixels = 100_000_000
 
     /// Applies these flags to `request`.

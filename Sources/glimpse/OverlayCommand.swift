@@ -19,19 +19,20 @@ struct OverlayCommand: ParsableCommand {
     var image: String
     @Option(name: .long, help: "Output directory.")
     var out: String
-    @Option(name: .long, help: "Decoder layer of the maps (0-based; negative counts from the end). Default: last.")
+    @Option(name: .long, parsing: .unconditional, help: "Decoder layer of the maps (0-based; negative counts from the end). Default: last.")
     var layer: Int?
-    @Option(name: .long, help: "Attention head (raw map of --layer). Default: mean over heads.")
+    @Option(name: .long, parsing: .unconditional, help: "Attention head (raw map of --layer). Default: mean over heads.")
     var head: Int?
     @Flag(name: .long, help: "Skip boxes and mask outlines.")
     var noDetections = false
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var generation: GenerationOptions
-    @Option(name: .long, help: "Refuse images larger than this many pixels.")
+    @Option(name: .long, parsing: .unconditional, help: "Refuse images larger than this many pixels.")
     var maxPixels = 100_000_000
 
     func run() throws {
+        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
         let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt

@@ -30,24 +30,37 @@ public struct GenerationParameters: Sendable, Equatable {
 
     public init() {}
 
+    /// Upper bounds on every size an option or config can ask for, far above any real use, so no
+    /// arithmetic on them can overflow and no allocation is attempted from a typo or a hostile file.
+    /// (Memory is budgeted separately against the model: `CaptionModel.checkResources`.)
+    public static let maxBeams = 1024
+    public static let maxTokens = 32768
+
     /// Reads `config.json` and, when present, `generation_config.json` (which wins), as transformers does.
     public init(modelDirectory dir: URL, config: JSONConfig) throws {
         self.init()
         let decoder = try config.object("decoder") ?? config.object("text_config")
         func apply(_ c: JSONConfig) throws {
-            if let v = try c.int("num_beams") { beamWidth = v }
-            if let v = try c.int("max_length") { maxLength = v }
-            if let v = try c.int("max_new_tokens") { maxNewTokens = v }
-            if let v = try c.int("min_length") { minLength = v }
-            if let v = try c.int("min_new_tokens") { minNewTokens = v }
-            if let v = try c.double("length_penalty") { lengthPenalty = Float(v) }
+            let beams = 1...Self.maxBeams, tokens = 0...Self.maxTokens
+            if c.has("num_beams") { beamWidth = try c.int("num_beams", in: beams) }
+            if c.has("max_length") { maxLength = try c.int("max_length", in: 1...Self.maxTokens) }
+            if c.has("max_new_tokens") { maxNewTokens = try c.int("max_new_tokens", in: 1...Self.maxTokens) }
+            if c.has("min_length") { minLength = try c.int("min_length", in: tokens) }
+            if c.has("min_new_tokens") { minNewTokens = try c.int("min_new_tokens", in: tokens) }
+            if let v = try c.double("length_penalty") {
+                guard v.isFinite else { throw ModelError.invalidConfig(file: c.file, detail: "key 'length_penalty' is not finite") }
+                lengthPenalty = Float(v)
+            }
             if c.has("early_stopping") {
                 if let s = c.values["early_stopping"] as? String, s == "never" { earlyStopping = .never }
                 else { earlyStopping = try c.bool("early_stopping", default: false) ? .stopWhenFull : .heuristic }
             }
-            if let v = try c.int("no_repeat_ngram_size") { noRepeatNgramSize = v }
-            if let v = try c.double("repetition_penalty") { repetitionPenalty = Float(v) }
-            if let v = try c.int("num_return_sequences") { returnCount = v }
+            if c.has("no_repeat_ngram_size") { noRepeatNgramSize = try c.int("no_repeat_ngram_size", in: tokens) }
+            if let v = try c.double("repetition_penalty") {
+                guard v.isFinite && v > 0 else { throw ModelError.invalidConfig(file: c.file, detail: "key 'repetition_penalty' = \(v) must be a finite number > 0") }
+                repetitionPenalty = Float(v)
+            }
+            if c.has("num_return_sequences") { returnCount = try c.int("num_return_sequences", in: beams) }
             if let v = try c.intOrFirst("decoder_start_token_id") { decoderStartTokenId = v }
             if let v = try c.ints("eos_token_id") { eosTokenIds = v }
             if let v = try c.intOrFirst("pad_token_id") { padTokenId = v }
@@ -65,6 +78,8 @@ public struct GenerationParameters: Sendable, Equatable {
         let file = dir.appendingPathComponent("generation_config.json")
         if FileManager.default.fileExists(atPath: file.path) {
             try apply(try JSONConfig(contentsOf: file))
+            // transformers' GenerationConfig.validate raises for this combination when the file loads.
+            do { try validate() } catch { throw ModelError.invalidConfig(file: file.path, detail: "\(error)") }
         }
     }
 
@@ -83,14 +98,35 @@ public struct GenerationParameters: Sendable, Equatable {
         return eos
     }
 
-    /// Checks the combination before any work, with messages naming the option.
+    /// Checks the combination before any work, with messages naming the option; the checks
+    /// transformers' `GenerationConfig.validate` / `generate` make raise here too, and every size is bounded.
     public func validate() throws {
-        guard beamWidth >= 1 else { throw ModelError.invalidInput("num_beams must be >= 1 (got \(beamWidth))") }
-        guard returnCount >= 1 && returnCount <= beamWidth else {
-            throw ModelError.invalidInput("num_return_sequences (\(returnCount)) must be between 1 and num_beams (\(beamWidth))")
+        func fail(_ what: String) -> ModelError { .invalidInput(what) }
+        guard (1...Self.maxBeams).contains(beamWidth) else {
+            throw fail("num_beams must be between 1 and \(Self.maxBeams) (got \(beamWidth))")
         }
-        guard repetitionPenalty > 0 else { throw ModelError.invalidInput("repetition_penalty must be > 0") }
-        guard noRepeatNgramSize >= 0 else { throw ModelError.invalidInput("no_repeat_ngram_size must be >= 0") }
-        if let n = maxNewTokens, n < 1 { throw ModelError.invalidInput("max_new_tokens must be >= 1") }
+        guard returnCount >= 1 else { throw fail("num_return_sequences must be >= 1 (got \(returnCount))") }
+        if beamWidth == 1 && returnCount > 1 {
+            throw fail("greedy search (num_beams 1) returns one sequence; num_return_sequences \(returnCount) needs num_beams >= \(returnCount)")
+        }
+        guard returnCount <= beamWidth else {
+            throw fail("num_return_sequences (\(returnCount)) has to be smaller or equal to num_beams (\(beamWidth))")
+        }
+        guard (1...Self.maxTokens).contains(maxLength) else { throw fail("max_length must be between 1 and \(Self.maxTokens) (got \(maxLength))") }
+        if let n = maxNewTokens, !(1...Self.maxTokens).contains(n) {
+            throw fail("max_new_tokens must be between 1 and \(Self.maxTokens) (got \(n))")
+        }
+        guard (0...Self.maxTokens).contains(minLength) else { throw fail("min_length must be between 0 and \(Self.maxTokens) (got \(minLength))") }
+        guard (0...Self.maxTokens).contains(minNewTokens) else {
+            throw fail("min_new_tokens must be between 0 and \(Self.maxTokens) (got \(minNewTokens))")
+        }
+        guard (0...Self.maxTokens).contains(noRepeatNgramSize) else {
+            throw fail("no_repeat_ngram_size must be between 0 and \(Self.maxTokens) (got \(noRepeatNgramSize))")
+        }
+        // NaN would make every beam score NaN (beam search then keeps none); inf the same.
+        guard lengthPenalty.isFinite else { throw fail("length_penalty must be a finite number (got \(lengthPenalty))") }
+        guard repetitionPenalty.isFinite && repetitionPenalty > 0 else {
+            throw fail("repetition_penalty must be a finite number > 0 (got \(repetitionPenalty))")
+        }
     }
 }

@@ -50,12 +50,13 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
             throw HeadsError.invalidHeads(file: file, key: "", detail: "cannot read: \(error.localizedDescription)")
         }
         let config: HeadsConfig
-        do { config = try JSONDecoder().decode(HeadsConfig.self, from: data) } catch let DecodingError.keyNotFound(key, _) {
-            throw HeadsError.invalidHeads(file: file, key: key.stringValue, detail: "missing")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw HeadsError.invalidHeads(file: file, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), detail: "wrong type")
-        } catch let DecodingError.valueNotFound(_, ctx) {
-            throw HeadsError.invalidHeads(file: file, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), detail: "null")
+        do { config = try JSONDecoder().decode(HeadsConfig.self, from: data) } catch let error as DecodingError {
+            let (key, detail) = error.keyAndDetail
+            // Foundation reports a number that does not fit (1e30 for an Int) as invalid JSON, with no key.
+            if key.isEmpty, (try? JSONSerialization.jsonObject(with: data)) is [String: Any] {
+                throw HeadsError.invalidHeads(file: file, key: "", detail: "a value does not fit its key's type or range (integers must be whole numbers within Int)")
+            }
+            throw HeadsError.invalidHeads(file: file, key: key, detail: detail)
         } catch {
             throw HeadsError.invalidHeads(file: file, key: "", detail: "not valid JSON: \(error.localizedDescription)")
         }
@@ -98,6 +99,8 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
 ///     seg = seg.fc2(relu(seg.fc1(x)))  →  M×M logits over the detection box, bilinear to the box's size, > 0
 public final class LearnedHeads: @unchecked Sendable {
     public let config: HeadsConfig
+    /// heads.safetensors, named in the error when the heads compute NaN.
+    public let file: String
     let detFC1Weight: Tensor   // det.fc1.weight [hidden, G·G + H]
     let detFC1Bias: Tensor     // det.fc1.bias   [hidden]
     let detFC2Weight: Tensor   // det.fc2.weight [5, hidden]
@@ -127,6 +130,7 @@ public final class LearnedHeads: @unchecked Sendable {
             checked.append(t)
         }
         self.config = config
+        self.file = file
         (detFC1Weight, detFC1Bias, detFC2Weight, detFC2Bias) = (checked[0], checked[1], checked[2], checked[3])
         (segFC1Weight, segFC1Bias, segFC2Weight, segFC2Bias) = (checked[4], checked[5], checked[6], checked[7])
     }
@@ -228,6 +232,12 @@ public final class LearnedHeads: @unchecked Sendable {
         let n = maps.count, mm = config.maskSize * config.maskSize
         let det = Self.mlp(x, rows: n, fc1Weight: detFC1Weight, fc1Bias: detFC1Bias, fc2Weight: detFC2Weight, fc2Bias: detFC2Bias)
         let seg = Self.mlp(x, rows: n, fc1Weight: segFC1Weight, fc1Bias: segFC1Bias, fc2Weight: segFC2Weight, fc2Bias: segFC2Bias)
+        // A NaN weight (or an infinity that cancels) reaches the outputs; boxes are then not numbers
+        // and pixelBox could not round them. This image's record becomes the error.
+        for (name, values) in [("det", det), ("seg", seg)] where !values.allSatisfy(\.isFinite) {
+            throw HeadsError.invalidHeads(file: file, key: name,
+                                          detail: "the head computed NaN or infinite outputs (corrupt weights? check with --check-weights)")
+        }
         return (0..<n).map { i in
             Prediction(boxFractions: (0..<4).map { Self.sigmoid(det[i * 5 + $0]) },
                        score: Self.sigmoid(det[i * 5 + 4]),
@@ -240,7 +250,8 @@ public final class LearnedHeads: @unchecked Sendable {
     public static func pixelBox(_ f: [Float], width: Int, height: Int) -> PixelBox {
         let cx = Double(f[0]), cy = Double(f[1]), w = Double(f[2]), h = Double(f[3])
         let W = Double(width), H = Double(height)
-        func r(_ v: Double) -> Int { Int(v.rounded(.toNearestOrEven)) }
+        // predict() only returns finite fractions; clamping here keeps Int() total for any caller.
+        func r(_ v: Double) -> Int { v.isNaN ? 0 : Int(max(-1e9, min(1e9, v)).rounded(.toNearestOrEven)) }
         let x0 = max(0, min(width - 1, r((cx - w / 2) * W)))
         let y0 = max(0, min(height - 1, r((cy - h / 2) * H)))
         let x1 = max(x0 + 1, min(width, r((cx + w / 2) * W)))

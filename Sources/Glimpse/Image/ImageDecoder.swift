@@ -11,6 +11,7 @@ public enum ImageDecoder {
     public static func decode(contentsOf url: URL, maxPixels: Int = defaultMaxPixels) throws -> DecodedImage {
         // As the caller wrote it: relative paths stay relative in messages.
         let name = url.isFileURL ? url.relativePath : url.absoluteString
+        if url.isFileURL { try checkRegularFile(url.path, name: name) }
         let data: Data
         do {
             data = try Data(contentsOf: url, options: .mappedIfSafe)
@@ -61,6 +62,27 @@ public enum ImageDecoder {
         if width <= 0 || height <= 0 {
             throw ImageError.corrupt(file: name, detail: "image has no pixels (\(width)x\(height))")
         }
+    }
+
+    /// A directory, FIFO, device or socket is not an image file: said so before reading (opening a
+    /// FIFO would block until a writer comes; Foundation reports a directory as "error 256").
+    static func checkRegularFile(_ path: String, name: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let code = errno
+            throw ImageError.unreadable(file: name, reason: code == ENOENT ? "no such file" : String(cString: strerror(code)))
+        }
+        let kind: String
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: throw ImageError.unreadable(file: name, reason: "it is a directory; to caption every image under it, use: glimpse batch \(name)")
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFCHR: kind = "a character device"
+        case S_IFBLK: kind = "a block device"
+        case S_IFSOCK: kind = "a socket"
+        default: kind = "not a regular file"
+        }
+        throw ImageError.unreadable(file: name, reason: "it is \(kind), not an image file")
     }
 
     private static func ioReason(_ error: Error) -> String {

@@ -30,7 +30,8 @@ public struct ImagePreprocessor: Equatable, Sendable {
         self.doNormalize = doNormalize
     }
 
-    /// Reads `preprocessor_config.json`; absent keys take ViTImageProcessor's defaults.
+    /// Reads `preprocessor_config.json`; absent keys take ViTImageProcessor's defaults. Read through
+    /// `JSONConfig`, so a value that does not fit (a size of 1e30, a resample of 3.5) names its key.
     public init(contentsOf url: URL) throws {
         let data: Data
         do {
@@ -38,34 +39,79 @@ public struct ImagePreprocessor: Equatable, Sendable {
         } catch {
             throw PreprocessorConfigError(file: url.path, detail: "cannot read: \(error.localizedDescription)")
         }
-        let config: Config
         do {
-            config = try JSONDecoder().decode(Config.self, from: data)
-        } catch {
-            throw PreprocessorConfigError(file: url.path, detail: "malformed JSON: \(error)")
+            try self.init(config: try JSONConfig(data: data, file: url.path))
+        } catch ModelError.invalidConfig(let file, let detail) {
+            // `file` is "PATH [size]" for a key inside the size object.
+            throw PreprocessorConfigError(file: file, detail: detail)
         }
-        let resample: ResampleFilter
-        if let raw = config.resample {
-            guard let filter = ResampleFilter(rawValue: raw) else {
-                throw PreprocessorConfigError(file: url.path, detail: "resample \(raw) is not supported (1...5)")
+        // Foundation's JSONSerialization (under JSONConfig) can read a decimal one ulp away from the
+        // nearest double (0.00392156862745098 as 0.0039215686274509795); Python, and JSONDecoder,
+        // round correctly, and a one-ulp rescale factor can move a pixel value. The numbers are
+        // valid by now; they are taken from JSONDecoder.
+        if let exact = try? JSONDecoder().decode(ExactNumbers.self, from: data) {
+            if let v = exact.rescaleFactor { rescaleFactor = v }
+            if let v = exact.imageMean?.values, v.count == 3 { mean = v }
+            if let v = exact.imageStd?.values, v.count == 3 { std = v }
+        }
+    }
+
+    /// The floating-point keys, read by JSONDecoder for their exact values.
+    private struct ExactNumbers: Decodable {
+        struct Triple: Decodable {
+            var values: [Float]
+            init(from decoder: Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let one = try? container.decode(Float.self) { values = [one, one, one] } else { values = try container.decode([Float].self) }
             }
+        }
+        var rescaleFactor: Double?
+        var imageMean: Triple?
+        var imageStd: Triple?
+        enum CodingKeys: String, CodingKey {
+            case rescaleFactor = "rescale_factor"
+            case imageMean = "image_mean"
+            case imageStd = "image_std"
+        }
+    }
+
+    private init(config c: JSONConfig) throws {
+        func fail(_ detail: String) -> ModelError { .invalidConfig(file: c.file, detail: detail) }
+        var resample = ResampleFilter.bilinear
+        if c.has("resample") {
+            let raw = try c.int("resample", in: 0...5)
+            guard let filter = ResampleFilter(rawValue: raw) else { throw fail("key 'resample' = \(raw) is not supported (1...5)") }
             resample = filter
-        } else {
-            resample = .bilinear
         }
-        let mean = config.imageMean?.values ?? [0.5, 0.5, 0.5]
-        let std = config.imageStd?.values ?? [0.5, 0.5, 0.5]
-        guard mean.count == 3, std.count == 3, !std.contains(0) else {
-            throw PreprocessorConfigError(file: url.path, detail: "image_mean/image_std need 3 values, std nonzero")
+        // image_mean / image_std: a list of 3 numbers or one number for all channels.
+        func triple(_ key: String) throws -> [Float] {
+            guard let values = try c.doubles(key) else { return [0.5, 0.5, 0.5] }
+            let three = values.count == 1 ? [values[0], values[0], values[0]] : values
+            guard three.count == 3, three.allSatisfy(\.isFinite) else { throw fail("key '\(key)' needs 3 finite numbers") }
+            return three.map(Float.init)
         }
-        let size = config.size ?? .init(height: 224, width: 224, shortestEdge: nil)
-        guard let height = size.height ?? size.shortestEdge, let width = size.width ?? size.shortestEdge,
-              height > 0, width > 0 else {
-            throw PreprocessorConfigError(file: url.path, detail: "size needs height and width")
+        let mean = try triple("image_mean"), std = try triple("image_std")
+        guard !std.contains(0) else { throw fail("key 'image_std' has a zero") }
+        // size: {"height", "width"} or {"shortest_edge"}, or an int (older ViTFeatureExtractor configs).
+        // The same bound as an encoder's image_size: anything else could never match a model.
+        let sides = 1...8192
+        var height = 224, width = 224
+        if c.values["size"] is NSNumber {
+            height = try c.int("size", in: sides)
+            width = height
+        } else if let size = try c.object("size") {
+            let edge = size.has("shortest_edge") ? try size.int("shortest_edge", in: sides) : nil
+            guard let h = size.has("height") ? try size.int("height", in: sides) : edge,
+                  let w = size.has("width") ? try size.int("width", in: sides) : edge else {
+                throw fail("key 'size' needs height and width")
+            }
+            (height, width) = (h, w)
         }
-        self.init(width: width, height: height, resample: resample, rescaleFactor: config.rescaleFactor ?? 1.0 / 255.0,
-                  mean: mean, std: std, doResize: config.doResize ?? true, doRescale: config.doRescale ?? true,
-                  doNormalize: config.doNormalize ?? true)
+        let rescaleFactor = try c.double("rescale_factor", default: 1.0 / 255.0)
+        guard rescaleFactor.isFinite else { throw fail("key 'rescale_factor' is not finite") }
+        self.init(width: width, height: height, resample: resample, rescaleFactor: rescaleFactor, mean: mean, std: std,
+                  doResize: try c.bool("do_resize", default: true), doRescale: try c.bool("do_rescale", default: true),
+                  doNormalize: try c.bool("do_normalize", default: true))
     }
 
     /// The model input for `image`: Float32, channels first, `[3 * height * width]`
@@ -94,64 +140,6 @@ public struct ImagePreprocessor: Equatable, Sendable {
                 }
             }
             initialized = 3 * plane
-        }
-    }
-
-    /// The keys of preprocessor_config.json we use.
-    private struct Config: Decodable {
-        struct Size: Decodable {
-            var height: Int?
-            var width: Int?
-            var shortestEdge: Int?
-            enum CodingKeys: String, CodingKey {
-                case height, width
-                case shortestEdge = "shortest_edge"
-            }
-            init(height: Int?, width: Int?, shortestEdge: Int?) {
-                self.height = height
-                self.width = width
-                self.shortestEdge = shortestEdge
-            }
-            /// Older checkpoints (e.g. nlpconnect/vit-gpt2-image-captioning's ViTFeatureExtractor) write `"size": 224`.
-            init(from decoder: Decoder) throws {
-                if let side = try? decoder.singleValueContainer().decode(Int.self) {
-                    self.init(height: side, width: side, shortestEdge: nil)
-                    return
-                }
-                let c = try decoder.container(keyedBy: CodingKeys.self)
-                self.init(height: try c.decodeIfPresent(Int.self, forKey: .height),
-                          width: try c.decodeIfPresent(Int.self, forKey: .width),
-                          shortestEdge: try c.decodeIfPresent(Int.self, forKey: .shortestEdge))
-            }
-        }
-        /// image_mean may be a list or a single number.
-        struct Triple: Decodable {
-            var values: [Float]
-            init(from decoder: Decoder) throws {
-                let container = try decoder.singleValueContainer()
-                if let one = try? container.decode(Float.self) {
-                    values = [one, one, one]
-                } else {
-                    values = try container.decode([Float].self)
-                }
-            }
-        }
-        var size: Size?
-        var resample: Int?
-        var rescaleFactor: Double?
-        var imageMean: Triple?
-        var imageStd: Triple?
-        var doResize: Bool?
-        var doRescale: Bool?
-        var doNormalize: Bool?
-        enum CodingKeys: String, CodingKey {
-            case size, resample
-            case rescaleFactor = "rescale_factor"
-            case imageMean = "image_mean"
-            case imageStd = "image_std"
-            case doResize = "do_resize"
-            case doRescale = "do_rescale"
-            case doNormalize = "do_normalize"
         }
     }
 }

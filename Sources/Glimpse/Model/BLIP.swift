@@ -114,6 +114,7 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
     let postLayerNorm: LayerNorm         // post_layernorm
 
     var imageSize: Int { config.imageSize }
+    var channels: Int { config.channels }
     var gridSize: Int { config.gridSize }
     var patchOffset: Int { 1 }
     var hiddenSize: Int { config.hiddenSize }
@@ -191,6 +192,7 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
     var layerCount: Int { config.layers }
     var headCount: Int { config.heads }
     var maxPositions: Int { config.positions }
+    var hiddenSize: Int { config.hiddenSize }
     /// Bytes of weights one decoding step reads: per layer self q/k/v/output, cross query/output
     /// (cross K/V are computed once per image), the MLP; then the head's transform and decoder.
     var stepWeightBytes: Int {

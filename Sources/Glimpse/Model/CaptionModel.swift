@@ -13,6 +13,20 @@ public enum ModelFamily: String, Sendable {
         let named = architectures?.joined(separator: ", ") ?? type ?? "(no architectures or model_type)"
         throw ModelError.unsupportedArchitecture("'\(named)' in \(config.file)")
     }
+
+    /// Checkpoint tensors this family never reads and transformers drops without a word (its
+    /// `_keys_to_ignore_on_load_unexpected`; mlx-swift-examples' `sanitize`): not worth a note.
+    func expectsUnused(_ name: String) -> Bool {
+        switch self {
+        case .visionEncoderDecoder:
+            // VisionEncoderDecoderModel builds its ViT with add_pooling_layer=False, so a ViTModel
+            // checkpoint's pooler is never loaded; GPT-2's causal-mask buffers of older checkpoints.
+            return name.hasPrefix("encoder.pooler.") || name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias")
+        case .blip:
+            // BERT's position_ids buffer, saved by older transformers.
+            return name.hasSuffix(".position_ids")
+        }
+    }
 }
 
 /// An immutable, thread-shareable captioning model loaded from a Hugging Face model directory.
@@ -47,14 +61,24 @@ public final class CaptionModel: @unchecked Sendable {
             throw ModelError.invalidConfig(file: directory.path, detail: "no model.safetensors (convert a pytorch_model.bin with tools/convert_hf.py)")
         }
         let file = try SafeTensorsFile(url: weightsURL)
-        if checkWeights { try file.checkFinite() }
+        if checkWeights {
+            try file.checkFinite()
+            // The learned heads are weights too: a NaN there would reach every detection.
+            let heads = directory.appendingPathComponent("heads.safetensors")
+            if FileManager.default.fileExists(atPath: heads.path) { try SafeTensorsFile(url: heads).checkFinite() }
+        }
         weightFiles = [file]
         let weights = try WeightLoader(files: weightFiles)
         switch family {
         case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
         case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)
         }
-        unusedTensors = weights.unusedTensorNames()
+        unusedTensors = weights.unusedTensorNames().filter { [family] in !family.expectsUnused($0) }
+        // The image processor makes RGB pixel values; a patch embedding over other channel counts
+        // would read past (or short of) them.
+        guard encoder.channels == 3 else {
+            throw ModelError.invalidConfig(file: config.file, detail: "num_channels \(encoder.channels): the image processor makes 3-channel (RGB) pixel values")
+        }
         let pre = directory.appendingPathComponent("preprocessor_config.json")
         var preprocessor = FileManager.default.fileExists(atPath: pre.path) ? try ImagePreprocessor(contentsOf: pre) : ImagePreprocessor()
         if !FileManager.default.fileExists(atPath: pre.path) {
@@ -66,6 +90,11 @@ public final class CaptionModel: @unchecked Sendable {
         }
         self.preprocessor = preprocessor
         tokenizer = try TokenizerLoader.load(directory: directory)
+        // Ids the model can emit past the tokenizer's end would decode to nothing or to garbage.
+        guard tokenizer.vocabularySize >= decoder.vocabularySize else {
+            throw ModelError.invalidConfig(file: directory.path, detail: "the tokenizer has \(tokenizer.vocabularySize) tokens but the "
+                + "decoder's vocabulary (vocab_size in config.json) has \(decoder.vocabularySize): they were not made for each other")
+        }
         var defaults = try GenerationParameters(modelDirectory: directory, config: config)
         if family == .blip { try BLIP.adjustDefaults(&defaults, config: config) }
         self.defaults = defaults
@@ -106,7 +135,15 @@ public final class CaptionModel: @unchecked Sendable {
     public func generate(encoderStates: Tensor, prompt: [Int], parameters: GenerationParameters,
                          state: DecoderState) throws -> [GeneratedSequence] {
         decoder.setEncoderStates(encoderStates.data, rows: encoder.sequenceLength, state: state)
-        return try Generator(decoder: decoder, parameters: parameters).generate(prompt: prompt, state: state)
+        let sequences = try Generator(decoder: decoder, parameters: parameters).generate(prompt: prompt, state: state)
+        // Beam search returns its -1e9 placeholders when fewer hypotheses than asked for ever finished
+        // (a strongly negative length_penalty stops the search first; transformers then returns
+        // sequences scored -1e9 too). That is no caption: say why instead of printing an empty one.
+        if let i = sequences.firstIndex(where: { $0.tokens.count < $0.promptLength || $0.score <= -1e9 }) {
+            throw ModelError.invalidInput("beam search finished \(i) of the \(sequences.count) requested hypotheses "
+                + "(length_penalty \(parameters.lengthPenalty) stopped it before any more ended); use a length_penalty nearer 0 or fewer --n-best")
+        }
+        return sequences
     }
 
     /// Caption text of a generated sequence (special tokens skipped, cleaned up as transformers decodes).

@@ -104,6 +104,8 @@ public protocol TextDecoder: AnyObject, Sendable {
     var layerCount: Int { get }
     var headCount: Int { get }
     var maxPositions: Int { get }
+    /// Hidden size E (the width of every cached key and value row).
+    var hiddenSize: Int { get }
     /// Bytes of weights one decoding step reads (every per-token matrix + the LM head): the
     /// step's memory-bandwidth floor is this over the machine's copy bandwidth.
     var stepWeightBytes: Int { get }

@@ -64,6 +64,7 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
     var layerCount: Int { config.layers }
     var headCount: Int { config.heads }
     var maxPositions: Int { config.positions }
+    var hiddenSize: Int { config.width }
     var stepWeightBytes: Int {
         let e = config.width, perLayer = 3 * e * e + e * e + e * e + e * e + 2 * e * config.inner
         return 4 * (config.layers * perLayer + config.vocabSize * e)

@@ -4,6 +4,8 @@ import Foundation
 public protocol ImageEncoder: AnyObject, Sendable {
     /// Input side (pixels) of the square image the encoder expects.
     var imageSize: Int { get }
+    /// Channels of the pixel values the patch embedding reads (num_channels).
+    var channels: Int { get }
     /// Patch grid side G: the encoder output holds `patchOffset` special rows, then G×G patches.
     var gridSize: Int { get }
     var patchOffset: Int { get }
@@ -15,6 +17,7 @@ public protocol ImageEncoder: AnyObject, Sendable {
 
 extension ViTEncoder: ImageEncoder {
     var imageSize: Int { config.imageSize }
+    var channels: Int { config.channels }
     var gridSize: Int { config.gridSize }
     var patchOffset: Int { 1 }
     var hiddenSize: Int { config.hiddenSize }

@@ -110,6 +110,12 @@ public struct Shard: Sendable, Equatable {
 
     /// The indices of this shard in a list of `total` items.
     public func range(of total: Int) -> Range<Int> {
-        (total * index / count)..<(total * (index + 1) / count)
+        // total · index can exceed Int for huge N (--shard 9223372036854775806/9223372036854775807):
+        // a double-width product divides exactly, and the quotient is at most total.
+        func bound(_ i: Int) -> Int {
+            let product = total.multipliedFullWidth(by: i)
+            return count.dividingFullWidth((high: product.high, low: product.low)).quotient
+        }
+        return bound(index)..<bound(index + 1)
     }
 }

@@ -13,6 +13,9 @@ public final class RecordPipeline {
     public init(model: CaptionModel, request: CaptionRequest) throws {
         self.model = model
         self.request = request
+        // Every command builds one: options are checked, and memory budgeted, before any image.
+        try request.parameters.validate()
+        try model.checkResources(request.parameters, captureAttention: request.needsAttention)
         // Loaded for the attention path too: its object/attribute words choose and label the grounded words.
         heads = request.detect ? try model.loadHeads() : nil
     }

@@ -47,12 +47,17 @@ public struct JSONConfig: @unchecked Sendable {
 
     public func int(_ key: String) throws -> Int? {
         guard has(key) else { return nil }
-        if let n = Self.number(values[key]) {
-            let d = n.doubleValue
-            guard d.isFinite, d == d.rounded(), abs(d) < 1e15 else { throw fail(key, "is not an integer") }
-            return Int(d)
-        }
-        throw fail(key, "is not an integer")
+        guard let v = Self.integer(values[key]) else { throw fail(key, "is not an integer") }
+        return v
+    }
+
+    /// A JSON number with an integral value (within ±1e15, so it converts exactly), else nil:
+    /// `0.7` is not read as 0.
+    static func integer(_ value: Any?) -> Int? {
+        guard let n = number(value) else { return nil }
+        let d = n.doubleValue
+        guard d.isFinite, d == d.rounded(), abs(d) < 1e15 else { return nil }
+        return Int(d)
     }
 
     public func int(_ key: String, default value: Int) throws -> Int { try int(key) ?? value }
@@ -114,8 +119,8 @@ public struct JSONConfig: @unchecked Sendable {
         guard has(key) else { return nil }
         if let list = values[key] as? [Any] {
             return try list.first.map { v in
-                guard let n = Self.number(v) else { throw fail(key, "is not a list of integers") }
-                return n.intValue
+                guard let n = Self.integer(v) else { throw fail(key, "is not a list of integers") }
+                return n
             }
         }
         return try int(key)
@@ -126,10 +131,42 @@ public struct JSONConfig: @unchecked Sendable {
         guard has(key) else { return nil }
         if let list = values[key] as? [Any] {
             return try list.map { v in
-                guard let n = Self.number(v) else { throw fail(key, "is not a list of integers") }
-                return n.intValue
+                guard let n = Self.integer(v) else { throw fail(key, "is not a list of integers") }
+                return n
             }
         }
         return try int(key).map { [$0] }
+    }
+}
+
+extension DecodingError {
+    /// The key path at fault ("size.height") and what is wrong with it, for a message that names the
+    /// key: valid JSON whose values do not fit (a number too large for Int, a string for a number)
+    /// is not "malformed JSON".
+    public var keyAndDetail: (key: String, detail: String) {
+        func path(_ context: Context, _ last: CodingKey? = nil) -> String {
+            (context.codingPath + (last.map { [$0] } ?? [])).map { $0.intValue.map(String.init) ?? $0.stringValue }
+                .joined(separator: ".")
+        }
+        switch self {
+        case .keyNotFound(let key, let context): return (path(context, key), "is missing")
+        case .typeMismatch(let type, let context): return (path(context), "is not \(Self.article(type))")
+        case .valueNotFound(let type, let context): return (path(context), "is null, expected \(Self.article(type))")
+        case .dataCorrupted(let context):
+            let key = path(context)
+            // An empty path means the document itself did not parse.
+            return (key, key.isEmpty ? "not valid JSON (\(context.debugDescription))" : "is out of range or invalid (\(context.debugDescription))")
+        @unknown default: return ("", "\(self)")
+        }
+    }
+
+    private static func article(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is Int32.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is String.Type: return "a string"
+        case is Bool.Type: return "a boolean"
+        default: return "of type \(type)"
+        }
     }
 }

@@ -31,17 +31,25 @@ enum TestPNG {
         return bigEndian(UInt32(data.count)) + body + bigEndian(crc32(body))
     }
 
-    static func ihdr(width: UInt32, height: UInt32, bitDepth: UInt8 = 8, colorType: UInt8 = 2) -> [UInt8] {
-        chunk("IHDR", bigEndian(width) + bigEndian(height) + [bitDepth, colorType, 0, 0, 0])
+    static func ihdr(width: UInt32, height: UInt32, bitDepth: UInt8 = 8, colorType: UInt8 = 2, interlaced: Bool = false) -> [UInt8] {
+        chunk("IHDR", bigEndian(width) + bigEndian(height) + [bitDepth, colorType, 0, 0, interlaced ? 1 : 0])
     }
 
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
     /// An 8-bit RGB PNG of `rgb` (width * height * 3 bytes), deflate with stored blocks.
-    static func encode(width: Int, height: Int, rgb: [UInt8]) -> [UInt8] {
+    static func encode(width: Int, height: Int, rgb: [UInt8], interlaced: Bool = false) -> [UInt8] {
         precondition(rgb.count == width * height * 3)
         var raw: [UInt8] = []
-        for y in 0..<height { raw.append(0); raw += rgb[(y * width * 3)..<((y + 1) * width * 3)] }
+        // Adam7 passes (x0, y0, dx, dy); an empty pass writes nothing.
+        let passes = interlaced ? [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+                                : [(0, 0, 1, 1)]
+        for (x0, y0, dx, dy) in passes where x0 < width && y0 < height {
+            for y in stride(from: y0, to: height, by: dy) {
+                raw.append(0)
+                for x in stride(from: x0, to: width, by: dx) { raw += rgb[((y * width + x) * 3)..<((y * width + x) * 3 + 3)] }
+            }
+        }
         var z: [UInt8] = [0x78, 0x01]
         var offset = 0
         repeat {
@@ -52,7 +60,7 @@ enum TestPNG {
             offset += n
         } while offset < raw.count
         z += bigEndian(adler32(raw))
-        return signature + ihdr(width: UInt32(width), height: UInt32(height)) + chunk("IDAT", z) + chunk("IEND", [])
+        return signature + ihdr(width: UInt32(width), height: UInt32(height), interlaced: interlaced) + chunk("IDAT", z) + chunk("IEND", [])
     }
 
     /// A zlib stream that inflates to `count` zero bytes: one literal, then fixed-Huffman <258, 1> matches
@@ -75,6 +83,19 @@ enum TestPNG {
         var left = count - 1
         // Code 285 (length 258) = 11000101, then distance code 0 (distance 1) = 00000.
         let pair: UInt64 = 0b11000101, pairBits = 8
+        // 3 + 8 bits so far; one pair more (13 bits) reaches a byte boundary, after which every 8 pairs
+        // are the same 13 bytes: copied, so a gigabyte-long stream takes milliseconds to make.
+        if left >= 258 { code(pair, pairBits); code(0, 5); left -= 258 }
+        if bits == 0 && left >= 2 * 8 * 258 {
+            let start = out.count
+            for _ in 0..<8 { code(pair, pairBits); code(0, 5) }
+            left -= 8 * 258
+            let block = Array(out[start...])
+            let repeats = left / (8 * 258)
+            out.reserveCapacity(out.count + repeats * block.count + 64)
+            for _ in 0..<repeats { out.append(contentsOf: block) }
+            left -= repeats * 8 * 258
+        }
         while left >= 258 { code(pair, pairBits); code(0, 5); left -= 258 }
         for _ in 0..<left { code(0x30, 8) }
         code(0, 7)                              // end of block
@@ -84,8 +105,8 @@ enum TestPNG {
     }
 
     /// A PNG whose header claims `width` x `height` (8-bit RGB) and whose IDAT inflates to `inflated` zeros.
-    static func bomb(width: UInt32, height: UInt32, inflated: Int) -> [UInt8] {
-        signature + ihdr(width: width, height: height) + chunk("IDAT", zeros(inflatingTo: inflated)) + chunk("IEND", [])
+    static func bomb(width: UInt32, height: UInt32, inflated: Int, interlaced: Bool = false) -> [UInt8] {
+        signature + ihdr(width: width, height: height, interlaced: interlaced) + chunk("IDAT", zeros(inflatingTo: inflated)) + chunk("IEND", [])
     }
 
     /// A small RGB image whose content depends on `seed` (so captions differ between images).

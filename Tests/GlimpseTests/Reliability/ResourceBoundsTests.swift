@@ -134,6 +134,41 @@ final class ResourceBoundsTests: XCTestCase {
         XCTAssertLessThan(time, 1.5, "inflated the whole stream?")
     }
 
+    /// The same for Adam7: the bound is the interlaced image's real size (every pass's rows). Odd and
+    /// even heights (an even one puts a row past the end into an early pass), and widths under 5
+    /// (libpng skips empty passes). Before the fix a 1 GB tail was inflated in full (12.5 s for 8 GB).
+    func testInterlacedPNGWhoseStreamInflatesFarPastTheImageIsCheap() throws {
+        let stream = TestPNG.chunk("IDAT", TestPNG.zeros(inflatingTo: 1 << 30))
+        for (width, height) in [(1000, 999), (1000, 1000), (3, 1001)] {
+            let bomb = TestPNG.signature + TestPNG.ihdr(width: UInt32(width), height: UInt32(height), interlaced: true)
+                + stream + TestPNG.chunk("IEND", [])
+            let url = scratch.url.appendingPathComponent("adam7-bomb-\(width)x\(height).png")
+            try Data(bomb).write(to: url)
+            var decoded: DecodedImage?
+            let time = try seconds { decoded = try ImageDecoder.decode(contentsOf: url) }
+            XCTAssertEqual(decoded?.image.width, width)
+            XCTAssertEqual(decoded?.image.height, height)
+            XCTAssertEqual(decoded?.info.interlaced, true)
+            XCTAssertTrue(decoded?.image.pixels.allSatisfy { $0 == 0 } == true)
+            XCTAssertLessThan(time, 0.5, "\(width)x\(height): inflated the whole 1 GB stream?")
+        }
+    }
+
+    /// Stopping at the last row must not stop short: Adam7 images of sizes whose passes are empty,
+    /// partial or uneven decode to exactly the pixels encoded (and so do straight ones).
+    func testInterlacedPNGsOfEverySmallShapeDecodeExactly() throws {
+        for (width, height) in [(1, 1), (2, 3), (3, 2), (4, 4), (5, 1), (1, 9), (7, 9), (8, 8), (9, 10), (17, 33), (3, 1001)] {
+            var state: UInt32 = UInt32(width * 131 + height)
+            let rgb = (0..<(width * height * 3)).map { _ -> UInt8 in state = state &* 1_103_515_245 &+ 12345; return UInt8(state >> 24) }
+            for interlaced in [true, false] {
+                let decoded = try ImageDecoder.decode(data: Data(TestPNG.encode(width: width, height: height, rgb: rgb, interlaced: interlaced)),
+                                                      name: "\(width)x\(height).png")
+                XCTAssertEqual(decoded.info.interlaced, interlaced)
+                XCTAssertEqual(decoded.image.pixels, rgb, "\(width)x\(height) interlaced \(interlaced)")
+            }
+        }
+    }
+
     /// The zTXt decompression bomb fixture, and memory: `glimpse info` on the stream bomb stays near
     /// the image's own 36 MB (checked on the child's peak RSS).
     func testDecodingBombsKeepsMemoryNearThePixelBuffer() throws {
