@@ -13,6 +13,11 @@ public enum ModelFamily: String, Sendable {
         let named = architectures?.joined(separator: ", ") ?? type ?? "(no architectures or model_type)"
         throw ModelError.unsupportedArchitecture("'\(named)' in \(config.file)")
     }
+
+    /// The family of the model directory `directory` from its config.json (listing models without loading them).
+    public static func detect(directory: URL) throws -> ModelFamily {
+        try detect(JSONConfig(contentsOf: directory.appendingPathComponent("config.json")))
+    }
 }
 
 /// An immutable, thread-shareable captioning model loaded from a Hugging Face model directory.
