@@ -47,11 +47,13 @@ public final class CaptionModel: @unchecked Sendable {
         }
         let config = try JSONConfig(contentsOf: directory.appendingPathComponent("config.json"))
         family = try ModelFamily.detect(config)
-        let weightsURL = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            throw ModelError.invalidConfig(file: directory.path, detail: "no model.safetensors (convert a pytorch_model.bin with tools/convert_hf.py)")
+        // model.safetensors when present (no pickle at all), else pytorch_model.bin read natively.
+        let file: SafeTensorsFile
+        if let weightsURL = HubFiles.weightFiles.lazy.map(directory.appendingPathComponent).first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
+            file = weightsURL.lastPathComponent == "pytorch_model.bin" ? try SafeTensorsFile(pytorchCheckpoint: weightsURL) : try SafeTensorsFile(url: weightsURL)
+        } else {
+            throw ModelError.invalidConfig(file: directory.path, detail: "no model.safetensors or pytorch_model.bin")
         }
-        let file = try SafeTensorsFile(url: weightsURL)
         if checkWeights { try file.checkFinite() }
         weightFiles = [file]
         let weights = try WeightLoader(files: weightFiles)
@@ -59,7 +61,7 @@ public final class CaptionModel: @unchecked Sendable {
         case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
         case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)
         }
-        unusedTensors = weights.unusedTensorNames()
+        unusedTensors = weights.unusedTensorNames() + file.skippedTensors
         let pre = directory.appendingPathComponent("preprocessor_config.json")
         var preprocessor = FileManager.default.fileExists(atPath: pre.path) ? try ImagePreprocessor(contentsOf: pre) : ImagePreprocessor()
         if !FileManager.default.fileExists(atPath: pre.path) {
