@@ -30,7 +30,7 @@ enum PyTorchCheckpoint {
         }
         let prefix = String(pickleName.dropLast("data.pkl".count))
         if let order = archive.entries[prefix + "byteorder"] {
-            guard order.isStored else { throw fail("\(order.name) is compressed") }
+            guard order.isStored else { throw compressed(order, file: file) }
             let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[order.dataRange]), as: UTF8.self)
             guard text == "little" else { throw fail("byte order '\(text)' (only little-endian checkpoints are read)") }
         }
