@@ -150,6 +150,10 @@ class Handler(BaseHTTPRequestHandler):
         parts = [urllib.parse.unquote(p) for p in parsed.path.split("/")[1:]]
         if len(parts) >= 5 and parts[0] == "api" and parts[1] == "models":
             repo_id = parts[2] + "/" + parts[3]
+            if repo_id in self.state.aliases:
+                # A renamed repo: a relative redirect that stays on the Hub.
+                target = "/api/models/%s/%s" % (self.state.aliases[repo_id], "/".join(urllib.parse.quote(p, safe="") for p in parts[4:]))
+                return self.reply(307, [("Location", target + ("?" + parsed.query if parsed.query else ""))])
             return self.api(repo_id, parts[4], parts[5:], urllib.parse.parse_qs(parsed.query))
         if len(parts) >= 5 and parts[2] == "resolve":
             repo_id = parts[0] + "/" + parts[1]
