@@ -90,7 +90,7 @@ clean:
 ## for FUZZ_SECONDS (default 60); FUZZ_TARGETS to choose. A crash fails the target and leaves its input
 ## in .build/fuzz/artifacts/TARGET/ (see fuzz/README.md).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= jpeg png exif safetensors config bpe resume
+FUZZ_TARGETS ?= jpeg png exif safetensors pytorch config bpe resume
 fuzz: setup
 	fuzz/build.sh
 	@for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one harness: fuzz/run.sh TARGET SECONDS [libFuzzer flags...]
-# Targets: jpeg png exif safetensors config bpe resume. The corpus grows in .build/fuzz/corpus/TARGET
+# Targets: jpeg png exif safetensors pytorch config bpe resume. The corpus grows in .build/fuzz/corpus/TARGET
 # (kept between runs); seeds come from the test fixtures and Tests/GlimpseTests/Fixtures/regressions.
 # A crash leaves its input in .build/fuzz/artifacts/TARGET/ and makes this script fail.
 set -euo pipefail
@@ -33,6 +33,9 @@ PY
   safetensors)
     copy "$fx"/safetensors/*.safetensors
     flags+=(-dict="$root/fuzz/json.dict" -max_len=16384) ;;
+  pytorch)
+    copy "$fx"/pytorch/*.bin "$fx"/pytorch/hostile/*.bin
+    flags+=(-max_len=400000) ;;
   config)
     copy "$fx"/models/*/config.json "$fx"/models/*/preprocessor_config.json "$fx"/models/*/generation_config.json
     flags+=(-dict="$root/fuzz/json.dict") ;;
@@ -42,7 +45,7 @@ PY
     done
     flags+=(-dict="$root/fuzz/json.dict") ;;
   resume) copy "$root"/fuzz/seeds/resume/*; flags+=(-dict="$root/fuzz/json.dict") ;;
-  *) echo "unknown target '$target' (jpeg png exif safetensors config bpe resume)" >&2; exit 2 ;;
+  *) echo "unknown target '$target' (jpeg png exif safetensors pytorch config bpe resume)" >&2; exit 2 ;;
 esac
 copy "$fx"/regressions/"$target"-*
 echo "fuzz $target: ${seconds}s, $(ls "$seeds" | wc -l) seeds, corpus $(ls "$corpus" | wc -l) files"

@@ -33,6 +33,7 @@ struct CaptionCommand: ParsableCommand {
         let pipeline = try RecordPipeline(model: model, request: request)
         let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
         var failed = 0
+        var note = DefaultModelNote(active: modelOptions.usesBuiltInDefault)
         for file in images {
             let record = pipeline.record(for: captioner.caption(file: file, request: request), file: file)
             if let error = record.error {
@@ -46,6 +47,7 @@ struct CaptionCommand: ParsableCommand {
             } else {
                 print(TextFormat.lines(for: record, showFile: images.count > 1).joined(separator: "\n"))
             }
+            note.check(record.captions?.first?.text, file: file)
         }
         if failed > 0 { throw ExitCode(1) }
     }
@@ -67,5 +69,30 @@ enum TextFormat {
             }
         }
         return lines
+    }
+}
+
+/// One stderr note per run when the built-in default model captions an image outside the scene world
+/// it knows (the caption is then not to be trusted), with the command that captions photos instead.
+struct DefaultModelNote {
+    static let photoModel = "Salesforce/blip-image-captioning-large"
+    let active: Bool
+    private var printed = false
+
+    init(active: Bool) { self.active = active }
+
+    mutating func check(_ caption: String?, file: String) {
+        guard active, !printed, let caption, !SceneGrammar.matches(caption) else { return }
+        printed = true
+        printError("""
+            glimpse: note: the built-in default model only knows the synthetic shape world it was trained on \
+            (captions like "a large red circle to the left of a small blue star"), so "\(caption)" is not a real description. \
+            To caption photos, use a Hub model: glimpse caption \(Self.shellQuoted(file)) --model \(Self.photoModel)
+            """)
+    }
+
+    static func shellQuoted(_ s: String) -> String {
+        let plain = s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_./=:,+@%".unicodeScalars.contains($0) }
+        return plain && !s.isEmpty ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }

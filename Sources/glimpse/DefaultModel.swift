@@ -42,5 +42,5 @@ enum DefaultModel {
     }
 
     /// How to choose a model, for messages that say none could be loaded.
-    static let howToChoose = "choose a model directory with --model DIR or set GLIMPSE_MODEL=DIR"
+    static let howToChoose = "choose a model with --model DIR or --model OWNER/NAME (a Hugging Face Hub ID), or set GLIMPSE_MODEL"
 }

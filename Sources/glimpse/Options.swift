@@ -4,8 +4,14 @@ import Glimpse
 
 /// Where the model comes from: --model, $GLIMPSE_MODEL, or the shipped models/default.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model directory (Hugging Face layout). Default: $GLIMPSE_MODEL or models/default.")
+    @Option(name: .long, help: "Model directory (Hugging Face layout) or Hub ID (OWNER/NAME[@REVISION], found in or pulled into the Hugging Face cache). Default: $GLIMPSE_MODEL or models/default.")
     var model: String?
+
+    @Option(name: .long, help: "Hub revision (branch, tag or commit) of a Hub model ID.")
+    var revision: String?
+
+    @Option(name: .long, help: "Hugging Face token for gated or private models (default: $HF_TOKEN). Never printed.")
+    var token: String?
 
     @Flag(name: .long, help: "Scan every weight for NaN/Inf while loading.")
     var checkWeights = false
@@ -18,12 +24,34 @@ struct ModelOptions: ParsableArguments {
         return DefaultModel.locate()
     }
 
-    func load() throws -> CaptionModel {
-        guard let directory = resolvedDirectory() else {
-            throw ModelError.invalidInput("no model given and no default model found (looked in "
-                + DefaultModel.candidates().map(\.path).joined(separator: ", ") + ")")
+    /// --model, else a non-empty $GLIMPSE_MODEL; nil means the built-in default.
+    var spec: String? {
+        if let model { return model }
+        if let env = ProcessInfo.processInfo.environment["GLIMPSE_MODEL"], !env.isEmpty { return env }
+        return nil
+    }
+
+    /// Whether the built-in default model (models/default) is the one in use.
+    var usesBuiltInDefault: Bool { spec == nil }
+
+    /// The directory to load: a --model/$GLIMPSE_MODEL spec goes through `ModelLocator` (a directory, or a
+    /// Hub ID found in or pulled into the cache); without one, the shipped default.
+    func modelDirectory() throws -> URL {
+        guard let spec else {
+            if revision != nil { throw ValidationError("--revision needs --model OWNER/NAME") }
+            guard let directory = resolvedDirectory() else {
+                throw ModelError.invalidInput("no model given and no default model found (looked in "
+                    + DefaultModel.candidates().map(\.path).joined(separator: ", ") + ")")
+            }
+            return directory
         }
-        let model = try CaptionModel(directory: directory, checkWeights: checkWeights)
+        var locator = ModelLocator(token: token)
+        locator.progress = DownloadProgress.standardError
+        return try locator.directory(for: spec, revision: revision)
+    }
+
+    func load() throws -> CaptionModel {
+        let model = try CaptionModel(directory: modelDirectory(), checkWeights: checkWeights)
         if !model.unusedTensors.isEmpty {
             // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
             let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
@@ -113,8 +141,8 @@ extension ModelOptions {
     /// Loads the model or exits with status 2 and a message naming the directory and how to choose one.
     func loadOrExit() throws -> CaptionModel {
         do { return try load() } catch {
-            let dir = resolvedDirectory().map { " \($0.path)" } ?? ""
-            printError("glimpse: cannot load model\(dir): \(error)\nglimpse: \(DefaultModel.howToChoose)")
+            let dir = spec ?? resolvedDirectory()?.path
+            printError("glimpse: cannot load model\(dir.map { " \($0)" } ?? ""): \(error)\nglimpse: \(DefaultModel.howToChoose)")
             throw ExitCode(2)
         }
     }

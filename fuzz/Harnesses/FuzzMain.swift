@@ -11,6 +11,7 @@ enum FuzzHarnesses {
         "png": FuzzImage.png,
         "exif": FuzzImage.exif,
         "safetensors": FuzzSafeTensors.run,
+        "pytorch": FuzzPyTorch.run,
         "config": FuzzConfig.run,
         "bpe": FuzzTokenizer.run,
         "resume": FuzzResume.run,

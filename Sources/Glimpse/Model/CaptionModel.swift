@@ -27,6 +27,11 @@ public enum ModelFamily: String, Sendable {
             return name.hasSuffix(".position_ids")
         }
     }
+
+    /// The family of the model directory `directory` from its config.json (listing models without loading them).
+    public static func detect(directory: URL) throws -> ModelFamily {
+        try detect(JSONConfig(contentsOf: directory.appendingPathComponent("config.json")))
+    }
 }
 
 /// An immutable, thread-shareable captioning model loaded from a Hugging Face model directory.
@@ -56,11 +61,13 @@ public final class CaptionModel: @unchecked Sendable {
         }
         let config = try JSONConfig(contentsOf: directory.appendingPathComponent("config.json"))
         family = try ModelFamily.detect(config)
-        let weightsURL = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            throw ModelError.invalidConfig(file: directory.path, detail: "no model.safetensors (convert a pytorch_model.bin with tools/convert_hf.py)")
+        // model.safetensors when present (no pickle at all), else pytorch_model.bin read natively.
+        let file: SafeTensorsFile
+        if let weightsURL = HubFiles.weightFiles.lazy.map(directory.appendingPathComponent).first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
+            file = weightsURL.lastPathComponent == "pytorch_model.bin" ? try SafeTensorsFile(pytorchCheckpoint: weightsURL) : try SafeTensorsFile(url: weightsURL)
+        } else {
+            throw ModelError.invalidConfig(file: directory.path, detail: "no model.safetensors or pytorch_model.bin")
         }
-        let file = try SafeTensorsFile(url: weightsURL)
         if checkWeights {
             try file.checkFinite()
             // The learned heads are weights too: a NaN there would reach every detection.
@@ -73,7 +80,7 @@ public final class CaptionModel: @unchecked Sendable {
         case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
         case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)
         }
-        unusedTensors = weights.unusedTensorNames().filter { [family] in !family.expectsUnused($0) }
+        unusedTensors = (weights.unusedTensorNames() + file.skippedTensors).filter { [family] in !family.expectsUnused($0) }
         // The image processor makes RGB pixel values; a patch embedding over other channel counts
         // would read past (or short of) them.
         guard encoder.channels == 3 else {

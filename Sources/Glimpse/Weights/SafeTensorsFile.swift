@@ -43,7 +43,7 @@ final class MappedFile: @unchecked Sendable {
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 }
 
-/// A safetensors file, memory-mapped and validated in full at `init`.
+/// A safetensors file (or a PyTorch checkpoint, see `init(pytorchCheckpoint:)`), memory-mapped and validated in full at `init`.
 ///
 /// - F32 tensors are handed out in place (the `Tensor` borrows the mapping; no copy) when their
 ///   data is 4-byte aligned, which the reference writer guarantees by padding the header to 8 bytes.
@@ -62,12 +62,29 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private let lock = NSLock()
     private var cache: [String: Tensor] = [:]
 
+    /// Tensors present in the file in dtypes Glimpse does not compute with (PyTorch checkpoints carry
+    /// int64 buffers such as `position_ids`), as "name (dtype)"; reported with the unused tensors.
+    public let skippedTensors: [String]
+
     /// Maps and validates `url`. Throws a `WeightError` naming the file (and tensor) on any fault.
     public init(url: URL) throws {
         path = url.path
         mapping = try MappedFile(path: path)
         layout = try SafeTensorsLayout.parse(mapping.bytes, file: path)
+        skippedTensors = []
     }
+
+    /// Maps and validates a PyTorch zip checkpoint (`pytorch_model.bin`) read natively by
+    /// `PyTorchCheckpoint`: the same tensor table over the mapped file, so everything downstream (in-place
+    /// F32, F16/BF16 widening, finiteness checks, the loader) is shared with safetensors.
+    public init(pytorchCheckpoint url: URL) throws {
+        path = url.path
+        mapping = try MappedFile(path: path)
+        let parsed = try PyTorchCheckpoint.parse(mapping.bytes, file: path)
+        layout = parsed.layout
+        skippedTensors = parsed.skipped.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }
+    }
+
 
     /// Tensor names, sorted.
     public var tensorNames: [String] { layout.tensors.keys.sorted() }

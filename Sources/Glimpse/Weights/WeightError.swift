@@ -40,6 +40,10 @@ public enum WeightError: Error, CustomStringConvertible {
     case duplicateTensor(name: String, files: [String])
     /// A tensor could not be written (duplicate name, I/O failure...).
     case writeFailed(file: String, reason: String)
+    /// A PyTorch checkpoint (`pytorch_model.bin`) is malformed: zip structure, storages, tensor extents.
+    case invalidCheckpoint(file: String, reason: String)
+    /// A PyTorch checkpoint's pickle asks for something a state dict never needs (a global, an opcode...).
+    case refusedPickle(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -77,6 +81,10 @@ public enum WeightError: Error, CustomStringConvertible {
             return "tensor '\(name)' appears in several files: \(files.joined(separator: ", "))"
         case let .writeFailed(file, reason):
             return "\(file): cannot write safetensors file: \(reason)"
+        case let .invalidCheckpoint(file, reason):
+            return "\(file): invalid PyTorch checkpoint: \(reason)"
+        case let .refusedPickle(file, reason):
+            return "\(file): refused PyTorch checkpoint: \(reason); nothing in it was run"
         }
     }
 }

@@ -73,7 +73,7 @@ final class InstallTests: XCTestCase {
         let none = try run(lone.path, ["caption", sample], in: tmp, environment: ["PATH": "/usr/bin:/bin"])
         XCTAssertEqual(none.status, 2)
         XCTAssertTrue(none.stderr.contains("no model given and no default model found (looked in \(tmp.path)/share/glimpse/models/default"), none.stderr)
-        XCTAssertTrue(none.stderr.contains("choose a model directory with --model DIR or set GLIMPSE_MODEL=DIR"), none.stderr)
+        XCTAssertTrue(none.stderr.contains("choose a model with --model DIR or --model OWNER/NAME (a Hugging Face Hub ID), or set GLIMPSE_MODEL"), none.stderr)
 
         let missing = try run(lone.path, ["caption", sample, "--model", "/nonexistent-model"], in: tmp, environment: ["PATH": "/usr/bin:/bin"])
         XCTAssertEqual(missing.status, 2)

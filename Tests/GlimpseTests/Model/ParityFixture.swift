@@ -13,7 +13,8 @@ struct ParityFixture {
     let decoder: TextDecoder
     let defaults: GenerationParameters
 
-    init(_ name: String) throws {
+    /// `weights` replaces model.safetensors (a pytorch_model.bin of the same model, say).
+    init(_ name: String, weights: URL? = nil) throws {
         guard let base = Bundle.module.url(forResource: "Fixtures/models/\(name)", withExtension: nil) else {
             throw XCTSkip("fixture models/\(name) missing")
         }
@@ -22,7 +23,8 @@ struct ParityFixture {
         reference = try SafeTensorsFile(url: base.appendingPathComponent("reference.safetensors"))
         let data = try Data(contentsOf: base.appendingPathComponent("reference.json"))
         json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let weights = try WeightLoader(files: [SafeTensorsFile(url: base.appendingPathComponent("model.safetensors"))])
+        let file = try weights.map { try SafeTensorsFile(pytorchCheckpoint: $0) } ?? SafeTensorsFile(url: base.appendingPathComponent("model.safetensors"))
+        let weights = try WeightLoader(files: [file])
         switch try ModelFamily.detect(config) {
         case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
         case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)
