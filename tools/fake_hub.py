@@ -12,7 +12,8 @@ Errors as the Hub sends them: RepoNotFound (401 anonymous, 404 with a token), Re
 EntryNotFound, GatedRepo (401 without a token, 403 with a wrong one).
 
 Faults for tests: --drop-after N (the first CDN GET of each blob sends N bytes of the body, then
-closes the connection), --corrupt FILE (the CDN serves FILE with one byte flipped). Every request is
+closes the connection), --corrupt FILE (the CDN serves FILE with one byte flipped), --claim-size
+FILE=BYTES (the HEAD advertises that size). Every request is
 logged as one JSON line to --log (method, server, path, range, whether a token came with it).
 
 Why Python: the test needs gzip (zlib has no Swift module here) and a complete HTTP/1.1 server;
@@ -79,6 +80,7 @@ class State:
         self.page_size = args.page_size
         self.drop_after = args.drop_after
         self.corrupt = set(args.corrupt)
+        self.claimed_sizes = dict((k, int(v)) for k, v in (spec.split("=", 1) for spec in args.claim_size))
         self.dropped = set()
         self.blobs = {}
         for repo in self.repos.values():
@@ -217,7 +219,8 @@ class Handler(BaseHTTPRequestHandler):
         if f["lfs"]:
             location = "%s/lfs/%s?X-Amz-Signature=%s" % (st.cdn_url, f["sha256"], f["sha256"][:16])
             return self.reply(302, [("Location", location), ("X-Repo-Commit", commit),
-                                    ("X-Linked-Etag", '"%s"' % f["sha256"]), ("X-Linked-Size", str(f["size"])),
+                                    ("X-Linked-Etag", '"%s"' % f["sha256"]),
+                                    ("X-Linked-Size", str(st.claimed_sizes.get(filename, f["size"]))),
                                     ("ETag", '"%s"' % f["pointer_sha1"]), ("Content-Length", "0")])
         headers = [("X-Repo-Commit", commit), ("ETag", '"%s"' % f["sha1"]), ("Content-Type", "text/plain; charset=utf-8")]
         body = f["data"]
@@ -272,7 +275,8 @@ def main():
     p.add_argument("--token", default="hf_fake_token")
     p.add_argument("--page-size", type=int, default=3)
     p.add_argument("--drop-after", type=int, default=None)
-    p.add_argument("--corrupt", action="append", default=[])
+    p.add_argument("--corrupt", action="append", default=[], help="FILE served with one byte flipped")
+    p.add_argument("--claim-size", action="append", default=[], help="FILE=BYTES advertised as X-Linked-Size")
     p.add_argument("--log", default=None)
     args = p.parse_args()
     state = State(args)

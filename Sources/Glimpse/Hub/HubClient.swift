@@ -197,14 +197,14 @@ public final class HubClient {
     private func download(_ id: HubModelID, file: String, from url: URL, to blob: URL, etag: String, size: Int64?) throws -> Int64 {
         let partial = blob.deletingLastPathComponent().appendingPathComponent("\(etag).glimpse.incomplete")
         let fm = FileManager.default
+        var have = Int64((try? fm.attributesOfItem(atPath: partial.path)[.size] as? NSNumber)??.int64Value ?? 0)
+        if let size { try checkSpace(needed: size - min(have, size), in: blob.deletingLastPathComponent(), id: id, file: file) }
         if !fm.fileExists(atPath: partial.path) {
             guard fm.createFile(atPath: partial.path, contents: nil) else {
                 throw HubError.io(repo: id.repo, file: file, path: partial.path, reason: "cannot create file")
             }
         }
-        var have = Int64((try? fm.attributesOfItem(atPath: partial.path)[.size] as? NSNumber)??.int64Value ?? 0)
         if let size, have > size { try truncate(partial, to: 0, id: id, file: file); have = 0 }
-        if let size { try checkSpace(needed: size - have, in: blob.deletingLastPathComponent(), id: id, file: file) }
         progress?.began(file: file, total: size, resumedAt: have)
 
         let handle: FileHandle

@@ -168,6 +168,19 @@ final class HubClientTests: XCTestCase {
         XCTAssertNil(HubCache(root: cache).cachedSnapshot(try HubModelID(parsing: "glimpse/vit-a")))
     }
 
+    func testNotEnoughDiskSpaceIsRefusedBeforeDownloading() throws {
+        let hub = try hub(["glimpse/vit-a": try fixtureRepo()], ["--claim-size", "model.safetensors=\(Int64(1) << 60)"])
+        let cache = try scratch()
+        XCTAssertThrowsError(try client(hub, cache: cache).pull(HubModelID(parsing: "glimpse/vit-a"))) { error in
+            guard case HubError.diskFull("glimpse/vit-a", "model.safetensors", _, Int64(1) << 60, let free?)? = error as? HubError else { return XCTFail("\(error)") }
+            XCTAssertLessThan(free, Int64(1) << 60)
+            XCTAssertTrue("\(error)".contains("not enough disk space"), "\(error)")
+        }
+        XCTAssertFalse(hub.requests().contains { $0["server"] as? String == "cdn" }, "nothing was fetched")
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: cache.appendingPathComponent("models--glimpse--vit-a/blobs").path)
+        XCTAssertFalse(blobs.contains { $0.hasSuffix(".incomplete") }, "no temporary file: \(blobs)")
+    }
+
     func testUnknownRepoRevisionAndNoNetworkNameTheRepo() throws {
         let hub = try hub(["glimpse/vit-a": try fixtureRepo()])
         let cache = try scratch()
