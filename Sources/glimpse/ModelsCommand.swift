@@ -12,7 +12,8 @@ struct ModelsCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object per line (JSON Lines).")
     var json = false
 
-    @OptionGroup var modelOptions: ModelOptions
+    // Only for the built-in default's location; its flags mean nothing here.
+    @OptionGroup(visibility: .hidden) var modelOptions: ModelOptions
 
     struct Row {
         var name: String

@@ -60,7 +60,7 @@ public final class HubClient {
         if let explicit, !explicit.isEmpty { return explicit }
         if let env = environment["HF_TOKEN"], !env.isEmpty { return env }
         let path = environment["HF_TOKEN_PATH"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? HubCache.defaultRoot(environment: environment.merging(["HF_HUB_CACHE": ""]) { $1 }).deletingLastPathComponent().appendingPathComponent("token").path
+            ?? HubCache.home(environment: environment).appendingPathComponent("token").path
         guard let data = FileManager.default.contents(atPath: path), data.count < 4096,
               let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { return nil }
         return text

@@ -264,6 +264,15 @@ final class HubClientTests: XCTestCase {
         XCTAssertEqual(HubCache.defaultRoot(environment: ["XDG_CACHE_HOME": "/z", "HOME": "/h"]).path, "/z/huggingface/hub")
         XCTAssertEqual(HubCache.defaultRoot(environment: ["HOME": "/h"]).path, "/h/.cache/huggingface/hub")
         XCTAssertEqual(HubCache.defaultRoot(environment: ["HF_HOME": "~/hf", "HOME": "/h"]).path, "/h/hf/hub")
+        // The token: --token, else $HF_TOKEN, else the login's token file under $HF_HOME.
+        XCTAssertEqual(HubClient.token(explicit: "a", environment: ["HF_TOKEN": "b"]), "a")
+        XCTAssertEqual(HubClient.token(explicit: nil, environment: ["HF_TOKEN": "b"]), "b")
+        XCTAssertNil(HubClient.token(explicit: nil, environment: ["HF_HOME": "/nonexistent-glimpse"]))
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-hf-home-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        try? Data("hf_from_login\n".utf8).write(to: home.appendingPathComponent("token"))
+        XCTAssertEqual(HubClient.token(explicit: nil, environment: ["HF_HOME": home.path]), "hf_from_login")
         XCTAssertTrue(HubCache.isOffline(environment: ["HF_HUB_OFFLINE": "1"]))
         XCTAssertTrue(HubCache.isOffline(environment: ["TRANSFORMERS_OFFLINE": "yes"]))
         XCTAssertFalse(HubCache.isOffline(environment: ["HF_HUB_OFFLINE": "0"]))
