@@ -80,6 +80,7 @@ class State:
         self.page_size = args.page_size
         self.drop_after = args.drop_after
         self.corrupt = set(args.corrupt)
+        self.cdn_hop = args.cdn_hop
         self.claimed_sizes = dict((k, int(v)) for k, v in (spec.split("=", 1) for spec in args.claim_size))
         self.dropped = set()
         self.blobs = {}
@@ -236,6 +237,9 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) != 3 or parts[1] != "lfs" or parts[2] not in st.blobs or "X-Amz-Signature" not in parsed.query:
             return self.reply(403, [("Content-Type", "text/plain")], b"AccessDenied")
         sha = parts[2]
+        if st.cdn_hop and "hop=1" not in parsed.query:
+            # A storage redirect: the CDN sends the client on to another absolute URL (here, itself).
+            return self.reply(302, [("Location", "%s/lfs/%s?%s&hop=1" % (st.cdn_url, sha, parsed.query))])
         data = st.blobs[sha]
         start = 0
         status = 200
@@ -277,6 +281,7 @@ def main():
     p.add_argument("--drop-after", type=int, default=None)
     p.add_argument("--corrupt", action="append", default=[], help="FILE served with one byte flipped")
     p.add_argument("--claim-size", action="append", default=[], help="FILE=BYTES advertised as X-Linked-Size")
+    p.add_argument("--cdn-hop", action="store_true", help="the CDN redirects each GET once more, absolutely")
     p.add_argument("--log", default=None)
     args = p.parse_args()
     state = State(args)

@@ -133,6 +133,18 @@ final class HubClientTests: XCTestCase {
         XCTAssertEqual(ranges, ["none", "bytes=50000-"])
     }
 
+    func testFurtherAbsoluteRedirectsOfTheDownloadAreFollowed() throws {
+        let source = try fixtureRepo()
+        let hub = try hub(["glimpse/vit-a": source], ["--cdn-hop"])
+        let cache = try scratch()
+        let result = try client(hub, cache: cache, token: "hf_x_only_for_the_hub").pull(HubModelID(parsing: "glimpse/vit-a"))
+        XCTAssertEqual(try Data(contentsOf: result.snapshot.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: source.appendingPathComponent("model.safetensors")))
+        let cdn = hub.requests().filter { $0["server"] as? String == "cdn" }
+        XCTAssertEqual(cdn.map { ($0["query"] as? String)?.hasSuffix("hop=1") == true }, [false, true])
+        XCTAssertTrue(cdn.allSatisfy { $0["token"] as? Bool == false })
+    }
+
     func testPartialFileOfAnEarlierRunIsResumed() throws {
         let source = try fixtureRepo()
         let hub = try hub(["glimpse/vit-a": source])
