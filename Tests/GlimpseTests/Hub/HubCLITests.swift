@@ -104,6 +104,41 @@ final class HubCLITests: XCTestCase {
         XCTAssertTrue(wrong.stderr.contains("contradicts"), wrong.stderr)
     }
 
+    func testProgressIsABarOnATerminalAndLinesOtherwise() throws {
+        let exe = try GlimpseCLI.executable()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("script(1) not installed: no pseudo-terminal") }
+        let repo = try FakeHub.repoDirectory("vit_gpt2_a")
+        cleanup.append { try? FileManager.default.removeItem(at: repo) }
+        let hub = try FakeHub(repos: ["glimpse/vit-a": repo])
+        cleanup.append { hub.stop() }
+        let settings = env(["HF_HUB_CACHE": try scratch().path, "HF_ENDPOINT": hub.hub.absoluteString])
+        // script(1) runs the pull on a pseudo-terminal, so stderr is a terminal.
+        let command = (settings + [exe.path, "pull", "glimpse/vit-a"]).map { "'\($0)'" }.joined(separator: " ")
+        let dir = try scratch()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-qec", command, "/dev/null"]
+        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let terminal = GlimpseCLI.collect(process, out, err)
+        XCTAssertEqual(terminal.status, 0, terminal.stderr)
+        XCTAssertTrue(terminal.stdout.contains("\r  model.safetensors  ["), terminal.stdout)
+        XCTAssertTrue(terminal.stdout.contains("351.7 kB / 351.7 kB"), terminal.stdout)
+        XCTAssertTrue(terminal.stdout.contains("B/s"), terminal.stdout)
+        XCTAssertFalse(terminal.stdout.contains("glimpse: downloading"), terminal.stdout)
+
+        let plain = try GlimpseCLI.run(["pull", "glimpse/vit-a@v1.0"], prefix: env(["HF_HUB_CACHE": try scratch().path, "HF_ENDPOINT": hub.hub.absoluteString]))
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stderr.contains("glimpse: downloading model.safetensors (351.7 kB)\nglimpse: downloaded model.safetensors\n"), plain.stderr)
+        XCTAssertFalse(plain.stderr.contains("\r"))
+    }
+
     func testDefaultModelNotesOnceWhenACaptionLeavesTheSceneWorld() throws {
         _ = try GlimpseCLI.executable()
         let root = FakeHub.repositoryRoot
