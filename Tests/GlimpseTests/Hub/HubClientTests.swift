@@ -256,6 +256,10 @@ final class HubClientTests: XCTestCase {
         let served = hub.requests().count
         env["HF_HUB_OFFLINE"] = "1"
         XCTAssertEqual(try ModelLocator(environment: env).directory(for: "glimpse/vit-a", revision: nil), pulled)
+        let offlinePull = try ModelLocator(environment: env).pull(HubModelID(parsing: "glimpse/vit-a"))
+        XCTAssertEqual(offlinePull.snapshot, pulled)
+        XCTAssertEqual(offlinePull.downloadedBytes, 0)
+        XCTAssertEqual(offlinePull.files, (textFiles + ["model.safetensors"]).sorted())
         env["HF_HUB_OFFLINE"] = nil
         XCTAssertEqual(try ModelLocator(environment: env).directory(for: "glimpse/vit-a", revision: nil), pulled, "cached: used as is")
         XCTAssertEqual(hub.requests().count, served, "a cached model asks the Hub nothing")
