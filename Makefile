@@ -59,6 +59,7 @@ fixtures:
 	$(PYTHON) tools/make_safetensors_fixtures.py
 	$(PYTHON) tools/make_heads_fixtures.py
 	$(PYTHON) tools/make_kernel_fixtures.py
+	$(PYTHON) tools/make_pytorch_fixtures.py
 
 ## train: reproduce models/default (about 2 hours on 2 CPU cores; see tools/train.py)
 train:

@@ -12,7 +12,8 @@ Errors as the Hub sends them: RepoNotFound (401 anonymous, 404 with a token), Re
 EntryNotFound, GatedRepo (401 without a token, 403 with a wrong one).
 
 Faults for tests: --drop-after N (the first CDN GET of each blob sends N bytes of the body, then
-closes the connection), --corrupt FILE (the CDN serves FILE with one byte flipped). Every request is
+closes the connection), --corrupt FILE (the CDN serves FILE with one byte flipped), --claim-size
+FILE=BYTES (the HEAD advertises that size). Every request is
 logged as one JSON line to --log (method, server, path, range, whether a token came with it).
 
 Why Python: the test needs gzip (zlib has no Swift module here) and a complete HTTP/1.1 server;
@@ -79,6 +80,8 @@ class State:
         self.page_size = args.page_size
         self.drop_after = args.drop_after
         self.corrupt = set(args.corrupt)
+        self.cdn_hop = args.cdn_hop
+        self.claimed_sizes = dict((k, int(v)) for k, v in (spec.split("=", 1) for spec in args.claim_size))
         self.dropped = set()
         self.blobs = {}
         for repo in self.repos.values():
@@ -217,7 +220,8 @@ class Handler(BaseHTTPRequestHandler):
         if f["lfs"]:
             location = "%s/lfs/%s?X-Amz-Signature=%s" % (st.cdn_url, f["sha256"], f["sha256"][:16])
             return self.reply(302, [("Location", location), ("X-Repo-Commit", commit),
-                                    ("X-Linked-Etag", '"%s"' % f["sha256"]), ("X-Linked-Size", str(f["size"])),
+                                    ("X-Linked-Etag", '"%s"' % f["sha256"]),
+                                    ("X-Linked-Size", str(st.claimed_sizes.get(filename, f["size"]))),
                                     ("ETag", '"%s"' % f["pointer_sha1"]), ("Content-Length", "0")])
         headers = [("X-Repo-Commit", commit), ("ETag", '"%s"' % f["sha1"]), ("Content-Type", "text/plain; charset=utf-8")]
         body = f["data"]
@@ -233,6 +237,9 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) != 3 or parts[1] != "lfs" or parts[2] not in st.blobs or "X-Amz-Signature" not in parsed.query:
             return self.reply(403, [("Content-Type", "text/plain")], b"AccessDenied")
         sha = parts[2]
+        if st.cdn_hop and "hop=1" not in parsed.query:
+            # A storage redirect: the CDN sends the client on to another absolute URL (here, itself).
+            return self.reply(302, [("Location", "%s/lfs/%s?%s&hop=1" % (st.cdn_url, sha, parsed.query))])
         data = st.blobs[sha]
         start = 0
         status = 200
@@ -272,7 +279,9 @@ def main():
     p.add_argument("--token", default="hf_fake_token")
     p.add_argument("--page-size", type=int, default=3)
     p.add_argument("--drop-after", type=int, default=None)
-    p.add_argument("--corrupt", action="append", default=[])
+    p.add_argument("--corrupt", action="append", default=[], help="FILE served with one byte flipped")
+    p.add_argument("--claim-size", action="append", default=[], help="FILE=BYTES advertised as X-Linked-Size")
+    p.add_argument("--cdn-hop", action="store_true", help="the CDN redirects each GET once more, absolutely")
     p.add_argument("--log", default=None)
     args = p.parse_args()
     state = State(args)

@@ -23,8 +23,13 @@ public struct HubCache: Sendable {
     public static func defaultRoot(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         func nonEmpty(_ key: String) -> String? { environment[key].flatMap { $0.isEmpty ? nil : expandTilde($0, environment) } }
         if let path = nonEmpty("HF_HUB_CACHE") ?? nonEmpty("HUGGINGFACE_HUB_CACHE") { return URL(fileURLWithPath: path) }
-        let home = nonEmpty("HF_HOME") ?? ((nonEmpty("XDG_CACHE_HOME") ?? expandTilde("~/.cache", environment)) + "/huggingface")
-        return URL(fileURLWithPath: home).appendingPathComponent("hub")
+        return home(environment: environment).appendingPathComponent("hub")
+    }
+
+    /// `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` (the token file lives there).
+    public static func home(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        func nonEmpty(_ key: String) -> String? { environment[key].flatMap { $0.isEmpty ? nil : expandTilde($0, environment) } }
+        return URL(fileURLWithPath: nonEmpty("HF_HOME") ?? ((nonEmpty("XDG_CACHE_HOME") ?? expandTilde("~/.cache", environment)) + "/huggingface"))
     }
 
     /// Whether `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is set to a true value, as huggingface_hub reads it.

@@ -60,7 +60,7 @@ public final class HubClient {
         if let explicit, !explicit.isEmpty { return explicit }
         if let env = environment["HF_TOKEN"], !env.isEmpty { return env }
         let path = environment["HF_TOKEN_PATH"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? HubCache.defaultRoot(environment: environment.merging(["HF_HUB_CACHE": ""]) { $1 }).deletingLastPathComponent().appendingPathComponent("token").path
+            ?? HubCache.home(environment: environment).appendingPathComponent("token").path
         guard let data = FileManager.default.contents(atPath: path), data.count < 4096,
               let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { return nil }
         return text
@@ -197,14 +197,14 @@ public final class HubClient {
     private func download(_ id: HubModelID, file: String, from url: URL, to blob: URL, etag: String, size: Int64?) throws -> Int64 {
         let partial = blob.deletingLastPathComponent().appendingPathComponent("\(etag).glimpse.incomplete")
         let fm = FileManager.default
+        var have = Int64((try? fm.attributesOfItem(atPath: partial.path)[.size] as? NSNumber)??.int64Value ?? 0)
+        if let size { try checkSpace(needed: size - min(have, size), in: blob.deletingLastPathComponent(), id: id, file: file) }
         if !fm.fileExists(atPath: partial.path) {
             guard fm.createFile(atPath: partial.path, contents: nil) else {
                 throw HubError.io(repo: id.repo, file: file, path: partial.path, reason: "cannot create file")
             }
         }
-        var have = Int64((try? fm.attributesOfItem(atPath: partial.path)[.size] as? NSNumber)??.int64Value ?? 0)
         if let size, have > size { try truncate(partial, to: 0, id: id, file: file); have = 0 }
-        if let size { try checkSpace(needed: size - have, in: blob.deletingLastPathComponent(), id: id, file: file) }
         progress?.began(file: file, total: size, resumedAt: have)
 
         let handle: FileHandle
@@ -214,6 +214,8 @@ public final class HubClient {
         defer { try? handle.close() }
         var fetched: Int64 = 0
         var attemptsLeft = maxAttempts
+        var url = url
+        var redirects = 0
         while size.map({ have < $0 }) ?? true {
             var get = request(url, method: "GET")
             if !Self.sameOrigin(url, endpoint) { get.setValue(nil, forHTTPHeaderField: "Authorization") }
@@ -223,6 +225,9 @@ public final class HubClient {
             do {
                 _ = try http.stream(get, onResponse: { response in
                     try self.check(response, id: id, file: file)
+                    if response.isRedirect, let target = response.header("location").flatMap({ URL(string: $0, relativeTo: response.url)?.absoluteURL }) {
+                        throw Redirect(target: target)
+                    }
                     if start > 0 && response.status == 200 {
                         // The server ignored Range: start over rather than append a second copy.
                         try self.truncate(partial, to: 0, id: id, file: file, handle: handle)
@@ -251,6 +256,11 @@ public final class HubClient {
                 if let size, have < size {
                     throw HubHTTP.TransportError(reason: "connection closed after \(have) of \(size) bytes", transient: true)
                 }
+            } catch let redirect as Redirect {
+                // A further hop (a mirror, a storage redirect): followed, the token kept to the endpoint's origin.
+                redirects += 1
+                guard redirects <= 10 else { throw HubError.badResponse(repo: id.repo, file: file, reason: "more than 10 redirects") }
+                url = redirect.target
             } catch let error as HubHTTP.TransportError where error.transient {
                 if progressed { attemptsLeft = maxAttempts }
                 attemptsLeft -= 1
@@ -442,6 +452,9 @@ public final class HubClient {
         throw HubError.diskFull(repo: id.repo, file: file, directory: dir.path, needed: needed, available: free)
     }
 }
+
+/// A download's GET answered with a redirect to `target`.
+private struct Redirect: Error { let target: URL }
 
 /// An exclusive `flock(2)` on huggingface_hub's lock file for a blob (`.locks/models--O--N/<etag>.lock`),
 /// so Glimpse and huggingface_hub never download the same blob at once.

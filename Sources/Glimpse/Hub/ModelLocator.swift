@@ -51,10 +51,15 @@ public struct ModelLocator {
         }
     }
 
-    /// Downloads (or completes) `id` into the cache. Refused when offline.
+    /// Downloads (or completes) `id` into the cache. Offline, the cached snapshot is the answer (as
+    /// huggingface_hub's `snapshot_download` gives it), and a model not cached is an error.
     public func pull(_ id: HubModelID) throws -> HubClient.PullResult {
         if HubCache.isOffline(environment: environment) {
-            throw HubError.offlineNotCached(model: id.description, cache: cache.root.path)
+            guard let snapshot = cache.cachedSnapshot(id), let commit = cache.cachedCommit(id) else {
+                throw HubError.offlineNotCached(model: id.description, cache: cache.root.path)
+            }
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: snapshot.path))?.sorted() ?? []
+            return HubClient.PullResult(snapshot: snapshot, commit: commit, files: files, downloadedBytes: 0)
         }
         let client = HubClient(endpoint: try HubClient.defaultEndpoint(environment: environment), cache: cache, token: token)
         client.progress = progress

@@ -225,8 +225,8 @@ public struct ReportWriter: Sendable {
 
     /// Only the page's own script and style run: no other inline script, event-handler attribute or
     /// `javascript:` link can, and nothing is fetched but the linked images.
-    static let contentSecurityPolicy = "default-src 'none'; script-src \(SHA256.cspSource(script)); "
-        + "style-src \(SHA256.cspSource(style)); img-src 'self' file: data:; base-uri 'none'; form-action 'none'"
+    static let contentSecurityPolicy = "default-src 'none'; script-src \(Digest.cspSource(script)); "
+        + "style-src \(Digest.cspSource(style)); img-src 'self' file: data:; base-uri 'none'; form-action 'none'"
 
     static func head(title: String) -> String {
         let t = title.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")

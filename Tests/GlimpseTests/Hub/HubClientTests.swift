@@ -133,6 +133,18 @@ final class HubClientTests: XCTestCase {
         XCTAssertEqual(ranges, ["none", "bytes=50000-"])
     }
 
+    func testFurtherAbsoluteRedirectsOfTheDownloadAreFollowed() throws {
+        let source = try fixtureRepo()
+        let hub = try hub(["glimpse/vit-a": source], ["--cdn-hop"])
+        let cache = try scratch()
+        let result = try client(hub, cache: cache, token: "hf_x_only_for_the_hub").pull(HubModelID(parsing: "glimpse/vit-a"))
+        XCTAssertEqual(try Data(contentsOf: result.snapshot.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: source.appendingPathComponent("model.safetensors")))
+        let cdn = hub.requests().filter { $0["server"] as? String == "cdn" }
+        XCTAssertEqual(cdn.map { ($0["query"] as? String)?.hasSuffix("hop=1") == true }, [false, true])
+        XCTAssertTrue(cdn.allSatisfy { $0["token"] as? Bool == false })
+    }
+
     func testPartialFileOfAnEarlierRunIsResumed() throws {
         let source = try fixtureRepo()
         let hub = try hub(["glimpse/vit-a": source])
@@ -166,6 +178,19 @@ final class HubClientTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: repo.appendingPathComponent("snapshots/\(commit)/model.safetensors").path))
         }
         XCTAssertNil(HubCache(root: cache).cachedSnapshot(try HubModelID(parsing: "glimpse/vit-a")))
+    }
+
+    func testNotEnoughDiskSpaceIsRefusedBeforeDownloading() throws {
+        let hub = try hub(["glimpse/vit-a": try fixtureRepo()], ["--claim-size", "model.safetensors=\(Int64(1) << 60)"])
+        let cache = try scratch()
+        XCTAssertThrowsError(try client(hub, cache: cache).pull(HubModelID(parsing: "glimpse/vit-a"))) { error in
+            guard case HubError.diskFull("glimpse/vit-a", "model.safetensors", _, Int64(1) << 60, let free?)? = error as? HubError else { return XCTFail("\(error)") }
+            XCTAssertLessThan(free, Int64(1) << 60)
+            XCTAssertTrue("\(error)".contains("not enough disk space"), "\(error)")
+        }
+        XCTAssertFalse(hub.requests().contains { $0["server"] as? String == "cdn" }, "nothing was fetched")
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: cache.appendingPathComponent("models--glimpse--vit-a/blobs").path)
+        XCTAssertFalse(blobs.contains { $0.hasSuffix(".incomplete") }, "no temporary file: \(blobs)")
     }
 
     func testUnknownRepoRevisionAndNoNetworkNameTheRepo() throws {
@@ -231,6 +256,10 @@ final class HubClientTests: XCTestCase {
         let served = hub.requests().count
         env["HF_HUB_OFFLINE"] = "1"
         XCTAssertEqual(try ModelLocator(environment: env).directory(for: "glimpse/vit-a", revision: nil), pulled)
+        let offlinePull = try ModelLocator(environment: env).pull(HubModelID(parsing: "glimpse/vit-a"))
+        XCTAssertEqual(offlinePull.snapshot, pulled)
+        XCTAssertEqual(offlinePull.downloadedBytes, 0)
+        XCTAssertEqual(offlinePull.files, (textFiles + ["model.safetensors"]).sorted())
         env["HF_HUB_OFFLINE"] = nil
         XCTAssertEqual(try ModelLocator(environment: env).directory(for: "glimpse/vit-a", revision: nil), pulled, "cached: used as is")
         XCTAssertEqual(hub.requests().count, served, "a cached model asks the Hub nothing")
@@ -251,6 +280,15 @@ final class HubClientTests: XCTestCase {
         XCTAssertEqual(HubCache.defaultRoot(environment: ["XDG_CACHE_HOME": "/z", "HOME": "/h"]).path, "/z/huggingface/hub")
         XCTAssertEqual(HubCache.defaultRoot(environment: ["HOME": "/h"]).path, "/h/.cache/huggingface/hub")
         XCTAssertEqual(HubCache.defaultRoot(environment: ["HF_HOME": "~/hf", "HOME": "/h"]).path, "/h/hf/hub")
+        // The token: --token, else $HF_TOKEN, else the login's token file under $HF_HOME.
+        XCTAssertEqual(HubClient.token(explicit: "a", environment: ["HF_TOKEN": "b"]), "a")
+        XCTAssertEqual(HubClient.token(explicit: nil, environment: ["HF_TOKEN": "b"]), "b")
+        XCTAssertNil(HubClient.token(explicit: nil, environment: ["HF_HOME": "/nonexistent-glimpse"]))
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-hf-home-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        try? Data("hf_from_login\n".utf8).write(to: home.appendingPathComponent("token"))
+        XCTAssertEqual(HubClient.token(explicit: nil, environment: ["HF_HOME": home.path]), "hf_from_login")
         XCTAssertTrue(HubCache.isOffline(environment: ["HF_HUB_OFFLINE": "1"]))
         XCTAssertTrue(HubCache.isOffline(environment: ["TRANSFORMERS_OFFLINE": "yes"]))
         XCTAssertFalse(HubCache.isOffline(environment: ["HF_HUB_OFFLINE": "0"]))

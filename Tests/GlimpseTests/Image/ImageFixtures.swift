@@ -35,8 +35,11 @@ enum ImageFixtures {
     }
 }
 
-/// Fixture hashes (hashlib's) checked with the library's SHA-256, which the report's
-/// Content-Security-Policy also uses: the two check each other.
-extension SHA256 {
-    static func hex(_ bytes: [UInt8]) -> String { digest(bytes).map { String(format: "%02x", $0) }.joined() }
+/// SHA-256 of fixture bytes stored as a hash: the library's `Digest` (the Hub client's verifier).
+enum SHA256 {
+    static func hex(_ bytes: [UInt8]) -> String {
+        var digest = Digest(.sha256)
+        digest.update(bytes)
+        return digest.finalize()
+    }
 }

@@ -75,12 +75,12 @@ final class ReportTests: XCTestCase {
     }
 
     func testSHA256KnownAnswers() {
-        func hex(_ s: String) -> String { SHA256.digest(Array(s.utf8)).map { String(format: "%02x", $0) }.joined() }
+        func hex(_ s: String) -> String { SHA256.hex(Array(s.utf8)) }
         XCTAssertEqual(hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         XCTAssertEqual(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
                        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(SHA256.cspSource("abc"), "'sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0='")
+        XCTAssertEqual(Digest.cspSource("abc"), "'sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0='")
     }
 
     /// The page's policy allows exactly its own script and style, by hash.
@@ -94,8 +94,8 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(csp.contains("unsafe-inline"), csp)
         let script = try XCTUnwrap(html.components(separatedBy: "<script>").last?.components(separatedBy: "</script>").first)
         let style = try XCTUnwrap(html.components(separatedBy: "<style>").last?.components(separatedBy: "</style>").first)
-        XCTAssertTrue(csp.contains("script-src \(SHA256.cspSource(script));"), csp)
-        XCTAssertTrue(csp.contains("style-src \(SHA256.cspSource(style));"), csp)
+        XCTAssertTrue(csp.contains("script-src \(Digest.cspSource(script));"), csp)
+        XCTAssertTrue(csp.contains("style-src \(Digest.cspSource(style));"), csp)
         XCTAssertEqual(html.components(separatedBy: "<script>").count - 1, 1, "one executable script; the rest is application/json")
     }
 

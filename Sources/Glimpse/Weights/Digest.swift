@@ -1,6 +1,8 @@
 import Foundation
 
-/// Streaming SHA-256 and SHA-1 (FIPS 180-4), used to verify downloads against what the Hub advertises:
+/// Streaming SHA-256 and SHA-1 (FIPS 180-4): the Hub client verifies downloads against what the Hub
+/// advertises, and the report pins its inline script and style by hash in its Content-Security-Policy.
+/// For downloads:
 /// an LFS file's ETag is the sha256 of its content, any other file's is its git blob sha1
 /// (`sha1("blob <size>\0" + content)`). Written out because Foundation on Linux has no digest API and
 /// a crypto package would be a dependency for these two functions.
@@ -52,8 +54,8 @@ struct Digest {
         if offset < bytes.count { buffer.append(contentsOf: bytes[offset...]) }
     }
 
-    /// The lower-case hex digest.
-    mutating func finalize() -> String {
+    /// The digest's bytes (big-endian words, as FIPS 180-4 writes them).
+    mutating func finalizeBytes() -> [UInt8] {
         let bits = length &* 8
         var tail: [UInt8] = [0x80]
         while (buffer.count + tail.count) % 64 != 56 { tail.append(0) }
@@ -61,10 +63,22 @@ struct Digest {
         let saved = length
         update(tail)
         length = saved
-        return state.map { word in
-            let hex = String(word, radix: 16)
-            return String(repeating: "0", count: 8 - hex.count) + hex
+        return state.flatMap { word in (0..<4).map { UInt8(truncatingIfNeeded: word >> (24 - 8 * UInt32($0))) } }
+    }
+
+    /// The lower-case hex digest.
+    mutating func finalize() -> String {
+        finalizeBytes().map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
         }.joined()
+    }
+
+    /// The SHA-256 of `text`'s UTF-8 as a Content-Security-Policy hash source (`'sha256-<base64>'`).
+    static func cspSource(_ text: String) -> String {
+        var digest = Digest(.sha256)
+        digest.update(Array(text.utf8))
+        return "'sha256-" + Data(digest.finalizeBytes()).base64EncodedString() + "'"
     }
 
     private static let k256: [UInt32] = [
