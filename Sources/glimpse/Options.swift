@@ -2,9 +2,9 @@ import ArgumentParser
 import Foundation
 import Glimpse
 
-/// Where the model comes from: --model, $GLIMPSE_MODEL, or the shipped models/default.
+/// Where the model comes from: --model, $GLIMPSE_MODEL, or the default model beside the executable.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model directory (Hugging Face layout) or Hub ID (OWNER/NAME[@REVISION], found in or pulled into the Hugging Face cache). Default: $GLIMPSE_MODEL or models/default.")
+    @Option(name: .long, help: "Model directory (Hugging Face layout) or Hub ID (OWNER/NAME[@REVISION], found in or pulled into the Hugging Face cache). Default: $GLIMPSE_MODEL, else the default model installed or built beside glimpse.")
     var model: String?
 
     @Option(name: .long, help: "Hub revision (branch, tag or commit) of a Hub model ID.")
