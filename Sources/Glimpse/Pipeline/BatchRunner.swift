@@ -1,8 +1,14 @@
 import Foundation
 
-/// Captions a list of files in order: a prefetch thread decodes and preprocesses upcoming images
-/// while the caller's thread encodes (several images per encoder pass) and generates. Results are
-/// handed out one by one as soon as they are ready; nothing accumulates, so memory stays flat.
+/// Captions a list of files in order, on both cores: a worker thread decodes, preprocesses and
+/// encodes upcoming images (several per encoder pass) while the caller's thread decodes text for
+/// several images at once (`DecodeBatch`: continuous batching, every weight read once per step for
+/// all of them). Records are handed out in listing order as soon as they and every earlier one are
+/// ready; nothing else accumulates, so memory stays flat.
+///
+/// Every record is independent of thread timing: images join the decode batch in listing order,
+/// filling every free slot at each step boundary and waiting for the encoder when it is behind, so
+/// the batch composition at each step is a function of the listing and the options alone.
 public final class BatchRunner {
     public struct Summary: Sendable {
         public var captioned = 0
@@ -13,12 +19,15 @@ public final class BatchRunner {
 
     public let pipeline: RecordPipeline
     public let encoderBatch: Int
-    /// How many prepared images may wait ahead of inference (bounds memory).
+    /// Images whose beams advance through the decoder together (bounded; see `DecodeBatch`).
+    public let decodeBatch: Int
+    /// How many encoded images may wait ahead of decoding (bounds memory).
     public let prefetchDepth: Int
 
-    public init(pipeline: RecordPipeline, encoderBatch: Int = 1, prefetchDepth: Int = 8) {
+    public init(pipeline: RecordPipeline, encoderBatch: Int = 1, decodeBatch: Int = 8, prefetchDepth: Int = 8) {
         self.pipeline = pipeline
         self.encoderBatch = max(1, encoderBatch)
+        self.decodeBatch = min(max(1, decodeBatch), DecodeBatch.maximumCapacity)
         self.prefetchDepth = max(1, prefetchDepth)
     }
 
@@ -29,6 +38,15 @@ public final class BatchRunner {
         try run(listing: files, include: { _ in true }, emit: emit, progress: progress)
     }
 
+    /// An image ready for the decoder (or the reason it is not), from the worker thread.
+    struct Encoded {
+        var file: String
+        var wanted: Bool
+        var prepared: Result<PreparedImage, Error>
+        var states: Tensor?
+        var encodeMilliseconds = 0.0
+    }
+
     /// Runs the files of `listing` at the indices `include` accepts (a shard, minus what a resumed
     /// output already holds), emitting their records in listing order.
     ///
@@ -37,7 +55,9 @@ public final class BatchRunner {
     /// moved in the 7th digit, and a caption could flip on a near tie), so a resumed or sharded run
     /// encodes a partly wanted group whole, as an uninterrupted run does, and emits only its wanted
     /// files. That costs at most encoderBatch - 1 extra decodes per resume or shard edge, and makes every
-    /// record independent of timing, kills, --resume and --shard.
+    /// record independent of timing, kills, --resume and --shard. Unwanted images never join the
+    /// decode batch. (Decode-batch composition may move scores in the last float bits as well; see
+    /// `DecodeBatch`.)
     public func run(listing: [String], include: (Int) -> Bool, emit: (CaptionRecord) throws -> Void,
                     progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> Summary {
         let start = ContinuousClock.now
@@ -45,74 +65,102 @@ public final class BatchRunner {
         let model = pipeline.model, request = pipeline.request
         let batch = encoderBatch
         // Groups with at least one wanted file: every member is prepared (encoded), wanted ones emitted.
-        var work: [(file: String, group: Int, wanted: Bool)] = []
+        var groups: [[(file: String, wanted: Bool)]] = []
         var total = 0
         for group in 0..<((listing.count + batch - 1) / batch) {
             let range = (group * batch)..<min(listing.count, (group + 1) * batch)
             let wanted = range.map(include)
             guard wanted.contains(true) else { continue }
-            for (i, w) in zip(range, wanted) { work.append((listing[i], group, w)) }
+            groups.append(zip(range, wanted).map { (listing[$0], $1) })
             total += wanted.filter { $0 }.count
         }
-        let items = work
-        let queue = PrefetchQueue(capacity: prefetchDepth)
-        let producer = Thread {
-            for item in items {
+        let work = groups
+        let (parameters, prompt) = Captioner.generation(request, model: model)
+        let decoding = try model.makeDecodeBatch(parameters: parameters, promptLength: prompt.count, capacity: decodeBatch)
+        let queue = PrefetchQueue<Encoded>(capacity: max(prefetchDepth, decodeBatch + batch))
+        let worker = Thread {
+            for group in work {
                 if queue.isCancelled { break }
-                let prepared: Result<PreparedImage, Error> = Result {
-                    try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
+                let prepared = group.map { item in
+                    Result { try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels) }
                 }
-                queue.put((item.file, prepared))
+                // Encode the group's prepared images together (padding included); failures keep their place.
+                let ok = prepared.compactMap { try? $0.get() }
+                let encoded = ok.isEmpty ? nil : Captioner.encode(ok, model: model)
+                var index = 0
+                for (item, result) in zip(group, prepared) {
+                    var entry = Encoded(file: item.file, wanted: item.wanted, prepared: result)
+                    if case .success = result, let encoded {
+                        entry.states = encoded.states[index: index]
+                        entry.encodeMilliseconds = encoded.millisecondsPerImage
+                        index += 1
+                    }
+                    queue.put(entry)
+                }
             }
             queue.finish()
         }
-        producer.stackSize = 8 << 20
-        producer.start()
+        worker.stackSize = 8 << 20
+        worker.start()
         defer { queue.cancel() }
 
-        let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
-        var done = 0
-        var pending: [(file: String, item: Result<PreparedImage, Error>, wanted: Bool)] = []
-        func flush() throws {
-            // Encode the group's prepared images together (padding included); failures keep their place.
-            let prepared = pending.compactMap { try? $0.item.get() }
-            let wanted = pending.compactMap { entry -> Bool? in (try? entry.item.get()) == nil ? nil : entry.wanted }
-            var results = captioner.caption(prepared, request: request, generate: wanted).makeIterator()
-            for entry in pending {
-                // Every prepared image of the group consumes its result, wanted or not (order matters).
-                let result: Result<CaptionResult, Error>
-                switch entry.item {
-                case .failure(let error): result = .failure(error)
-                case .success: result = results.next() ?? .failure(ModelError.invalidInput("internal: missing result"))
+        // Wanted images numbered in listing order, kept until emitted; a result waits in `ready`
+        // until every earlier one is emitted.
+        var entries: [Int: Encoded] = [:]
+        var started: [Int: ContinuousClock.Instant] = [:]
+        var taken = 0
+        var ready: [Int: Result<CaptionResult, Error>] = [:]
+        var emitted = 0
+        let finish = { (i: Int, result: Result<[GeneratedSequence], Error>) in
+            ready[i] = result.flatMap { sequences in
+                guard let e = entries[i], let states = e.states, case .success(let prepared) = e.prepared else {
+                    return .failure(ModelError.invalidInput("internal: decoded an image that was not encoded"))
                 }
-                guard entry.wanted else { continue }
-                let record = pipeline.record(for: result, file: entry.file)
+                return .success(CaptionResult(
+                    file: e.file, image: prepared.image, sequences: sequences, texts: sequences.map { model.text(of: $0) },
+                    encoderStates: states,
+                    timing: .init(decodeMilliseconds: prepared.decodeMilliseconds, encodeMilliseconds: e.encodeMilliseconds,
+                                  generateMilliseconds: milliseconds(since: started[i] ?? .now))))
+            }
+        }
+        var exhausted = false
+        while true {
+            // Fill every free slot with the next wanted images, in order (waiting for the worker).
+            while decoding.hasFreeSlot && !exhausted {
+                guard let next = queue.take() else { exhausted = true; break }
+                guard next.wanted else { continue }
+                let i = taken
+                taken += 1
+                entries[i] = next
+                started[i] = .now
+                switch next.prepared {
+                case .failure(let error): ready[i] = .failure(error)
+                case .success:
+                    guard let states = next.states else { ready[i] = .failure(ModelError.invalidInput("internal: image not encoded")); break }
+                    do { try decoding.join(model: model, id: i, encoderStates: states, prompt: prompt, parameters: parameters) }
+                    catch { ready[i] = .failure(error) }
+                }
+            }
+            decoding.step(finish)
+            while let result = ready.removeValue(forKey: emitted) {
+                let file = entries.removeValue(forKey: emitted)?.file ?? ""
+                started[emitted] = nil
+                let record = pipeline.record(for: result, file: file)
                 if record.isError { summary.failed += 1 } else { summary.captioned += 1 }
+                emitted += 1
                 try emit(record)
-                done += 1
-                progress(done, total)
+                progress(emitted, total)
             }
-            pending.removeAll(keepingCapacity: true)
+            if exhausted && decoding.activeCount == 0 && ready.isEmpty { break }
         }
-        var index = 0, group = -1
-        while let next = queue.take() {
-            let item = items[index]
-            index += 1
-            if item.group != group {
-                if !pending.isEmpty { try flush() }
-                group = item.group
-            }
-            pending.append((next.0, next.1, item.wanted))
-        }
-        if !pending.isEmpty { try flush() }
         summary.seconds = milliseconds(since: start) / 1000
         return summary
     }
 }
 
 /// A bounded single-producer/single-consumer queue.
-final class PrefetchQueue: @unchecked Sendable {
-    private var items: [(String, Result<PreparedImage, Error>)] = []
+final class PrefetchQueue<Item>: @unchecked Sendable {
+    private var items: [Item] = []
     private var finished = false
     private(set) var isCancelled = false
     private let condition = NSCondition()
@@ -120,7 +168,7 @@ final class PrefetchQueue: @unchecked Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func put(_ item: (String, Result<PreparedImage, Error>)) {
+    func put(_ item: Item) {
         condition.lock(); defer { condition.unlock() }
         while items.count >= capacity && !isCancelled { condition.wait() }
         if isCancelled { return }
@@ -128,7 +176,7 @@ final class PrefetchQueue: @unchecked Sendable {
         condition.broadcast()
     }
 
-    func take() -> (String, Result<PreparedImage, Error>)? {
+    func take() -> Item? {
         condition.lock(); defer { condition.unlock() }
         while items.isEmpty && !finished && !isCancelled { condition.wait() }
         if items.isEmpty { return nil }
