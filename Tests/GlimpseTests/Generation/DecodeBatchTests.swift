@@ -95,7 +95,7 @@ final class DecodeBatchTests: XCTestCase {
         for (i, job) in jobs.enumerated() { assertSame(ours[i], reference[i], job.label, maps: true) }
     }
 
-    /// The shipped default model on the committed samples: greedy, beam 3 with its 3 best, and beam 3 after a prompt, each
+    /// The shipped default model on the committed samples: greedy and beam 3 after a prompt (beam 3 with its 3 best: the runner test below), each
     /// through `CaptionModel.generate(encoderStates:batchSize:)` with 1 and with 5 images at a time.
     func testDefaultModelSamplesBatchedEqualOneAtATime() throws {
         let root = DefaultModelTests.root
@@ -109,8 +109,7 @@ final class DecodeBatchTests: XCTestCase {
         }
         var greedy = model.defaults; greedy.beamWidth = 1
         var beam3 = model.defaults; beam3.beamWidth = 3
-        var nBest = model.defaults; nBest.beamWidth = 3; nBest.returnCount = 3
-        for (label, p, text) in [("greedy", greedy, nil), ("3-best", nBest, nil), ("prompt", beam3, "a large")] {
+        for (label, p, text) in [("greedy", greedy, nil), ("prompt", beam3, "a large")] {
             let prompt = model.decoderPrompt(text, parameters: p)
             let one = try model.generate(encoderStates: states, prompt: prompt, parameters: p, batchSize: 1)
             let five = try model.generate(encoderStates: states, prompt: prompt, parameters: p, batchSize: 5)
@@ -121,6 +120,34 @@ final class DecodeBatchTests: XCTestCase {
                 lengths.insert(b[0].tokens.count)
             }
             XCTAssertGreaterThan(lengths.count, 1, "\(label): images should finish at different steps")
+        }
+    }
+
+    /// `BatchRunner` (worker threads encoding while the caller decodes 5 images at a time) gives the
+    /// records of one thread decoding one image at a time, in listing order.
+    func testBatchRunnerRecordsEqualOneImageAtATime() throws {
+        let root = DefaultModelTests.root
+        let model = try CaptionModel(directory: root.appendingPathComponent("models/default"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("samples").path)
+            .filter { $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }.sorted().map { root.appendingPathComponent("samples/\($0)").path }
+        var p = model.defaults; p.beamWidth = 3; p.returnCount = 3
+        let pipeline = try RecordPipeline(model: model, request: CaptionRequest(parameters: p))
+        func records(decodeBatch: Int, threads: Int) throws -> [CaptionRecord] {
+            var out: [CaptionRecord] = []
+            _ = try BatchRunner(pipeline: pipeline, decodeBatch: decodeBatch, encoderThreads: threads)
+                .run(listing: files + ["/nonexistent/missing.png"], include: { $0 != 1 }, emit: { out.append($0) })
+            return out
+        }
+        let one = try records(decodeBatch: 1, threads: 1), five = try records(decodeBatch: 5, threads: 2)
+        XCTAssertEqual(one.count, files.count)
+        XCTAssertEqual(five.map(\.file), one.map(\.file))
+        XCTAssertEqual(five.last?.isError, true, "the missing file keeps its place as an error record")
+        for (a, b) in zip(five, one) where !b.isError {
+            let ca = try XCTUnwrap(a.captions), cb = try XCTUnwrap(b.captions)
+            XCTAssertEqual(ca.count, 3, a.file)
+            XCTAssertEqual(ca.map(\.tokens), cb.map(\.tokens), a.file)
+            XCTAssertEqual(ca.map(\.text), cb.map(\.text), a.file)
+            for (x, y) in zip(ca, cb) { XCTAssertEqual(x.score, y.score, accuracy: Double(Self.scoreTolerance), a.file) }
         }
     }
 
