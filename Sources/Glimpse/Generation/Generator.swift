@@ -75,6 +75,11 @@ final class SequenceSearch {
     private struct Candidate { var score: Float; var beam: Int; var token: Int }
     private var running: [Hypothesis] = []
     private var finished: [Hypothesis] = []
+    /// The next step's running and finished lists are built here and swapped in: each running
+    /// hypothesis owns token buffers reserved for the whole sequence, so a step allocates nothing
+    /// (a hypothesis entering the finished list is copied once).
+    private var spareRunning: [Hypothesis] = []
+    private var spareFinished: [Hypothesis] = []
     private var isFinished: [Bool] = []
     private var heuristicUnsatisfied = true
     private var stepMaps: [[Float]] = []
@@ -124,9 +129,16 @@ final class SequenceSearch {
             sequence = prompt
             sequence.reserveCapacity(maxLength)
         } else {
-            running = [Hypothesis](repeating: Hypothesis(tokens: prompt, score: 0, mapRefs: []), count: beams)
-            for b in 1..<beams { running[b].score = -1e9 }
+            func reserved(score: Float) -> Hypothesis {
+                var tokens = prompt, refs: [Int] = []
+                tokens.reserveCapacity(maxLength)
+                refs.reserveCapacity(p.captureAttention ? maxLength : 0)
+                return Hypothesis(tokens: tokens, score: score, mapRefs: refs)
+            }
+            running = (0..<beams).map { reserved(score: $0 == 0 ? 0 : -1e9) }
+            spareRunning = (0..<beams).map { _ in reserved(score: 0) }
             finished = [Hypothesis](repeating: Hypothesis(tokens: [], score: -1e9, mapRefs: []), count: beams)
+            spareFinished = finished
             isFinished = [Bool](repeating: false, count: beams)
             candidates.reserveCapacity(beams * keep)
             rowBest.reserveCapacity(keep + 1)
@@ -276,13 +288,19 @@ final class SequenceSearch {
         runningScores.removeAll(keepingCapacity: true)
         for k in top.indices { runningScores.append(top[k].score + (hitsStop[k] ? -1e9 : 0)) }
         Self.topK(runningScores, beams, into: &order)
-        var nextRunning: [Hypothesis] = []
-        nextRunning.reserveCapacity(beams)
         parents.removeAll(keepingCapacity: true)
-        for k in order {
-            var h = hypothesis(k); h.score = runningScores[k]
-            nextRunning.append(h)
-            parents.append(top[k].beam)
+        for (j, k) in order.enumerated() {
+            let c = top[k]
+            spareRunning[j].tokens.removeAll(keepingCapacity: true)
+            spareRunning[j].tokens.append(contentsOf: running[c.beam].tokens)
+            spareRunning[j].tokens.append(c.token)
+            spareRunning[j].mapRefs.removeAll(keepingCapacity: true)
+            if p.captureAttention {
+                spareRunning[j].mapRefs.append(contentsOf: running[c.beam].mapRefs)
+                spareRunning[j].mapRefs.append(mapIndexOfRow[c.beam])
+            }
+            spareRunning[j].score = runningScores[k]
+            parents.append(c.beam)
         }
 
         // Finished hypotheses: merge the previous ones with candidates that stopped among the first `beams`.
@@ -303,17 +321,17 @@ final class SequenceSearch {
         }
         Self.topK(mergedScores, beams, into: &order)
         // Only a stopped candidate that enters the finished list builds a new hypothesis.
-        let previous = finished
         for (slotIndex, i) in order.enumerated() {
             if i < beams {
-                finished[slotIndex] = previous[i]
+                spareFinished[slotIndex] = finished[i]
             } else {
                 var h = hypothesis(i - beams); h.score = mergedScores[i]
-                finished[slotIndex] = h
+                spareFinished[slotIndex] = h
             }
             isFinished[slotIndex] = mergedFinished[i]
         }
-        running = nextRunning
+        swap(&finished, &spareFinished)
+        swap(&running, &spareRunning)
         curLength += 1
         firstStep = false
 
