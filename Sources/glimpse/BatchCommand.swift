@@ -85,7 +85,8 @@ struct BatchCommand: ParsableCommand {
         let alreadyDone = shardRange.count - files.count
 
         let progress = Progress(total: files.count, quiet: quiet)
-        let runner = BatchRunner(pipeline: try RecordPipeline(model: model, request: request), encoderBatch: encoderBatch)
+        let runner = BatchRunner(pipeline: try RecordPipeline(model: model, request: request), encoderBatch: encoderBatch,
+                                 decodeBatch: try generation.validatedDecodeBatch())
         let summary: BatchRunner.Summary
         do {
             // The whole listing goes in, so encoder batches line up with an uninterrupted, unsharded run.

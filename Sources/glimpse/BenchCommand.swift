@@ -54,6 +54,9 @@ struct BenchCommand: ParsableCommand {
                 print("\n## model \(dir) (\(m.family.rawValue)), \(tokens) new tokens, median of 3")
                 print(String(format: "load %.1f ms | encoder %.1f ms | greedy %.1f ms (%.2f ms/step) | beam-%d %.1f ms (%.2f ms/step)",
                              load, f.encoderMilliseconds, f.greedyMilliseconds, f.greedyStepMilliseconds, beams, f.beamMilliseconds, f.beamStepMilliseconds))
+                print(String(format: "beam-%d for %d images decoded together: %.1f ms per image (%.2fx one image alone)",
+                             beams, f.batchImages, f.batchedBeamMillisecondsPerImage,
+                             f.beamMilliseconds > 0 ? f.batchedBeamMillisecondsPerImage / f.beamMilliseconds : 0))
                 print(String(format: "decoder step floor: %.1f MB of weights / %.1f GB/s = %.2f ms; greedy step is %.2fx the floor",
                              Double(f.stepWeightBytes) / 1e6, bandwidth, floor, floor > 0 ? f.greedyStepMilliseconds / floor : 0))
                 print(String(format: "peak RSS so far: %.0f MiB", ProcessMemory.residentMiB().peak))

@@ -31,23 +31,28 @@ struct CaptionCommand: ParsableCommand {
         try detection.apply(to: &request)
         request.includeAttention = attention
         let pipeline = try RecordPipeline(model: model, request: request)
-        let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
+        // Several images decode together (records equal one-at-a-time decoding; see DecodeBatch).
+        let runner = BatchRunner(pipeline: pipeline, decodeBatch: try generation.validatedDecodeBatch())
         var failed = 0
         var note = DefaultModelNote(active: modelOptions.usesBuiltInDefault)
-        for file in images {
-            let record = pipeline.record(for: captioner.caption(file: file, request: request), file: file)
-            if let error = record.error {
-                failed += 1
-                printError("glimpse: \(file): \(error)")
-                if json { print(RecordCoding.line(record)) }
-                continue
-            }
-            if json {
-                print(RecordCoding.line(record))
-            } else {
-                print(TextFormat.lines(for: record, showFile: images.count > 1).joined(separator: "\n"))
-            }
-            note.check(record.captions?.first?.text, file: file)
+        do {
+            _ = try runner.run(files: images, emit: { record in
+                if let error = record.error {
+                    failed += 1
+                    printError("glimpse: \(record.file): \(error)")
+                    if json { print(RecordCoding.line(record)) }
+                    return
+                }
+                if json {
+                    print(RecordCoding.line(record))
+                } else {
+                    print(TextFormat.lines(for: record, showFile: images.count > 1).joined(separator: "\n"))
+                }
+                note.check(record.captions?.first?.text, file: record.file)
+            })
+        } catch {
+            printError("glimpse: \(error)")
+            throw ExitCode(3)
         }
         if failed > 0 { throw ExitCode(1) }
     }

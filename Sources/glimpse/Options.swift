@@ -81,6 +81,16 @@ struct GenerationOptions: ParsableArguments {
     var earlyStopping: String?
     @Option(name: .long, help: "Text prefix the caption continues (conditional captioning).")
     var prompt: String?
+    @Option(name: .long, help: "Images decoded together, their beams batched through the decoder (1-256; fewer when their caches would pass 512 MiB).")
+    var decodeBatch = 8
+
+    /// --decode-batch, checked.
+    func validatedDecodeBatch() throws -> Int {
+        guard (1...DecodeBatch.maximumCapacity).contains(decodeBatch) else {
+            throw ValidationError("--decode-batch must be between 1 and \(DecodeBatch.maximumCapacity) (got \(decodeBatch))")
+        }
+        return decodeBatch
+    }
 
     func parameters(defaults: GenerationParameters) throws -> GenerationParameters {
         var p = defaults

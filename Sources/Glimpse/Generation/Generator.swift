@@ -17,7 +17,8 @@ public struct GeneratedSequence: Sendable {
 }
 
 /// Greedy and beam search over any `TextDecoder`, equal to transformers' `generate`
-/// (`_sample` without sampling, and the vectorized `_beam_search` of transformers 5).
+/// (`_sample` without sampling, and the vectorized `_beam_search` of transformers 5), for one image.
+/// `DecodeBatch` runs the same searches for several images with one decoder call per step.
 public struct Generator {
     public let decoder: TextDecoder
     public let parameters: GenerationParameters
@@ -27,33 +28,171 @@ public struct Generator {
         self.parameters = parameters
     }
 
-    /// Generates from `prompt` (decoder start + prompt tokens) for one image whose encoder K/V are in `state`.
+    /// Generates from `prompt` (decoder start + prompt tokens) for one image whose encoder K/V are in
+    /// slot 0 of `state`.
     public func generate(prompt: [Int], state: DecoderState) throws -> [GeneratedSequence] {
-        try parameters.validate()
+        let search = try SequenceSearch(decoder: decoder, parameters: parameters, prompt: prompt, state: state, slot: 0)
+        while !search.isDone {
+            state.beginStep()
+            search.schedule(into: state)
+            let logits = decoder.forwardScheduled(state: state, allPositions: false, captureCrossAttention: parameters.captureAttention)
+            try search.consume(logits: logits, state: state, segment: state.segments[0])
+        }
+        return search.results()
+    }
+}
+
+/// One image's greedy or beam search, advanced one decoder call at a time: `schedule` adds the
+/// slot's next tokens to the state's step, the caller runs the decoder (alone or batched with other
+/// slots), and `consume` reads the slot's logits rows and chooses the next tokens. The arithmetic
+/// is the same whichever rows share the call.
+final class SequenceSearch {
+    let decoder: TextDecoder
+    let parameters: GenerationParameters
+    let promptLength: Int
+    let maxLength: Int
+    let slot: Int
+    private let vocab: Int
+    private let processors: LogitsProcessors
+    private(set) var isDone = false
+    private var firstStep = true
+    /// Tokens of the next decoder call, row-major by beam (the prompt on the first call).
+    private var nextTokens: [Int]
+
+    // greedy state
+    private var sequence: [Int] = []
+    private var greedyMaps: [[Float]] = []
+    private var logProbSum: Float = 0
+    private var logProbs: UnsafeMutablePointer<Float>
+
+    // beam state
+    private struct Hypothesis {
+        var tokens: [Int]
+        var score: Float
+        /// Index into the step map store for each generated token.
+        var mapRefs: [Int]
+    }
+    private struct Candidate { var score: Float; var beam: Int; var token: Int }
+    private var running: [Hypothesis] = []
+    private var finished: [Hypothesis] = []
+    /// The next step's running and finished lists are built here and swapped in: each running
+    /// hypothesis owns token buffers reserved for the whole sequence, so a step allocates nothing
+    /// (a hypothesis entering the finished list is copied once).
+    private var spareRunning: [Hypothesis] = []
+    private var spareFinished: [Hypothesis] = []
+    private var isFinished: [Bool] = []
+    private var heuristicUnsatisfied = true
+    private var stepMaps: [[Float]] = []
+    private var curLength: Int
+    private let keep: Int
+    /// Scratch reused at every step (sized once).
+    private var candidates: [Candidate] = []
+    private var rowBest: [Candidate] = []
+    private var top: [Candidate] = []
+    private var hitsStop: [Bool] = []
+    private var runningScores: [Float] = []
+    private var mergedScores: [Float] = []
+    private var mergedFinished: [Bool] = []
+    private var order: [Int] = []
+    private var parents: [Int] = []
+    private var mapIndexOfRow: [Int] = []
+
+    /// Validates the request against the decoder and the state's capacity, and resets `slot`.
+    init(decoder: TextDecoder, parameters p: GenerationParameters, prompt: [Int], state: DecoderState, slot: Int) throws {
+        try p.validate()
         guard !prompt.isEmpty else { throw ModelError.invalidInput("empty decoder prompt") }
         let vocab = decoder.vocabularySize
         for t in prompt where t < 0 || t >= vocab {
             throw ModelError.invalidInput("prompt token id \(t) is outside the vocabulary (\(vocab))")
         }
-        let maxLength = min(parameters.resolvedMaxLength(promptLength: prompt.count), decoder.maxPositions)
-        guard state.lengthCapacity >= maxLength, state.beamCapacity >= parameters.beamWidth else {
-            throw ModelError.invalidInput("decoder state holds \(state.beamCapacity) beams × \(state.lengthCapacity) positions; this generation needs \(parameters.beamWidth) × \(maxLength)")
+        let maxLength = min(p.resolvedMaxLength(promptLength: prompt.count), decoder.maxPositions)
+        guard state.lengthCapacity >= maxLength, state.beamCapacity >= p.beamWidth else {
+            throw ModelError.invalidInput("decoder state holds \(state.beamCapacity) beams × \(state.lengthCapacity) positions; this generation needs \(p.beamWidth) × \(maxLength)")
         }
         guard maxLength > prompt.count else {
             throw ModelError.invalidInput("prompt of \(prompt.count) tokens leaves no room below max_length \(maxLength)")
         }
-        return parameters.beamWidth == 1
-            ? try greedy(prompt: prompt, maxLength: maxLength, state: state)
-            : try beamSearch(prompt: prompt, maxLength: maxLength, state: state)
+        precondition(slot >= 0 && slot < state.slotCapacity, "no such slot")
+        self.decoder = decoder
+        self.parameters = p
+        self.promptLength = prompt.count
+        self.maxLength = maxLength
+        self.slot = slot
+        self.vocab = vocab
+        processors = LogitsProcessors(parameters: p, promptLength: prompt.count)
+        curLength = prompt.count
+        nextTokens = prompt
+        let beams = p.beamWidth
+        keep = max(2, 1 + p.eosTokenIds.count) * beams
+        logProbs = .allocate(capacity: beams == 1 ? vocab : beams * vocab)
+        if beams == 1 {
+            sequence = prompt
+            sequence.reserveCapacity(maxLength)
+        } else {
+            func reserved(score: Float) -> Hypothesis {
+                var tokens = prompt, refs: [Int] = []
+                tokens.reserveCapacity(maxLength)
+                refs.reserveCapacity(p.captureAttention ? maxLength : 0)
+                return Hypothesis(tokens: tokens, score: score, mapRefs: refs)
+            }
+            running = (0..<beams).map { reserved(score: $0 == 0 ? 0 : -1e9) }
+            spareRunning = (0..<beams).map { _ in reserved(score: 0) }
+            finished = [Hypothesis](repeating: Hypothesis(tokens: [], score: -1e9, mapRefs: []), count: beams)
+            spareFinished = finished
+            isFinished = [Bool](repeating: false, count: beams)
+            candidates.reserveCapacity(beams * keep)
+            rowBest.reserveCapacity(keep + 1)
+            top.reserveCapacity(keep)
+            hitsStop.reserveCapacity(keep)
+            runningScores.reserveCapacity(keep)
+            mergedScores.reserveCapacity(beams + keep)
+            mergedFinished.reserveCapacity(beams + keep)
+            order.reserveCapacity(beams + keep)
+            parents.reserveCapacity(beams)
+            mapIndexOfRow = [Int](repeating: -1, count: beams)
+            nextTokens.reserveCapacity(max(beams, prompt.count))
+        }
+        // The prompt is identical for every beam: it runs once as one beam, then its cache is shared.
+        state.reset(slot: slot)
     }
 
-    private var attentionFloats: Int { decoder.layerCount * decoder.headCount }
+    deinit { logProbs.deallocate() }
 
-    /// Copies the captured cross-attention of beam `beam`'s last query row ([layers][rows][heads][enc]
-    /// in the state, rows = beams × positions of the last forward call).
-    private func attentionMap(_ state: DecoderState, beam: Int, beams: Int) -> [Float] {
+    /// Adds this search's next tokens to the state's step.
+    func schedule(into state: DecoderState) {
+        precondition(!isDone, "search already finished")
+        let steps = firstStep ? promptLength : 1
+        state.schedule(slot: slot, steps: steps) { $0.append(contentsOf: nextTokens) }
+    }
+
+    /// Reads this search's logits rows (`segment` of the last call; rows of its beams from
+    /// `logits`, which already points at the segment's first output row) and advances the search.
+    func consume(logits: UnsafeMutablePointer<Float>, state: DecoderState, segment: DecoderState.Segment) throws {
+        if parameters.beamWidth == 1 {
+            try greedyStep(logits, state: state, segment: segment)
+        } else {
+            try beamStep(logits, state: state, segment: segment)
+        }
+    }
+
+    /// The returned hypotheses, best first (after `isDone`).
+    func results() -> [GeneratedSequence] {
+        if parameters.beamWidth == 1 {
+            let generated = Float(sequence.count - promptLength)
+            return [GeneratedSequence(tokens: sequence, promptLength: promptLength,
+                                      score: logProbSum / powf(generated, parameters.lengthPenalty), crossAttention: greedyMaps)]
+        }
+        return finished.prefix(parameters.returnCount).map { h in
+            GeneratedSequence(tokens: h.tokens, promptLength: promptLength, score: h.score,
+                              crossAttention: h.mapRefs.map { stepMaps[$0] })
+        }
+    }
+
+    /// Copies the captured cross-attention of beam `beam`'s last query row of `segment`
+    /// ([layers][rows][heads][enc] in the state, rows = every row of the last forward call).
+    private func attentionMap(_ state: DecoderState, segment: DecoderState.Segment, beam: Int) -> [Float] {
         let heads = decoder.headCount, enc = state.encoderRows, rows = state.capturedRows
-        let positions = rows / beams, row = beam * positions + positions - 1
+        let row = segment.firstRow + beam * segment.steps + segment.steps - 1
         var map = [Float](repeating: 0, count: decoder.layerCount * heads * enc)
         map.withUnsafeMutableBufferPointer { dst in
             guard let base = dst.baseAddress else { return }
@@ -71,167 +210,147 @@ public struct Generator {
 
     // MARK: greedy (transformers `_sample` with do_sample=False)
 
-    private func greedy(prompt: [Int], maxLength: Int, state: DecoderState) throws -> [GeneratedSequence] {
-        let vocab = decoder.vocabularySize, p = parameters
-        let processors = LogitsProcessors(parameters: p, promptLength: prompt.count)
-        var sequence = prompt
-        var maps: [[Float]] = []
-        var logProbSum: Float = 0
-        state.reset()
-        let logProbs = UnsafeMutablePointer<Float>.allocate(capacity: vocab)
-        defer { logProbs.deallocate() }
-        var input = prompt
-        while sequence.count < maxLength {
-            let logits = decoder.forward(tokens: input, state: state, allPositions: false,
-                                         captureCrossAttention: p.captureAttention)
-            try checkFinite(logits, count: vocab, step: sequence.count - prompt.count)
-            if p.captureAttention { maps.append(attentionMap(state, beam: 0, beams: 1)) }
-            processors.apply(logits, vocab: vocab, sequence: sequence)
-            var best = 0
-            for i in 1..<vocab where logits[i] > logits[best] { best = i }   // torch.argmax: first maximum
-            Kernels.logSoftmax(logits, count: vocab, into: logProbs)
-            logProbSum += logProbs[best]
-            sequence.append(best)
-            input = [best]
-            if p.eosTokenIds.contains(best) { break }
-        }
-        let generated = Float(sequence.count - prompt.count)
-        return [GeneratedSequence(tokens: sequence, promptLength: prompt.count,
-                                  score: logProbSum / powf(generated, p.lengthPenalty), crossAttention: maps)]
+    private func greedyStep(_ logits: UnsafeMutablePointer<Float>, state: DecoderState, segment: DecoderState.Segment) throws {
+        let p = parameters
+        firstStep = false
+        try checkFinite(logits, count: vocab, step: sequence.count - promptLength)
+        if p.captureAttention { greedyMaps.append(attentionMap(state, segment: segment, beam: 0)) }
+        processors.apply(logits, vocab: vocab, sequence: sequence)
+        var best = 0
+        for i in 1..<vocab where logits[i] > logits[best] { best = i }   // torch.argmax: first maximum
+        Kernels.logSoftmax(logits, count: vocab, into: logProbs)
+        logProbSum += logProbs[best]
+        sequence.append(best)
+        nextTokens.removeAll(keepingCapacity: true)
+        nextTokens.append(best)
+        if p.eosTokenIds.contains(best) || sequence.count >= maxLength { isDone = true }
     }
 
     // MARK: beam search (transformers 5 `_beam_search`, batch size 1)
 
-    private struct Hypothesis {
-        var tokens: [Int]
-        var score: Float
-        /// Index into the step map store for each generated token.
-        var mapRefs: [Int]
+    /// Indices of the `k` largest of `values`, largest first, into `out`; ties keep the lower index
+    /// first (torch.topk on CPU).
+    private static func topK(_ values: [Float], _ k: Int, into out: inout [Int]) {
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: values.indices)
+        out.sort { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
+        out.removeLast(max(0, out.count - k))
     }
 
-    /// Indices of the `k` largest values, largest first; ties keep the lower index first (torch.topk on CPU).
-    private static func topK(_ values: [Float], _ k: Int) -> [Int] {
-        Array(values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k))
+    private func hypothesis(_ k: Int) -> Hypothesis {
+        let c = top[k]
+        var h = running[c.beam]
+        h.tokens.append(c.token)
+        if parameters.captureAttention { h.mapRefs.append(mapIndexOfRow[c.beam]) }
+        return h
     }
 
-    private func beamSearch(prompt: [Int], maxLength: Int, state: DecoderState) throws -> [GeneratedSequence] {
-        let p = parameters, beams = p.beamWidth, vocab = decoder.vocabularySize
-        let promptLength = prompt.count
-        let processors = LogitsProcessors(parameters: p, promptLength: promptLength)
-        let keep = max(2, 1 + p.eosTokenIds.count) * beams
-        precondition(state.beamCapacity >= beams, "decoder state holds fewer beams than num_beams")
-
-        var running = [Hypothesis](repeating: Hypothesis(tokens: prompt, score: 0, mapRefs: []), count: beams)
-        for b in 1..<beams { running[b].score = -1e9 }
-        var finished = [Hypothesis](repeating: Hypothesis(tokens: [], score: -1e9, mapRefs: []), count: beams)
-        var isFinished = [Bool](repeating: false, count: beams)
-        var heuristicUnsatisfied = true
-        var stepMaps: [[Float]] = []          // captured maps, referenced by hypotheses
-        var curLength = promptLength
-
+    private func beamStep(_ logits: UnsafeMutablePointer<Float>, state: DecoderState, segment: DecoderState.Segment) throws {
+        let p = parameters, beams = p.beamWidth, keep = keep
+        let wasFirst = firstStep
+        let liveRows = wasFirst ? 1 : beams
+        try checkFinite(logits, count: liveRows * vocab, step: curLength - promptLength)
+        for r in 0..<beams { mapIndexOfRow[r] = -1 }
+        if p.captureAttention {
+            for r in 0..<liveRows { mapIndexOfRow[r] = stepMaps.count; stepMaps.append(attentionMap(state, segment: segment, beam: r)) }
+            if wasFirst { for r in 1..<beams { mapIndexOfRow[r] = mapIndexOfRow[0] } }
+        }
+        // log_softmax, processors on log-probs, + running beam score.
         // Candidate top-k over beams × vocab without sorting the whole product: keep the best `keep`
         // of each row (a candidate outside its row's top `keep` cannot be in the global top `keep`).
-        let rowScores = UnsafeMutablePointer<Float>.allocate(capacity: beams * vocab)
-        defer { rowScores.deallocate() }
+        candidates.removeAll(keepingCapacity: true)
+        for b in 0..<beams {
+            let row = logProbs + b * vocab
+            Kernels.logSoftmax(logits + (wasFirst ? 0 : b) * vocab, count: vocab, into: row)
+            processors.apply(row, vocab: vocab, sequence: running[b].tokens)
+            let base = running[b].score
+            for i in 0..<vocab { row[i] += base }
+            // partial selection of this row's best `keep`
+            rowBest.removeAll(keepingCapacity: true)
+            for i in 0..<vocab {
+                let v = row[i]
+                if rowBest.count == keep, let last = rowBest.last, !(v > last.score) { continue }
+                var j = rowBest.count
+                while j > 0 && rowBest[j - 1].score < v { j -= 1 }
+                rowBest.insert(Candidate(score: v, beam: b, token: i), at: j)
+                if rowBest.count > keep { rowBest.removeLast() }
+            }
+            candidates.append(contentsOf: rowBest)
+        }
+        // Global order: score descending, ties by flattened index (beam·V + token) ascending.
+        candidates.sort { $0.score > $1.score || ($0.score == $1.score && ($0.beam, $0.token) < ($1.beam, $1.token)) }
+        top.removeAll(keepingCapacity: true)
+        top.append(contentsOf: candidates.prefix(keep))
+        hitsStop.removeAll(keepingCapacity: true)
+        for c in top { hitsStop.append(p.eosTokenIds.contains(c.token) || curLength + 1 >= maxLength) }
 
-        // The prompt is identical for every beam: run it once, then share its cache.
-        state.reset()
-        var logits = decoder.forward(tokens: prompt, state: state, allPositions: false,
-                                     captureCrossAttention: p.captureAttention)
-        var firstStep = true
-
-        while true {
-            let liveRows = firstStep ? 1 : beams
-            try checkFinite(logits, count: liveRows * vocab, step: curLength - promptLength)
-            var mapIndexOfRow = [Int](repeating: -1, count: beams)
+        // Next running beams: best `beams` candidates that did not stop.
+        runningScores.removeAll(keepingCapacity: true)
+        for k in top.indices { runningScores.append(top[k].score + (hitsStop[k] ? -1e9 : 0)) }
+        Self.topK(runningScores, beams, into: &order)
+        parents.removeAll(keepingCapacity: true)
+        for (j, k) in order.enumerated() {
+            let c = top[k]
+            spareRunning[j].tokens.removeAll(keepingCapacity: true)
+            spareRunning[j].tokens.append(contentsOf: running[c.beam].tokens)
+            spareRunning[j].tokens.append(c.token)
+            spareRunning[j].mapRefs.removeAll(keepingCapacity: true)
             if p.captureAttention {
-                for r in 0..<liveRows { mapIndexOfRow[r] = stepMaps.count; stepMaps.append(attentionMap(state, beam: r, beams: liveRows)) }
-                if firstStep { for r in 1..<beams { mapIndexOfRow[r] = mapIndexOfRow[0] } }
+                spareRunning[j].mapRefs.append(contentsOf: running[c.beam].mapRefs)
+                spareRunning[j].mapRefs.append(mapIndexOfRow[c.beam])
             }
-            // log_softmax, processors on log-probs, + running beam score.
-            var candidates: [(score: Float, beam: Int, token: Int)] = []
-            candidates.reserveCapacity(beams * keep)
-            for b in 0..<beams {
-                let row = rowScores + b * vocab
-                Kernels.logSoftmax(logits + (firstStep ? 0 : b) * vocab, count: vocab, into: row)
-                processors.apply(row, vocab: vocab, sequence: running[b].tokens)
-                let base = running[b].score
-                for i in 0..<vocab { row[i] += base }
-                // partial selection of this row's best `keep`
-                var best: [(Float, Int)] = []
-                best.reserveCapacity(keep + 1)
-                for i in 0..<vocab {
-                    let v = row[i]
-                    if best.count == keep, let last = best.last, !(v > last.0) { continue }
-                    var j = best.count
-                    while j > 0 && best[j - 1].0 < v { j -= 1 }
-                    best.insert((v, i), at: j)
-                    if best.count > keep { best.removeLast() }
-                }
-                for (v, i) in best { candidates.append((v, b, i)) }
-            }
-            // Global order: score descending, ties by flattened index (beam·V + token) ascending.
-            candidates.sort { $0.score > $1.score || ($0.score == $1.score && ($0.beam, $0.token) < ($1.beam, $1.token)) }
-            let top = Array(candidates.prefix(keep))
-            let hitsStop = top.map { p.eosTokenIds.contains($0.token) || curLength + 1 >= maxLength }
-
-            // Next running beams: best `beams` candidates that did not stop.
-            let runningScores = top.indices.map { top[$0].score + (hitsStop[$0] ? -1e9 : 0) }
-            let nextIdx = Self.topK(runningScores, beams)
-            func hypothesis(_ k: Int) -> Hypothesis {
-                let c = top[k]
-                var h = running[c.beam]
-                h.tokens.append(c.token)
-                if p.captureAttention { h.mapRefs.append(mapIndexOfRow[c.beam]) }
-                return h
-            }
-            let nextRunning = nextIdx.map { k -> Hypothesis in var h = hypothesis(k); h.score = runningScores[k]; return h }
-            let parents = nextIdx.map { top[$0].beam }
-
-            // Finished hypotheses: merge the previous ones with candidates that stopped among the first `beams`.
-            let allFull = isFinished.allSatisfy { $0 } && p.earlyStopping == .stopWhenFull
-            let norm = powf(Float(curLength + 1 - promptLength), p.lengthPenalty)
-            var mergedScores = finished.map(\.score)
-            var mergedFinished = isFinished
-            for k in top.indices {
-                let didFinish = hitsStop[k] && k < beams
-                var s = top[k].score / norm
-                if allFull { s += -1e9 }
-                if !heuristicUnsatisfied { s += -1e9 }
-                if !didFinish { s += -1e9 }
-                mergedScores.append(s)
-                mergedFinished.append(didFinish)
-            }
-            let finishedIdx = Self.topK(mergedScores, beams)
-            finished = finishedIdx.map { i -> Hypothesis in
-                if i < beams { return finished[i] }
-                var h = hypothesis(i - beams); h.score = mergedScores[i]; return h
-            }
-            isFinished = finishedIdx.map { mergedFinished[$0] }
-            running = nextRunning
-            curLength += 1
-
-            // _check_early_stop_heuristic
-            let bestLength = (p.earlyStopping == .never && p.lengthPenalty > 0) ? maxLength - promptLength : curLength - promptLength
-            let bestPossible = running[0].score / powf(Float(bestLength), p.lengthPenalty)
-            let worstFinished = finished.map(\.score).min() ?? -1e9
-            let improvable = isFinished.indices.contains { bestPossible > (isFinished[$0] ? worstFinished : -1e9) }
-            heuristicUnsatisfied = heuristicUnsatisfied && improvable
-
-            let openBeam = !(isFinished.allSatisfy { $0 } && p.earlyStopping == .stopWhenFull)
-            let validContinuations = !hitsStop.allSatisfy { $0 }
-            if !(heuristicUnsatisfied && openBeam && validContinuations) { break }
-
-            // Advance every live beam one token as one batch.
-            if firstStep { state.broadcastFirstBeam(to: beams); firstStep = false }
-            state.reorder(parents: parents)
-            logits = decoder.forward(tokens: running.map { $0.tokens[curLength - 1] }, state: state,
-                                     allPositions: false, captureCrossAttention: p.captureAttention)
+            spareRunning[j].score = runningScores[k]
+            parents.append(c.beam)
         }
 
-        return finished.prefix(p.returnCount).map { h in
-            GeneratedSequence(tokens: h.tokens, promptLength: promptLength, score: h.score,
-                              crossAttention: h.mapRefs.map { stepMaps[$0] })
+        // Finished hypotheses: merge the previous ones with candidates that stopped among the first `beams`.
+        let allFull = isFinished.allSatisfy { $0 } && p.earlyStopping == .stopWhenFull
+        let norm = powf(Float(curLength + 1 - promptLength), p.lengthPenalty)
+        mergedScores.removeAll(keepingCapacity: true)
+        mergedFinished.removeAll(keepingCapacity: true)
+        for h in finished { mergedScores.append(h.score) }
+        mergedFinished.append(contentsOf: isFinished)
+        for k in top.indices {
+            let didFinish = hitsStop[k] && k < beams
+            var s = top[k].score / norm
+            if allFull { s += -1e9 }
+            if !heuristicUnsatisfied { s += -1e9 }
+            if !didFinish { s += -1e9 }
+            mergedScores.append(s)
+            mergedFinished.append(didFinish)
         }
+        Self.topK(mergedScores, beams, into: &order)
+        // Only a stopped candidate that enters the finished list builds a new hypothesis.
+        for (slotIndex, i) in order.enumerated() {
+            if i < beams {
+                spareFinished[slotIndex] = finished[i]
+            } else {
+                var h = hypothesis(i - beams); h.score = mergedScores[i]
+                spareFinished[slotIndex] = h
+            }
+            isFinished[slotIndex] = mergedFinished[i]
+        }
+        swap(&finished, &spareFinished)
+        swap(&running, &spareRunning)
+        curLength += 1
+        firstStep = false
+
+        // _check_early_stop_heuristic
+        let bestLength = (p.earlyStopping == .never && p.lengthPenalty > 0) ? maxLength - promptLength : curLength - promptLength
+        let bestPossible = running[0].score / powf(Float(bestLength), p.lengthPenalty)
+        var worstFinished = finished[0].score
+        for h in finished { worstFinished = min(worstFinished, h.score) }
+        let improvable = isFinished.contains { bestPossible > ($0 ? worstFinished : -1e9) }
+        heuristicUnsatisfied = heuristicUnsatisfied && improvable
+
+        let openBeam = !(isFinished.allSatisfy { $0 } && p.earlyStopping == .stopWhenFull)
+        let validContinuations = !hitsStop.allSatisfy { $0 }
+        if !(heuristicUnsatisfied && openBeam && validContinuations) { isDone = true; return }
+
+        // Advance every live beam one token as one batch.
+        if wasFirst { state.broadcastFirstBeam(to: beams, slot: slot) }
+        state.reorder(parents: parents, slot: slot)
+        nextTokens.removeAll(keepingCapacity: true)
+        for h in running { nextTokens.append(h.tokens[curLength - 1]) }
     }
 }

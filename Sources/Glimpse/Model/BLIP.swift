@@ -259,47 +259,41 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
         transformNorm = try LayerNorm(head, "transform.LayerNorm", dim: e, eps: eps)
     }
 
-    func makeState(beamCapacity: Int, lengthCapacity: Int) -> DecoderState {
-        DecoderState(layers: config.layers, width: config.hiddenSize, beamCapacity: beamCapacity,
-                     lengthCapacity: min(lengthCapacity, config.positions))
-    }
-
     /// `states`: the vision model's last_hidden_state for one image, [rows, encoder_hidden_size].
-    func setEncoderStates(_ states: UnsafePointer<Float>, rows: Int, state: DecoderState) {
+    func setEncoderStates(_ states: UnsafePointer<Float>, rows: Int, state: DecoderState, slot: Int) {
         let e = config.hiddenSize
         for (l, block) in blocks.enumerated() {
             // torch (crossattention.self): key_layer = self.key(encoder_hidden_states); value_layer = self.value(...)
-            let kv = state.crossKeyValues[l].reserve(rows * 2 * e)
+            let kv = state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e)
             block.crossKey(states, rows: rows, into: kv, outStride: 2 * e)
             block.crossValue(states, rows: rows, into: kv + e, outStride: 2 * e)
         }
         state.encoderRows = rows
-        state.reset()
+        state.reset(slot: slot)
     }
 
-    func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
-        let e = config.hiddenSize, heads = config.heads, beams = state.beams
-        precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
-        let shape = DecoderState.StepShape(beams: beams, steps: tokens.count / beams, start: state.length)
-        let rows = shape.rows, steps = shape.steps, start = shape.start
+    func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+        let e = config.hiddenSize, heads = config.heads
+        let rows = state.scheduledRows
         // torch: attention_scores / math.sqrt(self.attention_head_size)
         let scale = 1 / Float(e / heads).squareRoot()
-        let scores = state.prepareStep(shape, layers: config.layers, heads: heads, inner: config.intermediateSize,
+        let scores = state.prepareStep(layers: config.layers, heads: heads, inner: config.intermediateSize,
                                        capture: captureCrossAttention)
         let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
         let context = state.context.pointer, mlp = state.mlp.pointer
 
         // torch (BlipTextEmbeddings): position_ids = arange(cache_length, cache_length + seq_length)
         //        embeddings = LayerNorm(word_embeddings(input_ids) + position_embeddings(position_ids))
-        state.embed(tokens, shape: shape, tokenTable: wordEmbeddings, positionTable: positionEmbeddings, into: h)
+        state.embed(tokenTable: wordEmbeddings, positionTable: positionEmbeddings, into: h)
         embeddingNorm(h, rows: rows, into: h)
 
-        for (l, block) in blocks.enumerated() {
+        for l in 0..<blocks.count {
+            let block = blocks[l]
             // Causal self-attention (post-LN): x = LayerNorm(dense(attn(x)) + x); new K/V appended per beam.
             block.query(h, rows: rows, into: qkv, outStride: 3 * e)
             block.key(h, rows: rows, into: qkv + e, outStride: 3 * e)
             block.value(h, rows: rows, into: qkv + 2 * e, outStride: 3 * e)
-            state.cachedSelfAttention(layer: l, qkv: qkv, shape: shape, heads: heads, scale: scale,
+            state.cachedSelfAttention(layer: l, qkv: qkv, heads: heads, scale: scale,
                                       scores: scores, into: context)
             // torch (BlipTextSelfOutput): LayerNorm(dense(context) + input_tensor)
             block.attentionOutput(context, rows: rows, into: normed)
@@ -308,7 +302,7 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
 
             // Cross-attention over the image: x = LayerNorm(dense(attn(query(x), K_img, V_img)) + x).
             block.crossQuery(h, rows: rows, into: qkv)
-            state.cachedCrossAttention(layer: l, query: qkv, rows: rows, heads: heads, scale: scale,
+            state.cachedCrossAttention(layer: l, query: qkv, heads: heads, scale: scale,
                                        scores: scores, capture: captureCrossAttention, into: context)
             block.crossOutput(context, rows: rows, into: normed)
             Kernels.add(normed, h, count: rows * e)
@@ -321,14 +315,12 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
             Kernels.add(normed, h, count: rows * e)
             block.outputNorm(normed, rows: rows, into: h)
         }
-        state.length = start + steps
-        state.capturedRows = captureCrossAttention ? rows : 0
+        state.finishStep(capture: captureCrossAttention)
 
         // torch (cls.predictions): decoder(LayerNorm(act(transform.dense(x)))) — only the rows generation needs.
-        let outRows = allPositions ? rows : beams
-        for r in 0..<outRows {
-            let src = allPositions ? r : r * steps + steps - 1
-            (context + r * e).update(from: h + src * e, count: e)
+        let outRows = allPositions ? rows : state.outputRowCount
+        state.forEachOutputRow(allPositions: allPositions) { out, src in
+            (context + out * e).update(from: h + src * e, count: e)
         }
         transform(context, rows: outRows, into: normed)
         Kernels.activate(normed, count: outRows * e, config.activation)

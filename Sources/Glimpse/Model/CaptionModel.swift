@@ -153,8 +153,50 @@ public final class CaptionModel: @unchecked Sendable {
         return sequences
     }
 
+    /// A decode batch for `parameters` with up to `capacity` images at once (fewer when their caches
+    /// would exceed `memoryBudget` bytes); images join it with `join(model:...)`.
+    public func makeDecodeBatch(parameters: GenerationParameters, promptLength: Int, capacity: Int,
+                                memoryBudget: Int = DecodeBatch.defaultMemoryBudget) throws -> DecodeBatch {
+        try DecodeBatch(decoder: decoder, encoderRows: encoder.sequenceLength, beamCapacity: max(parameters.beamWidth, 1),
+                        lengthCapacity: min(parameters.resolvedMaxLength(promptLength: promptLength), decoder.maxPositions),
+                        capacity: capacity, memoryBudget: memoryBudget)
+    }
+
+    /// Generates captions for several images (each a view [sequenceLength, hiddenSize]) with up to
+    /// `batchSize` of them advancing through the decoder together; results are in input order and
+    /// equal `generate(encoderStates:prompt:parameters:state:)` for each image (see `DecodeBatch`).
+    /// One image's failure (e.g. NaN logits) fails that image only.
+    public func generate(encoderStates: [Tensor], prompt: [Int], parameters: GenerationParameters,
+                         batchSize: Int) throws -> [Result<[GeneratedSequence], Error>] {
+        let batch = try makeDecodeBatch(parameters: parameters, promptLength: prompt.count, capacity: batchSize)
+        var results = [Result<[GeneratedSequence], Error>?](repeating: nil, count: encoderStates.count)
+        let record = { (id: Int, result: Result<[GeneratedSequence], Error>) in results[id] = result }
+        var next = 0
+        while next < encoderStates.count || batch.activeCount > 0 {
+            // Every free slot takes the next image at this step boundary (a fixed, timing-free schedule).
+            while batch.hasFreeSlot && next < encoderStates.count {
+                do { try batch.join(model: self, id: next, encoderStates: encoderStates[next], prompt: prompt, parameters: parameters) }
+                catch { results[next] = .failure(error) }
+                next += 1
+            }
+            batch.step(record)
+        }
+        return results.map { $0 ?? .failure(ModelError.invalidInput("internal: image left the decode batch without a result")) }
+    }
+
     /// Caption text of a generated sequence (special tokens skipped, cleaned up as transformers decodes).
     public func text(of sequence: GeneratedSequence) -> String {
         tokenizer.decode(Array(sequence.tokens), skipSpecialTokens: true)
+    }
+}
+
+extension DecodeBatch {
+    /// Joins one image of `model` (encoder states [sequenceLength, hiddenSize]) to the batch.
+    public func join(model: CaptionModel, id: Int, encoderStates: Tensor, prompt: [Int], parameters: GenerationParameters) throws {
+        let rows = model.encoder.sequenceLength
+        guard encoderStates.count == rows * model.encoder.hiddenSize else {
+            throw ModelError.invalidInput("encoder states of \(encoderStates.count) floats; the model's encoder gives \(rows) × \(model.encoder.hiddenSize)")
+        }
+        try join(id: id, encoderStates: encoderStates.data, encoderRows: rows, prompt: prompt, parameters: parameters)
     }
 }

@@ -102,15 +102,10 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
         return scale
     }
 
-    func makeState(beamCapacity: Int, lengthCapacity: Int) -> DecoderState {
-        DecoderState(layers: config.layers, width: config.width, beamCapacity: beamCapacity,
-                     lengthCapacity: min(lengthCapacity, config.positions))
-    }
-
-    func setEncoderStates(_ states: UnsafePointer<Float>, rows: Int, state: DecoderState) {
+    func setEncoderStates(_ states: UnsafePointer<Float>, rows: Int, state: DecoderState, slot: Int) {
         let e = config.width
         var source = states
-        let projected = Scratch()
+        let projected = state.gather
         if let proj = encoderProjection {
             // torch: encoder_hidden_states = self.enc_to_dec_proj(encoder_hidden_states)
             proj(states, rows: rows, into: projected.reserve(rows * e))
@@ -118,31 +113,30 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
         }
         for (l, block) in blocks.enumerated() {
             // torch: key, value = self.c_attn(encoder_hidden_states).split(self.split_size, dim=2)
-            block.crossKeyValue(source, rows: rows, into: state.crossKeyValues[l].reserve(rows * 2 * e))
+            block.crossKeyValue(source, rows: rows, into: state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e))
         }
         state.encoderRows = rows
-        state.reset()
+        state.reset(slot: slot)
     }
 
-    func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
-        let e = config.width, beams = state.beams
-        precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
-        let shape = DecoderState.StepShape(beams: beams, steps: tokens.count / beams, start: state.length)
-        let rows = shape.rows
-        let scores = state.prepareStep(shape, layers: config.layers, heads: config.heads, inner: config.inner,
+    func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+        let e = config.width
+        let rows = state.scheduledRows
+        let scores = state.prepareStep(layers: config.layers, heads: config.heads, inner: config.inner,
                                        capture: captureCrossAttention)
         let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
         let context = state.context.pointer, mlp = state.mlp.pointer
 
         // torch: hidden_states = wte(input_ids) + wpe(position_ids)
-        state.embed(tokens, shape: shape, tokenTable: tokenEmbedding, positionTable: positionEmbedding, into: h)
+        state.embed(tokenTable: tokenEmbedding, positionTable: positionEmbedding, into: h)
 
-        for (l, block) in blocks.enumerated() {
+        for l in 0..<blocks.count {
+            let block = blocks[l]
             let scale = attentionScale(layer: l)
             // Self-attention: x = x + c_proj(attn(ln_1(x))), new K/V appended to each beam's cache.
             block.layerNorm1(h, rows: rows, into: normed)
             block.attention(normed, rows: rows, into: qkv)
-            state.cachedSelfAttention(layer: l, qkv: qkv, shape: shape, heads: config.heads, scale: scale,
+            state.cachedSelfAttention(layer: l, qkv: qkv, heads: config.heads, scale: scale,
                                       scores: scores, into: context)
             block.attentionProjection(context, rows: rows, into: normed)
             Kernels.add(h, normed, count: rows * e)
@@ -150,7 +144,7 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
             // Cross-attention over the image: x = x + c_proj(attn(q_attn(ln_cross_attn(x)), K_enc, V_enc)).
             block.layerNormCross(h, rows: rows, into: normed)
             block.crossQuery(normed, rows: rows, into: qkv)
-            state.cachedCrossAttention(layer: l, query: qkv, rows: rows, heads: config.heads, scale: scale,
+            state.cachedCrossAttention(layer: l, query: qkv, heads: config.heads, scale: scale,
                                        scores: scores, capture: captureCrossAttention, into: context)
             block.crossProjection(context, rows: rows, into: normed)
             Kernels.add(h, normed, count: rows * e)
@@ -162,15 +156,12 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
             block.projection(mlp, rows: rows, into: normed)
             Kernels.add(h, normed, count: rows * e)
         }
-        let steps = shape.steps
-        state.length = shape.start + steps
-        state.capturedRows = captureCrossAttention ? rows : 0
+        state.finishStep(capture: captureCrossAttention)
 
         // torch: logits = lm_head(ln_f(x)) — only the rows generation needs.
-        let outRows = allPositions ? rows : beams
-        for r in 0..<outRows {
-            let src = allPositions ? r : r * steps + steps - 1
-            finalLayerNorm(h + src * e, rows: 1, into: normed + r * e)
+        let outRows = allPositions ? rows : state.outputRowCount
+        state.forEachOutputRow(allPositions: allPositions) { out, src in
+            finalLayerNorm(h + src * e, rows: 1, into: normed + out * e)
         }
         let logits = state.logits.reserve(outRows * config.vocabSize)
         BLAS.gemm(m: outRows, n: config.vocabSize, k: e, a: normed, lda: e,

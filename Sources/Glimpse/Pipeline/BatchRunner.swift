@@ -1,8 +1,10 @@
 import Foundation
 
-/// Captions a list of files in order: a prefetch thread decodes and preprocesses upcoming images
-/// while the caller's thread encodes (several images per encoder pass) and generates. Results are
-/// handed out one by one as soon as they are ready; nothing accumulates, so memory stays flat.
+/// Captions a list of files in order, on every core: worker threads decode, preprocess and encode
+/// upcoming images (several per encoder pass) while the caller's thread decodes text for
+/// a group of images at once (`DecodeBatch`: every weight read once per step for all their beams).
+/// Records are handed out in listing order as soon as their group is decoded; nothing else
+/// accumulates, so memory stays flat.
 public final class BatchRunner {
     public struct Summary: Sendable {
         public var captioned = 0
@@ -13,12 +15,19 @@ public final class BatchRunner {
 
     public let pipeline: RecordPipeline
     public let encoderBatch: Int
-    /// How many prepared images may wait ahead of inference (bounds memory).
+    /// Images whose beams advance through the decoder together (bounded; see `DecodeBatch`).
+    public let decodeBatch: Int
+    /// How many encoded images may wait ahead of decoding (bounds memory).
     public let prefetchDepth: Int
+    /// Worker threads that decode, preprocess and encode images (one per core by default).
+    public let encoderThreads: Int
 
-    public init(pipeline: RecordPipeline, encoderBatch: Int = 1, prefetchDepth: Int = 8) {
+    public init(pipeline: RecordPipeline, encoderBatch: Int = 1, decodeBatch: Int = 8, prefetchDepth: Int = 8,
+                encoderThreads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.pipeline = pipeline
+        self.encoderThreads = min(max(1, encoderThreads), 16)
         self.encoderBatch = max(1, encoderBatch)
+        self.decodeBatch = min(max(1, decodeBatch), DecodeBatch.maximumCapacity)
         self.prefetchDepth = max(1, prefetchDepth)
     }
 
@@ -29,90 +38,157 @@ public final class BatchRunner {
         try run(listing: files, include: { _ in true }, emit: emit, progress: progress)
     }
 
+    /// An image ready for the decoder (or the reason it is not), from a worker thread.
+    struct Encoded {
+        var file: String
+        var index: Int
+        /// Its record is emitted.
+        var wanted: Bool
+        /// It is decoded (its decode group holds a wanted image).
+        var needed: Bool
+        var prepared: Result<PreparedImage, Error>
+        var states: Tensor?
+        var encodeMilliseconds = 0.0
+    }
+
     /// Runs the files of `listing` at the indices `include` accepts (a shard, minus what a resumed
     /// output already holds), emitting their records in listing order.
     ///
-    /// Images are encoded in fixed groups of `encoderBatch` consecutive listing entries, whatever is
-    /// included: the encoder's matrix products round differently with another batch composition (scores
-    /// moved in the 7th digit, and a caption could flip on a near tie), so a resumed or sharded run
-    /// encodes a partly wanted group whole, as an uninterrupted run does, and emits only its wanted
-    /// files. That costs at most encoderBatch - 1 extra decodes per resume or shard edge, and makes every
-    /// record independent of timing, kills, --resume and --shard.
+    /// Batch composition is a function of the listing alone, so every record is independent of
+    /// timing, kills, --resume and --shard, bit for bit: the matrix products round differently with
+    /// another batch composition (scores moved in the 7th digit, and a caption could flip on a near tie).
+    /// - Images are encoded in fixed groups of `encoderBatch` consecutive listing entries, and decoded
+    ///   in fixed groups of `decodeBatch` (the decode batch's capacity) consecutive entries, all of a
+    ///   group joining the batch at once. A resumed or sharded run processes a partly wanted group
+    ///   whole, as an uninterrupted run does, and emits only its wanted files: at most
+    ///   encoderBatch - 1 extra encodes and decodeBatch - 1 extra decodes per resume or shard edge.
+    /// - Refilling slots as images finish (what `DecodeBatch` allows a service) would make a
+    ///   record depend on where the run started, until the products compute each row independently
+    ///   of the rows beside it.
     public func run(listing: [String], include: (Int) -> Bool, emit: (CaptionRecord) throws -> Void,
                     progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> Summary {
         let start = ContinuousClock.now
         var summary = Summary()
         let model = pipeline.model, request = pipeline.request
-        let batch = encoderBatch
-        // Groups with at least one wanted file: every member is prepared (encoded), wanted ones emitted.
-        var work: [(file: String, group: Int, wanted: Bool)] = []
-        var total = 0
-        for group in 0..<((listing.count + batch - 1) / batch) {
-            let range = (group * batch)..<min(listing.count, (group + 1) * batch)
-            let wanted = range.map(include)
-            guard wanted.contains(true) else { continue }
-            for (i, w) in zip(range, wanted) { work.append((listing[i], group, w)) }
-            total += wanted.filter { $0 }.count
-        }
-        let items = work
-        let queue = PrefetchQueue(capacity: prefetchDepth)
-        let producer = Thread {
-            for item in items {
-                if queue.isCancelled { break }
-                let prepared: Result<PreparedImage, Error> = Result {
-                    try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
-                }
-                queue.put((item.file, prepared))
-            }
-            queue.finish()
-        }
-        producer.stackSize = 8 << 20
-        producer.start()
-        defer { queue.cancel() }
+        let (parameters, prompt) = Captioner.generation(request, model: model)
+        let decoding = try model.makeDecodeBatch(parameters: parameters, promptLength: prompt.count, capacity: decodeBatch)
+        let decodeGroup = decoding.capacity, encodeGroup = encoderBatch, count = listing.count
 
-        let captioner = Captioner(model: model, beamWidth: request.parameters.beamWidth)
-        var done = 0
-        var pending: [(file: String, item: Result<PreparedImage, Error>, wanted: Bool)] = []
-        func flush() throws {
-            // Encode the group's prepared images together (padding included); failures keep their place.
-            let prepared = pending.compactMap { try? $0.item.get() }
-            let wanted = pending.compactMap { entry -> Bool? in (try? entry.item.get()) == nil ? nil : entry.wanted }
-            var results = captioner.caption(prepared, request: request, generate: wanted).makeIterator()
-            for entry in pending {
-                // Every prepared image of the group consumes its result, wanted or not (order matters).
-                let result: Result<CaptionResult, Error>
-                switch entry.item {
-                case .failure(let error): result = .failure(error)
-                case .success: result = results.next() ?? .failure(ModelError.invalidInput("internal: missing result"))
+        // Decode groups with a wanted file are decoded whole; encoder groups with such a member are encoded whole.
+        var wanted = [Bool](repeating: false, count: count)
+        var groupWanted = [Bool](repeating: false, count: (count + decodeGroup - 1) / decodeGroup)
+        for i in 0..<count where include(i) { wanted[i] = true; groupWanted[i / decodeGroup] = true }
+        let total = wanted.filter { $0 }.count
+        var groups: [[(file: String, index: Int, wanted: Bool, needed: Bool)]] = []
+        for group in 0..<((count + encodeGroup - 1) / encodeGroup) {
+            let range = (group * encodeGroup)..<min(count, (group + 1) * encodeGroup)
+            guard range.contains(where: { groupWanted[$0 / decodeGroup] }) else { continue }
+            groups.append(range.map { (listing[$0], $0, wanted[$0], groupWanted[$0 / decodeGroup]) })
+        }
+        let work = groups
+
+        // Encoder group g is encoded by worker g % W into its own queue and taken back in group order,
+        // so the hand-off order (and everything after it) does not depend on which worker finishes first.
+        let workers = min(encoderThreads, max(work.count, 1))
+        let depth = max(prefetchDepth, decodeGroup + encodeGroup) / workers + encodeGroup
+        let queues = (0..<workers).map { _ in PrefetchQueue<Encoded>(capacity: depth) }
+        // Each thread runs its products single-threaded: the threads themselves keep the cores busy
+        // (OpenBLAS's own pool, called from two threads at once, spins and serializes instead).
+        let blasThreads = BLAS.threadCount
+        BLAS.setThreadCount(1)
+        defer { BLAS.setThreadCount(blasThreads) }
+        for w in 0..<workers {
+            let queue = queues[w]
+            let thread = Thread {
+                for g in stride(from: w, to: work.count, by: workers) {
+                    if queue.isCancelled { break }
+                    let group = work[g]
+                    let prepared = group.map { item in
+                        Result { try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels) }
+                    }
+                    // Encode the group's prepared images together (padding included); failures keep their place.
+                    let ok = prepared.compactMap { try? $0.get() }
+                    let encoded = ok.isEmpty ? nil : Captioner.encode(ok, model: model)
+                    var index = 0
+                    for (item, result) in zip(group, prepared) {
+                        var entry = Encoded(file: item.file, index: item.index, wanted: item.wanted, needed: item.needed, prepared: result)
+                        if case .success = result, let encoded {
+                            entry.states = encoded.states[index: index]
+                            entry.encodeMilliseconds = encoded.millisecondsPerImage
+                            index += 1
+                        }
+                        queue.put(entry)
+                    }
                 }
-                guard entry.wanted else { continue }
-                let record = pipeline.record(for: result, file: entry.file)
+                queue.finish()
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        defer { queues.forEach { $0.cancel() } }
+        var nextGroup = 0, takenInGroup = 0
+        /// The next encoded image in listing order (nil after the last).
+        func take() -> Encoded? {
+            while nextGroup < work.count && takenInGroup == work[nextGroup].count { nextGroup += 1; takenInGroup = 0 }
+            guard nextGroup < work.count, let item = queues[nextGroup % workers].take() else { return nil }
+            takenInGroup += 1
+            return item
+        }
+
+        /// Decodes one decode group together, then emits its wanted records in order.
+        func decodeAndEmit(_ group: [Encoded]) throws {
+            var results = [Result<CaptionResult, Error>?](repeating: nil, count: group.count)
+            let joined = ContinuousClock.now
+            for (i, e) in group.enumerated() {
+                switch e.prepared {
+                case .failure(let error): results[i] = .failure(error)
+                case .success:
+                    guard let states = e.states else { results[i] = .failure(ModelError.invalidInput("internal: image not encoded")); continue }
+                    do { try decoding.join(model: model, id: i, encoderStates: states, prompt: prompt, parameters: parameters) }
+                    catch { results[i] = .failure(error) }
+                }
+            }
+            decoding.drain { i, result in
+                let e = group[i]
+                results[i] = result.flatMap { sequences in
+                    guard let states = e.states, case .success(let prepared) = e.prepared else {
+                        return .failure(ModelError.invalidInput("internal: decoded an image that was not encoded"))
+                    }
+                    return .success(CaptionResult(
+                        file: e.file, image: prepared.image, sequences: sequences, texts: sequences.map { model.text(of: $0) },
+                        encoderStates: states,
+                        timing: .init(decodeMilliseconds: prepared.decodeMilliseconds, encodeMilliseconds: e.encodeMilliseconds,
+                                      generateMilliseconds: milliseconds(since: joined))))
+                }
+            }
+            for (i, e) in group.enumerated() where e.wanted {
+                let record = pipeline.record(for: results[i] ?? .failure(ModelError.invalidInput("internal: missing result")), file: e.file)
                 if record.isError { summary.failed += 1 } else { summary.captioned += 1 }
                 try emit(record)
-                done += 1
-                progress(done, total)
+                progress(summary.captioned + summary.failed, total)
             }
-            pending.removeAll(keepingCapacity: true)
         }
-        var index = 0, group = -1
-        while let next = queue.take() {
-            let item = items[index]
-            index += 1
-            if item.group != group {
-                if !pending.isEmpty { try flush() }
-                group = item.group
+
+        var pending: [Encoded] = []
+        pending.reserveCapacity(decodeGroup)
+        while let next = take() {
+            guard next.needed else { continue }
+            pending.append(next)
+            let g = next.index / decodeGroup
+            if pending.count == min(decodeGroup, count - g * decodeGroup) {
+                try decodeAndEmit(pending)
+                pending.removeAll(keepingCapacity: true)
             }
-            pending.append((next.0, next.1, item.wanted))
         }
-        if !pending.isEmpty { try flush() }
+        if !pending.isEmpty { try decodeAndEmit(pending) }
         summary.seconds = milliseconds(since: start) / 1000
         return summary
     }
 }
 
 /// A bounded single-producer/single-consumer queue.
-final class PrefetchQueue: @unchecked Sendable {
-    private var items: [(String, Result<PreparedImage, Error>)] = []
+final class PrefetchQueue<Item>: @unchecked Sendable {
+    private var items: [Item] = []
     private var finished = false
     private(set) var isCancelled = false
     private let condition = NSCondition()
@@ -120,7 +196,7 @@ final class PrefetchQueue: @unchecked Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func put(_ item: (String, Result<PreparedImage, Error>)) {
+    func put(_ item: Item) {
         condition.lock(); defer { condition.unlock() }
         while items.count >= capacity && !isCancelled { condition.wait() }
         if isCancelled { return }
@@ -128,7 +204,7 @@ final class PrefetchQueue: @unchecked Sendable {
         condition.broadcast()
     }
 
-    func take() -> (String, Result<PreparedImage, Error>)? {
+    func take() -> Item? {
         condition.lock(); defer { condition.unlock() }
         while items.isEmpty && !finished && !isCancelled { condition.wait() }
         if items.isEmpty { return nil }

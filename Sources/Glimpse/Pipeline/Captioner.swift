@@ -48,15 +48,19 @@ public struct PreparedImage: @unchecked Sendable {
     return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
 }
 
-/// Runs images through one model: decode → preprocess → encode (batched) → generate.
-/// Owns a decoding state reused across images, so one Captioner serves one thread.
+/// Runs images through one model: decode → preprocess → encode (batched) → generate (batched:
+/// several images' beams advance through the decoder together, `DecodeBatch`).
+/// Owns a decode batch reused across calls, so one Captioner serves one thread.
 public final class Captioner {
     public let model: CaptionModel
-    private var state: DecoderState
+    /// Images decoded together (bounded by `DecodeBatch.maximumCapacity` and its memory budget).
+    public let decodeBatchSize: Int
+    private var batch: DecodeBatch?
 
-    public init(model: CaptionModel, beamWidth: Int) {
+    /// `beamWidth` is kept for source compatibility (the batch is sized from each request).
+    public init(model: CaptionModel, beamWidth: Int = 1, decodeBatchSize: Int = 8) {
         self.model = model
-        state = model.makeState(beamWidth: beamWidth, maxLength: 1)  // grown to the request on first use
+        self.decodeBatchSize = min(max(1, decodeBatchSize), DecodeBatch.maximumCapacity)
     }
 
     /// Decodes and preprocesses one file (safe to call from a prefetching thread).
@@ -76,39 +80,70 @@ public final class Captioner {
                              decodeMilliseconds: milliseconds(since: start))
     }
 
-    /// Encodes several prepared images in one encoder pass, then generates for each.
+    /// Encodes prepared images in one encoder pass (their hidden states, and the pass's time per image).
+    public static func encode(_ batch: [PreparedImage], model: CaptionModel) -> (states: Tensor, millisecondsPerImage: Double) {
+        let start = ContinuousClock.now
+        var pixels: [Float] = []
+        pixels.reserveCapacity(batch.count * (batch.first?.pixelValues.count ?? 0))
+        for item in batch { pixels.append(contentsOf: item.pixelValues) }
+        let states = model.encode(pixelValues: pixels, count: batch.count)
+        return (states, milliseconds(since: start) / Double(max(batch.count, 1)))
+    }
+
+    /// The generation parameters and decoder prompt of `request`.
+    static func generation(_ request: CaptionRequest, model: CaptionModel) -> (GenerationParameters, [Int]) {
+        var parameters = request.parameters
+        parameters.captureAttention = request.needsAttention
+        return (parameters, model.decoderPrompt(request.prompt, parameters: parameters))
+    }
+
+    /// A decode batch fitting `parameters` (the previous one when it does).
+    func decodeBatch(parameters: GenerationParameters, promptLength: Int) throws -> DecodeBatch {
+        let length = min(parameters.resolvedMaxLength(promptLength: promptLength), model.decoder.maxPositions)
+        if let batch, batch.activeCount == 0, batch.state.beamCapacity >= parameters.beamWidth,
+           batch.state.lengthCapacity >= length { return batch }
+        let made = try model.makeDecodeBatch(parameters: parameters, promptLength: promptLength, capacity: decodeBatchSize)
+        batch = made
+        return made
+    }
+
+    /// Encodes several prepared images in one encoder pass, then generates for them together.
     /// A generation failure (e.g. NaN logits) fails that image only.
     /// `generate[i]` false encodes image i with the others but skips its generation (a batch runner's
     /// padding image, encoded only so the batch composition stays fixed); its result is a failure.
     public func caption(_ batch: [PreparedImage], request: CaptionRequest, generate: [Bool]? = nil) -> [Result<CaptionResult, Error>] {
         guard !batch.isEmpty else { return [] }
-        let start = ContinuousClock.now
-        var pixels: [Float] = []
-        pixels.reserveCapacity(batch.count * batch[0].pixelValues.count)
-        for item in batch { pixels.append(contentsOf: item.pixelValues) }
-        let states = model.encode(pixelValues: pixels, count: batch.count)
-        let encodeMs = milliseconds(since: start) / Double(batch.count)
-
-        var parameters = request.parameters
-        parameters.captureAttention = request.needsAttention
-        let prompt = model.decoderPrompt(request.prompt, parameters: parameters)
-        let maxLength = parameters.resolvedMaxLength(promptLength: prompt.count)
-        if state.beamCapacity < parameters.beamWidth || state.lengthCapacity < min(maxLength, model.decoder.maxPositions) {
-            state = model.makeState(beamWidth: parameters.beamWidth, maxLength: maxLength)
+        let (states, encodeMs) = Self.encode(batch, model: model)
+        let (parameters, prompt) = Self.generation(request, model: model)
+        var results = batch.map { item -> Result<CaptionResult, Error> in
+            .failure(ModelError.invalidInput("\(item.file): encoded as batch padding only"))
         }
-        return batch.enumerated().map { i, item in
-            if let generate, !generate[i] { return .failure(ModelError.invalidInput("\(item.file): encoded as batch padding only")) }
-            return Result {
-                let genStart = ContinuousClock.now
-                let view = states[index: i]
-                let sequences = try model.generate(encoderStates: view, prompt: prompt, parameters: parameters, state: state)
-                return CaptionResult(file: item.file, image: item.image, sequences: sequences,
-                                     texts: sequences.map { model.text(of: $0) }, encoderStates: view,
-                                     timing: .init(decodeMilliseconds: item.decodeMilliseconds,
-                                                   encodeMilliseconds: encodeMs,
-                                                   generateMilliseconds: milliseconds(since: genStart)))
+        let decoding: DecodeBatch
+        do { decoding = try decodeBatch(parameters: parameters, promptLength: prompt.count) } catch {
+            return batch.map { _ in .failure(error) }
+        }
+        var started = [ContinuousClock.Instant](repeating: .now, count: batch.count)
+        let finish = { (i: Int, result: Result<[GeneratedSequence], Error>) in
+            results[i] = result.map { sequences in
+                CaptionResult(file: batch[i].file, image: batch[i].image, sequences: sequences,
+                              texts: sequences.map { self.model.text(of: $0) }, encoderStates: states[index: i],
+                              timing: .init(decodeMilliseconds: batch[i].decodeMilliseconds, encodeMilliseconds: encodeMs,
+                                            generateMilliseconds: milliseconds(since: started[i])))
             }
         }
+        var next = 0
+        while next < batch.count || decoding.activeCount > 0 {
+            // Every free slot takes the next image at this step boundary (a fixed, timing-free schedule).
+            while decoding.hasFreeSlot && next < batch.count {
+                defer { next += 1 }
+                if let generate, !generate[next] { continue }
+                started[next] = .now
+                do { try decoding.join(model: model, id: next, encoderStates: states[index: next], prompt: prompt, parameters: parameters) }
+                catch { results[next] = .failure(error) }
+            }
+            decoding.step(finish)
+        }
+        return results
     }
 
     /// Captions one file end to end.

@@ -12,6 +12,9 @@ public enum ModelBenchmark {
         public var newTokens: Int
         public var beamWidth: Int
         public var stepWeightBytes: Int
+        /// Beam search for `batchImages` images decoded together (`DecodeBatch`), per image.
+        public var batchedBeamMillisecondsPerImage: Double
+        public var batchImages: Int
     }
 
     static func median(_ values: [Double]) -> Double {
@@ -20,7 +23,8 @@ public enum ModelBenchmark {
     }
 
     /// Times `model` on a synthetic image (pixel values in [-1, 1]) with exactly `newTokens` tokens.
-    public static func run(model: CaptionModel, newTokens: Int = 16, beamWidth: Int = 3, repeats: Int = 3) throws -> Figures {
+    public static func run(model: CaptionModel, newTokens: Int = 16, beamWidth: Int = 3, repeats: Int = 3,
+                           batchImages: Int = 8) throws -> Figures {
         let size = model.encoder.imageSize
         var pixels = [Float](repeating: 0, count: 3 * size * size)
         for i in pixels.indices { pixels[i] = Float((i * 7919) % 255) / 127.5 - 1 }
@@ -32,7 +36,7 @@ public enum ModelBenchmark {
             states = model.encode(pixelValues: pixels, count: 1)
             encodeTimes.append(milliseconds(since: start))
         }
-        func generate(beams: Int) throws -> Double {
+        func parameters(beams: Int) -> GenerationParameters {
             var p = model.defaults
             p.beamWidth = beams
             p.returnCount = 1
@@ -40,6 +44,10 @@ public enum ModelBenchmark {
             p.minNewTokens = newTokens
             p.noRepeatNgramSize = 0
             p.repetitionPenalty = 1
+            return p
+        }
+        func generate(beams: Int) throws -> Double {
+            let p = parameters(beams: beams)
             let state = model.makeState(beamWidth: beams, maxLength: p.resolvedMaxLength(promptLength: 1) + 8)
             let prompt = model.decoderPrompt(nil, parameters: p)
             _ = try model.generate(encoderStates: states[index: 0], prompt: prompt, parameters: p, state: state)
@@ -53,9 +61,22 @@ public enum ModelBenchmark {
         }
         let greedy = try generate(beams: 1)
         let beam = try generate(beams: beamWidth)
+        // The same image `batchImages` times, decoded together (every image runs exactly `newTokens` steps).
+        let p = parameters(beams: beamWidth), prompt = model.decoderPrompt(nil, parameters: p)
+        let images = max(1, batchImages)
+        let batch = try model.makeDecodeBatch(parameters: p, promptLength: prompt.count, capacity: images)
+        func decodeTogether() throws -> Double {
+            let start = ContinuousClock.now
+            for i in 0..<batch.capacity { try batch.join(model: model, id: i, encoderStates: states[index: 0], prompt: prompt, parameters: p) }
+            batch.drain { _, _ in }
+            return milliseconds(since: start) / Double(batch.capacity)
+        }
+        _ = try decodeTogether()
+        let batchTimes = try (0..<repeats).map { _ in try decodeTogether() }
         return Figures(encoderMilliseconds: median(encodeTimes), greedyMilliseconds: greedy, beamMilliseconds: beam,
                        greedyStepMilliseconds: greedy / Double(newTokens), beamStepMilliseconds: beam / Double(newTokens),
-                       newTokens: newTokens, beamWidth: beamWidth, stepWeightBytes: model.decoder.stepWeightBytes)
+                       newTokens: newTokens, beamWidth: beamWidth, stepWeightBytes: model.decoder.stepWeightBytes,
+                       batchedBeamMillisecondsPerImage: median(batchTimes), batchImages: batch.capacity)
     }
 }
 
