@@ -157,7 +157,7 @@ final class DecodeBatchTests: XCTestCase {
             XCTAssertThrowsError(try DecodeBatch(decoder: f.decoder, encoderRows: f.encoder.sequenceLength, beamCapacity: 3,
                                                  lengthCapacity: 64, capacity: bad), "capacity \(bad)")
         }
-        let perSlot = DecoderState.bytesPerSlot(layers: f.decoder.layerCount, width: f.decoder.width, beamCapacity: 3,
+        let perSlot = DecoderState.bytesPerSlot(layers: f.decoder.layerCount, width: f.decoder.hiddenSize, beamCapacity: 3,
                                                 lengthCapacity: 64, encoderRows: f.encoder.sequenceLength)
         let batch = try DecodeBatch(decoder: f.decoder, encoderRows: f.encoder.sequenceLength, beamCapacity: 3,
                                     lengthCapacity: 64, capacity: 64, memoryBudget: 3 * perSlot + perSlot / 2)
