@@ -202,7 +202,7 @@ extension TextDecoder {
 
     /// A decoding state for `slotCapacity` images of up to `beamCapacity` beams × `lengthCapacity` positions.
     public func makeState(beamCapacity: Int, lengthCapacity: Int, slotCapacity: Int = 1) -> DecoderState {
-        DecoderState(layers: layerCount, width: width, beamCapacity: beamCapacity,
+        DecoderState(layers: layerCount, width: hiddenSize, beamCapacity: beamCapacity,
                      lengthCapacity: min(lengthCapacity, maxPositions), slotCapacity: slotCapacity)
     }
 
