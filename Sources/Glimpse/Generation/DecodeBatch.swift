@@ -91,7 +91,7 @@ public final class DecodeBatch {
             guard let search = searches[segment.slot] else { continue }
             do {
                 try search.consume(logits: logits + outRow * decoder.vocabularySize, state: state, segment: segment)
-                if search.isDone { finished(ids[segment.slot], .success(search.results())); leave(segment.slot) }
+                if search.isDone { finished(ids[segment.slot], .success(try search.results())); leave(segment.slot) }
             } catch {
                 finished(ids[segment.slot], .failure(error))
                 leave(segment.slot)

@@ -38,7 +38,7 @@ public struct Generator {
             let logits = decoder.forwardScheduled(state: state, allPositions: false, captureCrossAttention: parameters.captureAttention)
             try search.consume(logits: logits, state: state, segment: state.segments[0])
         }
-        return search.results()
+        return try search.results()
     }
 }
 
@@ -176,13 +176,21 @@ final class SequenceSearch {
     }
 
     /// The returned hypotheses, best first (after `isDone`).
-    func results() -> [GeneratedSequence] {
+    func results() throws -> [GeneratedSequence] {
         if parameters.beamWidth == 1 {
             let generated = Float(sequence.count - promptLength)
             return [GeneratedSequence(tokens: sequence, promptLength: promptLength,
                                       score: logProbSum / powf(generated, parameters.lengthPenalty), crossAttention: greedyMaps)]
         }
-        return finished.prefix(parameters.returnCount).map { h in
+        // Beam search keeps its -1e9 placeholders when fewer hypotheses than asked for ever finished
+        // (a strongly negative length_penalty stops the search first; transformers then returns
+        // sequences scored -1e9 too). That is no caption: say why instead of returning an empty one.
+        let kept = finished.prefix(parameters.returnCount)
+        if let i = kept.firstIndex(where: { $0.tokens.count < promptLength || $0.score <= -1e9 }) {
+            throw ModelError.invalidInput("beam search finished \(i) of the \(kept.count) requested hypotheses "
+                + "(length_penalty \(parameters.lengthPenalty) stopped it before any more ended); use a length_penalty nearer 0 or fewer --n-best")
+        }
+        return kept.map { h in
             GeneratedSequence(tokens: h.tokens, promptLength: promptLength, score: h.score,
                               crossAttention: h.mapRefs.map { stepMaps[$0] })
         }

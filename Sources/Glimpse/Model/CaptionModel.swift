@@ -142,15 +142,7 @@ public final class CaptionModel: @unchecked Sendable {
     public func generate(encoderStates: Tensor, prompt: [Int], parameters: GenerationParameters,
                          state: DecoderState) throws -> [GeneratedSequence] {
         decoder.setEncoderStates(encoderStates.data, rows: encoder.sequenceLength, state: state)
-        let sequences = try Generator(decoder: decoder, parameters: parameters).generate(prompt: prompt, state: state)
-        // Beam search returns its -1e9 placeholders when fewer hypotheses than asked for ever finished
-        // (a strongly negative length_penalty stops the search first; transformers then returns
-        // sequences scored -1e9 too). That is no caption: say why instead of printing an empty one.
-        if let i = sequences.firstIndex(where: { $0.tokens.count < $0.promptLength || $0.score <= -1e9 }) {
-            throw ModelError.invalidInput("beam search finished \(i) of the \(sequences.count) requested hypotheses "
-                + "(length_penalty \(parameters.lengthPenalty) stopped it before any more ended); use a length_penalty nearer 0 or fewer --n-best")
-        }
-        return sequences
+        return try Generator(decoder: decoder, parameters: parameters).generate(prompt: prompt, state: state)
     }
 
     /// A decode batch for `parameters` with up to `capacity` images at once (fewer when their caches
