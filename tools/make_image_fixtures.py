@@ -372,6 +372,11 @@ def preprocess_cases():
         ("down_box", (97, 75), (30, 20), "box", imagenet, True),
         ("vit_224", (320, 240), (224, 224), "bilinear", imagenet, False),
         ("blip_384", (200, 150), (384, 384), "bicubic", clip, False),
+        # Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
+        # pixels as the width (python-pillow/Pillow#9549); the uint8 rounding between passes differs.
+        ("tall_bilinear", (50, 80), (32, 32), "bilinear", imagenet, True),
+        ("tall_bicubic", (40, 100), (30, 30), "bicubic", clip, True),
+        ("tall_up_bicubic", (20, 90), (33, 40), "bicubic", clip, True),
     ]
     filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
                "lanczos": Image.Resampling.LANCZOS, "hamming": Image.Resampling.HAMMING,
@@ -413,6 +418,53 @@ def preprocess_cases():
     return out
 
 
+# ---------------------------------------------------------------- files through the processors
+
+def processor_cases():
+    """Image files as transformers' image-to-text pipeline sees them (load_image: EXIF transpose,
+    convert("RGB")), through the processors of the fixture models (AutoImageProcessor on their
+    preprocessor_config.json), so the committed pixel_values cover decoding, orientation,
+    transparency handling (do_convert_rgb) and resampling together."""
+    from transformers import AutoImageProcessor
+    from transformers.image_utils import load_image
+    models = os.path.join(ROOT, "Tests", "GlimpseTests", "Fixtures", "models")
+    os.makedirs(os.path.join(OUT, "processor"), exist_ok=True)
+    files = {}
+    small = pattern(20, 14, 21)
+    small[5:7] = 255
+    small[:, 9:11] = 0
+    files["up_small.png"] = png_bytes(small, 2, 8)                           # upscaled to 32x32
+    card = Image.fromarray(pattern(50, 80, 22))
+    for n in (6, 8):                                                          # non-square, rotated
+        files[f"exif_{n}_50x80.jpg"] = jpeg_bytes(card, quality=90, exif=b"Exif\0\0" + tiff_exif(n, False))
+    files["plain_50x80.jpg"] = jpeg_bytes(card, quality=90)
+    rng = np.random.default_rng(23)
+    palette = rng.integers(0, 256, (16, 3))
+    index = (pattern(20, 14, 24)[..., 0] >> 4).astype(np.uint8)
+    # One fully transparent index: PIL keeps its colour as info["transparency"] (BLIP paints it white).
+    simple = bytes([255] * 3 + [0] + [255] * 12)
+    files["palette_trns_simple.png"] = png_bytes(index[..., None], 3, 8, palette=palette, trns=simple)
+    # Partial alphas: PIL drops the transparency in convert("RGB").
+    files["palette_trns_alphas.png"] = png_bytes(index[..., None], 3, 8, palette=palette, trns=bytes(range(0, 256, 16)))
+    rgb = pattern(20, 14, 25)
+    rgb[2:6, 3:9] = [10, 20, 30]
+    files["rgb_trns.png"] = png_bytes(rgb, 2, 8, trns=struct.pack(">HHH", 10, 20, 30))
+    cases = []
+    for name, data in files.items():
+        with open(os.path.join(OUT, "processor", name), "wb") as f:
+            f.write(data)
+        for model in ("blip_tiny", "vit_gpt2_a"):
+            proc = AutoImageProcessor.from_pretrained(os.path.join(models, model))
+            pv = np.asarray(proc(images=load_image(os.path.join(OUT, "processor", name)), return_tensors="np")["pixel_values"][0],
+                            np.float32)
+            out = f"processor/{name}.{model}.f32"
+            with open(os.path.join(OUT, out), "wb") as f:
+                f.write(pv.astype("<f4").tobytes())
+            cases.append(dict(file=f"processor/{name}", model=model, processor=type(proc).__name__,
+                              shape=list(pv.shape), pixel_values=out))
+    return cases
+
+
 def main():
     os.makedirs(os.path.join(OUT, "expected"), exist_ok=True)
     valid = valid_files()
@@ -443,6 +495,8 @@ def main():
     meta["transformers"] = transformers.__version__
     with open(os.path.join(OUT, "preprocess.json"), "w") as f:
         json.dump(dict(meta=meta, cases=preprocess_cases()), f, indent=1)
+    with open(os.path.join(OUT, "processor.json"), "w") as f:
+        json.dump(dict(meta=meta, cases=processor_cases()), f, indent=1)
     print(f"{len(entries)} image fixtures, preprocessing cases written to {OUT}")
 
 

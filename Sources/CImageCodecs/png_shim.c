@@ -153,6 +153,48 @@ static int chunks_fit(glimpse_png *png) {
     return 1;
 }
 
+// PIL's reading of tRNS (PngImagePlugin.chunk_tRNS, then Image.convert("RGB")): for a palette,
+// only a "simple" tRNS (every entry 255 but exactly one 0) becomes a colour, the palette entry of
+// that index; 2/4/8-bit gray and RGB keep their tRNS sample values; 1-bit and 16-bit gray do not
+// survive PIL's conversion as a colour, so they are left out.
+static void transparency_color(glimpse_png *png, glimpse_png_header *header) {
+    png_bytep alpha = NULL;
+    int count = 0;
+    png_color_16p color = NULL;
+    if (!png_get_tRNS(png->png, png->info, &alpha, &count, &color)) return;
+    switch (header->color_type) {
+    case PNG_COLOR_TYPE_PALETTE: {
+        int zero = -1;
+        for (int i = 0; i < count; i++) {
+            if (alpha[i] == 0 && zero < 0) zero = i;
+            else if (alpha[i] != 255) return;
+        }
+        png_colorp palette = NULL;
+        int entries = 0;
+        if (zero < 0 || !png_get_PLTE(png->png, png->info, &palette, &entries) || zero >= entries) return;
+        header->trns_color[0] = palette[zero].red;
+        header->trns_color[1] = palette[zero].green;
+        header->trns_color[2] = palette[zero].blue;
+        header->has_trns_color = 1;
+        return;
+    }
+    case PNG_COLOR_TYPE_GRAY:
+        if (!color || header->bit_depth == 1 || header->bit_depth == 16) return;
+        header->trns_color[0] = header->trns_color[1] = header->trns_color[2] = color->gray;
+        header->has_trns_color = 1;
+        return;
+    case PNG_COLOR_TYPE_RGB:
+        if (!color) return;
+        header->trns_color[0] = color->red;
+        header->trns_color[1] = color->green;
+        header->trns_color[2] = color->blue;
+        header->has_trns_color = 1;
+        return;
+    default:
+        return;
+    }
+}
+
 int glimpse_png_read_header(glimpse_png *png, glimpse_png_header *header) {
     memset(header, 0, sizeof(*header));
     if (!chunks_fit(png)) return GLIMPSE_TRUNCATED;
@@ -167,6 +209,7 @@ int glimpse_png_read_header(glimpse_png *png, glimpse_png_header *header) {
     header->color_type = color;
     header->interlaced = interlace == PNG_INTERLACE_ADAM7;
     header->has_trns = png_get_valid(png->png, png->info, PNG_INFO_tRNS) ? 1 : 0;
+    if (header->has_trns) transparency_color(png, header);
     return GLIMPSE_OK;
 }
 

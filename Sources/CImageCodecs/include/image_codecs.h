@@ -71,6 +71,11 @@ typedef struct glimpse_png_header {
     int color_type;      // PNG color type: 0 gray, 2 rgb, 3 palette, 4 gray+alpha, 6 rgba
     int interlaced;      // 1 for Adam7
     int has_trns;        // 1 when a tRNS chunk is present
+    // The colour PIL keeps as info["transparency"] after convert("RGB") (a palette image whose tRNS
+    // makes one index fully transparent, or a gray/RGB tRNS colour), in the file's sample units.
+    // Processors with do_convert_rgb composite pixels of this colour onto white.
+    int has_trns_color;
+    int trns_color[3];
 } glimpse_png_header;
 
 typedef struct glimpse_png glimpse_png;

@@ -14,10 +14,13 @@ public struct ImagePreprocessor: Equatable, Sendable {
     public var doResize: Bool
     public var doRescale: Bool
     public var doNormalize: Bool
+    /// transformers' `convert_to_rgb` before resizing: an image that still carries a transparent
+    /// colour (see `ImageInfo.transparentColor`) is composited onto white. BLIP's default.
+    public var doConvertRGB: Bool
 
     public init(width: Int = 224, height: Int = 224, resample: ResampleFilter = .bilinear,
                 rescaleFactor: Double = 1.0 / 255.0, mean: [Float] = [0.5, 0.5, 0.5], std: [Float] = [0.5, 0.5, 0.5],
-                doResize: Bool = true, doRescale: Bool = true, doNormalize: Bool = true) {
+                doResize: Bool = true, doRescale: Bool = true, doNormalize: Bool = true, doConvertRGB: Bool = false) {
         precondition(mean.count == 3 && std.count == 3, "ImagePreprocessor: mean and std need 3 values")
         self.width = width
         self.height = height
@@ -28,6 +31,7 @@ public struct ImagePreprocessor: Equatable, Sendable {
         self.doResize = doResize
         self.doRescale = doRescale
         self.doNormalize = doNormalize
+        self.doConvertRGB = doConvertRGB
     }
 
     /// Reads `preprocessor_config.json`; absent keys take ViTImageProcessor's defaults. Read through
@@ -111,7 +115,24 @@ public struct ImagePreprocessor: Equatable, Sendable {
         guard rescaleFactor.isFinite else { throw fail("key 'rescale_factor' is not finite") }
         self.init(width: width, height: height, resample: resample, rescaleFactor: rescaleFactor, mean: mean, std: std,
                   doResize: try c.bool("do_resize", default: true), doRescale: try c.bool("do_rescale", default: true),
-                  doNormalize: try c.bool("do_normalize", default: true))
+                  doNormalize: try c.bool("do_normalize", default: true),
+                  // BlipImageProcessor defaults do_convert_rgb to True, ViTImageProcessor to None (off).
+                  doConvertRGB: try c.bool("do_convert_rgb", default: (try c.string("image_processor_type"))?.hasPrefix("Blip") == true))
+    }
+
+    /// The model input for a decoded file: `convert_to_rgb` first when `doConvertRGB`, then as below.
+    public func pixelValues(_ decoded: DecodedImage) -> [Float] {
+        guard doConvertRGB, let color = decoded.info.transparentColor, color.count == 3 else { return pixelValues(decoded.image) }
+        // PIL: convert("RGBA") makes exactly the pixels of that colour transparent (alpha 0, the rest
+        // 255); alpha_composite over opaque white then gives white there and the pixel elsewhere.
+        var image = decoded.image
+        image.pixels.withUnsafeMutableBufferPointer { p in
+            for i in stride(from: 0, to: p.count, by: 3)
+            where Int(p[i]) == color[0] && Int(p[i + 1]) == color[1] && Int(p[i + 2]) == color[2] {
+                p[i] = 255; p[i + 1] = 255; p[i + 2] = 255
+            }
+        }
+        return pixelValues(image)
     }
 
     /// The model input for `image`: Float32, channels first, `[3 * height * width]`

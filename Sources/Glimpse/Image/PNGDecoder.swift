@@ -46,7 +46,9 @@ enum PNGDecoder {
         let image = EXIFOrientation.apply(orientation, to: RGBImage(width: width, height: height, pixels: pixels))
         let info = ImageInfo(format: .png, width: image.width, height: image.height, layout: layout,
                              bitDepth: Int(header.bit_depth), orientation: orientation,
-                             interlaced: header.interlaced != 0, hasTransparency: header.has_trns != 0)
+                             interlaced: header.interlaced != 0, hasTransparency: header.has_trns != 0,
+                             transparentColor: header.has_trns_color != 0
+                                 ? [Int(header.trns_color.0), Int(header.trns_color.1), Int(header.trns_color.2)] : nil)
         return DecodedImage(image: image, info: info)
     }
 }

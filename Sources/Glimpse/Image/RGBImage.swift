@@ -56,9 +56,13 @@ public struct ImageInfo: Equatable, Sendable {
     public var interlaced: Bool
     /// PNG with a tRNS chunk (transparency that `RGBImage` drops, as PIL's convert("RGB") does).
     public var hasTransparency: Bool
+    /// The colour PIL's RGB image still carries as `info["transparency"]` (see glimpse_png_header),
+    /// in file sample units; image processors with do_convert_rgb paint its pixels white.
+    public var transparentColor: [Int]?
 
     public init(format: ImageFormat, width: Int, height: Int, layout: ChannelLayout, bitDepth: Int,
-                orientation: Int = 1, interlaced: Bool = false, hasTransparency: Bool = false) {
+                orientation: Int = 1, interlaced: Bool = false, hasTransparency: Bool = false,
+                transparentColor: [Int]? = nil) {
         self.format = format
         self.width = width
         self.height = height
@@ -67,6 +71,7 @@ public struct ImageInfo: Equatable, Sendable {
         self.orientation = orientation
         self.interlaced = interlaced
         self.hasTransparency = hasTransparency
+        self.transparentColor = transparentColor
     }
 }
 

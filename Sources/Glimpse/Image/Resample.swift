@@ -74,8 +74,9 @@ extension RGBImage {
 ///   (antialiasing), computed in double and normalized to sum 1;
 /// - for 8-bit data the weights are converted to fixed point with 22 fractional bits, sums
 ///   start at one half, and each pass rounds back to uint8 (clipped);
-/// - the horizontal pass runs first, over only the rows the vertical pass will read;
-///   a pass whose size does not change is skipped.
+/// - the horizontal pass runs first, over only the rows the vertical pass will read, unless
+///   `verticalFirst` says Pillow runs the vertical one first; a pass whose size does not change
+///   is skipped. (The order changes the uint8 rounding between passes, so it must match.)
 public enum Resampler {
     /// 32 - 8 - 2: room for 8-bit samples, negative lobes and overshoot in an Int32.
     static let precisionBits = 22
@@ -132,6 +133,12 @@ public enum Resampler {
         if width == toWidth && height == toHeight { return pixels } // PIL returns a copy
 
         let vertical = Kernel(inSize: height, outSize: toHeight, filter: filter)
+        if toWidth != width && toHeight != height && verticalFirst(width: width, height: height, toWidth: toWidth, toHeight: toHeight) {
+            let rows = verticalPass(pixels, width: width, height: height, channels: channels, rowOffset: 0,
+                                    kernel: vertical, outHeight: toHeight)
+            return horizontalPass(rows, width: width, channels: channels, rows: 0..<toHeight,
+                                  kernel: Kernel(inSize: width, outSize: toWidth, filter: filter), outWidth: toWidth)
+        }
         var source = pixels
         var sourceHeight = height
         var rowOffset = 0
@@ -148,6 +155,14 @@ public enum Resampler {
         if toHeight == height { return source }
         return verticalPass(source, width: toWidth, height: sourceHeight, channels: channels,
                             rowOffset: rowOffset, kernel: vertical, outHeight: toHeight)
+    }
+
+    /// Pillow 13's pass order (ImagingResampleInner since python-pillow/Pillow#9549, "if height is scaled
+    /// down significantly more than width, resize vertically first"): vertical first when the height
+    /// shrinks by more than twice as many pixels as the width does. Read from Pillow 13.0.0's binary and
+    /// checked against its resize on 691 random size pairs (tools/make_image_fixtures.py keeps cases).
+    static func verticalFirst(width: Int, height: Int, toWidth: Int, toHeight: Int) -> Bool {
+        toHeight < height && height - toHeight > 2 * (width - toWidth)
     }
 
     /// Rounds a fixed-point sum back to a sample (Pillow's clip8).
@@ -251,6 +266,21 @@ public enum Resampler {
                                 filter: ResampleFilter) -> [Float] {
         precondition(values.count == width * height, "resample: value count does not match size")
         precondition(width > 0 && height > 0 && toWidth > 0 && toHeight > 0, "resample: empty map")
+        if toWidth != width && toHeight != height && verticalFirst(width: width, height: height, toWidth: toWidth, toHeight: toHeight) {
+            // The same order as Pillow's (see verticalFirst); transposing makes it the horizontal-first
+            // case of the transposed map, whose passes are then the same sums in the same order.
+            var transposed = [Float](repeating: 0, count: values.count)
+            for y in 0..<height { for x in 0..<width { transposed[x * height + y] = values[y * width + x] } }
+            let out = resampleHorizontalFirst(transposed, width: height, height: width, toWidth: toHeight, toHeight: toWidth, filter: filter)
+            var back = [Float](repeating: 0, count: out.count)
+            for y in 0..<toWidth { for x in 0..<toHeight { back[x * toWidth + y] = out[y * toHeight + x] } }
+            return back
+        }
+        return resampleHorizontalFirst(values, width: width, height: height, toWidth: toWidth, toHeight: toHeight, filter: filter)
+    }
+
+    private static func resampleHorizontalFirst(_ values: [Float], width: Int, height: Int, toWidth: Int, toHeight: Int,
+                                                filter: ResampleFilter) -> [Float] {
         var current = values
         var currentWidth = width
         if toWidth != width {

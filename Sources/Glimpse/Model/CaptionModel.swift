@@ -121,6 +121,11 @@ public final class CaptionModel: @unchecked Sendable {
         preprocessor.pixelValues(image)
     }
 
+    /// Pixel values for a decoded file (its transparent colour matters to processors with do_convert_rgb).
+    public func pixelValues(for decoded: DecodedImage) -> [Float] {
+        preprocessor.pixelValues(decoded)
+    }
+
     /// Encoder hidden states [count, sequenceLength, hiddenSize] for `count` images' pixel values.
     public func encode(pixelValues: [Float], count: Int) -> Tensor {
         precondition(pixelValues.count == count * 3 * encoder.imageSize * encoder.imageSize, "pixel values of the wrong size")

@@ -75,7 +75,7 @@ public final class Captioner {
             throw ModelError.invalidInput("\(file): image is \(decoded.image.width)x\(decoded.image.height) but the model's "
                 + "preprocessor_config.json has do_resize false and the encoder takes \(side)x\(side)")
         }
-        let pixels = model.pixelValues(for: decoded.image)
+        let pixels = model.pixelValues(for: decoded)
         return PreparedImage(file: file, image: decoded.image, pixelValues: pixels,
                              decodeMilliseconds: milliseconds(since: start))
     }

@@ -38,7 +38,7 @@ final class ImagePreprocessorTests: XCTestCase {
             XCTAssertEqual(SHA256.hex(out.pixels), c["resized_sha256"] as? String, name)
             checked += 1
         }
-        XCTAssertEqual(checked, 10)
+        XCTAssertEqual(checked, 13)
     }
 
     func testPixelValuesMatchTransformers() throws {
@@ -141,5 +141,46 @@ final class PreprocessorConfigVariantsTests: XCTestCase {
         XCTAssertEqual(p.width, 224)
         XCTAssertEqual(p.height, 224)
         XCTAssertEqual(p.resample, .bilinear)
+    }
+}
+
+/// Files through decoding and the fixture models' own preprocessor_config.json against what
+/// transformers' processors make of them after load_image (images/processor.json, written by
+/// tools/make_image_fixtures.py): upscaling with both filters, EXIF-rotated non-square JPEGs,
+/// Pillow's vertical-first pass order, palette and RGB tRNS with and without do_convert_rgb.
+final class ProcessorParityTests: XCTestCase {
+    func testPixelValuesOfFilesEqualTransformersProcessors() throws {
+        guard let cases = try ImageFixtures.json("processor.json")["cases"] as? [[String: Any]] else {
+            throw ImageFixtures.FixtureError("processor.json has no cases")
+        }
+        XCTAssertEqual(cases.count, 14)
+        for c in cases {
+            let file = try XCTUnwrap(c["file"] as? String), model = try XCTUnwrap(c["model"] as? String)
+            let decoded = try ImageDecoder.decode(contentsOf: ImageFixtures.url(file))
+            let config = try reliabilityModelDirectory(model).appendingPathComponent("preprocessor_config.json")
+            let values = try ImagePreprocessor(contentsOf: config).pixelValues(decoded)
+            let expected = try ImageFixtures.floats(try XCTUnwrap(c["pixel_values"] as? String))
+            XCTAssertEqual(values.count, expected.count, "\(file) \(model)")
+            let worst = zip(values, expected).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThanOrEqual(worst, 1e-6, "\(file) through \(model)'s processor: max |diff| \(worst)")
+        }
+    }
+
+    /// The transparent colour is the one PIL keeps: a simple palette tRNS, an RGB tRNS; not partial alphas.
+    func testTransparentColorFollowsPIL() throws {
+        let simple = try ImageDecoder.decode(contentsOf: ImageFixtures.url("processor/palette_trns_simple.png")).info
+        XCTAssertEqual(simple.transparentColor?.count, 3)
+        XCTAssertNil(try ImageDecoder.decode(contentsOf: ImageFixtures.url("processor/palette_trns_alphas.png")).info.transparentColor)
+        XCTAssertEqual(try ImageDecoder.decode(contentsOf: ImageFixtures.url("processor/rgb_trns.png")).info.transparentColor, [10, 20, 30])
+        XCTAssertNil(try ImageDecoder.decode(contentsOf: ImageFixtures.url("processor/up_small.png")).info.transparentColor)
+    }
+
+    /// Pillow 13's pass order rule, on the sizes that told it apart.
+    func testVerticalFirstRule() {
+        XCTAssertTrue(Resampler.verticalFirst(width: 50, height: 80, toWidth: 32, toHeight: 32))
+        XCTAssertFalse(Resampler.verticalFirst(width: 75, height: 97, toWidth: 32, toHeight: 24))
+        XCTAssertFalse(Resampler.verticalFirst(width: 48, height: 64, toWidth: 32, toHeight: 32))   // 32 == 2 · 16: not more
+        XCTAssertTrue(Resampler.verticalFirst(width: 20, height: 90, toWidth: 33, toHeight: 40))    // wider, shorter
+        XCTAssertFalse(Resampler.verticalFirst(width: 13, height: 19, toWidth: 33, toHeight: 29))   // taller: never
     }
 }
