@@ -10,14 +10,55 @@ public enum ImageDecoder {
     /// Reads and decodes the file at `url`. The format comes from the leading bytes, never the extension.
     public static func decode(contentsOf url: URL, maxPixels: Int = defaultMaxPixels) throws -> DecodedImage {
         // As the caller wrote it: relative paths stay relative in messages.
-        let name = url.isFileURL ? url.relativePath : url.absoluteString
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
-        } catch {
-            throw ImageError.unreadable(file: name, reason: ioReason(error))
+        guard url.isFileURL else { throw ImageError.unreadable(file: url.absoluteString, reason: "not a file URL") }
+        return try decode(file: url.relativePath, maxPixels: maxPixels)
+    }
+
+    /// Reads and decodes the file at `path` (a `RawPath` string: names that are not UTF-8 work too).
+    public static func decode(file path: String, maxPixels: Int = defaultMaxPixels) throws -> DecodedImage {
+        try decode(data: try readFile(path), name: path, maxPixels: maxPixels)
+    }
+
+    /// The whole file, read with read(2) (not mapped: a file truncated while mapped raises SIGBUS).
+    /// Only regular files are read; a FIFO or device is named as such instead of being opened for reading
+    /// (O_NONBLOCK: opening a FIFO with no writer would block for good).
+    public static func readFile(_ path: String) throws -> Data {
+        let fd = RawPath.withCString(path) { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+        guard fd >= 0 else { throw ImageError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ImageError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        if let kind = nonRegularKind(st.st_mode) {
+            throw ImageError.unreadable(file: path, reason: "\(kind), not a regular file"
+                + ((st.st_mode & S_IFMT) == S_IFDIR ? "; use `glimpse batch` to caption a directory" : ""))
         }
-        return try decode(data: data, name: name, maxPixels: maxPixels)
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var count = 0
+        while true {
+            if count == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(4096, bytes.count / 2))) }
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ImageError.unreadable(file: path, reason: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            count += n
+        }
+        bytes.removeSubrange(count...)
+        return Data(bytes)
+    }
+
+    /// What a file of this mode is, in words, when it is not a regular file.
+    public static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "a special file"
+        }
     }
 
     /// Decodes an in-memory file; `name` is used in error messages.
@@ -60,19 +101,6 @@ public enum ImageDecoder {
         }
         if width <= 0 || height <= 0 {
             throw ImageError.corrupt(file: name, detail: "image has no pixels (\(width)x\(height))")
-        }
-    }
-
-    private static func ioReason(_ error: Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
-           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
-            return String(cString: strerror(code.rawValue))
-        }
-        switch nsError.code {
-        case NSFileReadNoSuchFileError: return "no such file"
-        case NSFileReadNoPermissionError: return "permission denied"
-        default: return nsError.localizedDescription
         }
     }
 }

@@ -60,7 +60,11 @@ public final class BatchRunner {
             for item in items {
                 if queue.isCancelled { break }
                 let prepared: Result<PreparedImage, Error> = Result {
-                    try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
+                    var p = try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
+                    // Records need only the image's size: its decoded pixels go now, so a queued or pending image
+                    // holds its model input (3 x side x side floats), not its full decode (300 MB for 100 MP).
+                    p.image.pixels = []
+                    return p
                 }
                 queue.put((item.file, prepared))
             }

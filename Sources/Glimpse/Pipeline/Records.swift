@@ -54,7 +54,8 @@ public enum RecordCoding {
     /// One compact JSON line (no trailing newline), keys in the contract's order:
     /// file, width, height, model, captions, detections, attention, timing_ms — or file, error.
     public static func line(_ record: CaptionRecord) -> String {
-        var out = "{\"file\":" + JSONText.quoted(record.file)
+        // Raw bytes of a name that is not UTF-8 are written as \udcXX (see RawPath).
+        var out = "{\"file\":" + RawPath.jsonQuoted(record.file)
         if let error = record.error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
         if let w = record.width { out += ",\"width\":\(w)" }
         if let h = record.height { out += ",\"height\":\(h)" }
