@@ -32,20 +32,26 @@ public enum ImageDecoder {
             throw ImageError.unreadable(file: path, reason: "\(kind), not a regular file"
                 + ((st.st_mode & S_IFMT) == S_IFDIR ? "; use `glimpse batch` to caption a directory" : ""))
         }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var data = Data(count: Int(st.st_size))
         var count = 0
-        while true {
-            if count == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(4096, bytes.count / 2))) }
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ImageError.unreadable(file: path, reason: String(cString: strerror(errno)))
-            }
+        func fail() -> ImageError { ImageError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        while count < data.count {
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 { if errno == EINTR { continue }; throw fail() }
             if n == 0 { break }
             count += n
         }
-        bytes.removeSubrange(count...)
-        return Data(bytes)
+        if count < data.count { data.removeSubrange(count...) }
+        // A file that grew since fstat: the rest, in chunks.
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while count == data.count {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 { if errno == EINTR { continue }; throw fail() }
+            if n == 0 { break }
+            data.append(chunk, count: n)
+            count += n
+        }
+        return data
     }
 
     /// What a file of this mode is, in words, when it is not a regular file.

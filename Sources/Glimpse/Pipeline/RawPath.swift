@@ -29,7 +29,7 @@ public enum RawPath {
         while i < b.count {
             let lead = b[i]
             if lead < 0x80 { out.append(Unicode.Scalar(lead)); i += 1; continue }
-            let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+            let length = lead >= 0xF8 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
             var value = UInt32(lead) & (length == 4 ? 0x07 : length == 3 ? 0x0F : 0x1F)
             var valid = length > 1 && i + length <= b.count
             if valid {
@@ -80,7 +80,10 @@ public enum RawPath {
         guard hasRawBytes(path) else { return JSONText.quoted(path) }
         var out = "\""
         var run = ""
-        func flush() { if !run.isEmpty { out += JSONText.quoted(run).dropFirst().dropLast(); run = "" } }
+        func flush() {
+            // Drop the quotes by scalar, not Character: a combining mark after the quote is one Character with it.
+            if !run.isEmpty { out.unicodeScalars.append(contentsOf: JSONText.quoted(run).unicodeScalars.dropFirst().dropLast()); run = "" }
+        }
         for scalar in path.unicodeScalars {
             if isByteScalar(scalar) {
                 flush()

@@ -99,6 +99,16 @@ public enum RecordCoding {
     }
 
     public static func record(from line: Substring) -> CaptionRecord? {
-        try? JSONDecoder().decode(CaptionRecord.self, from: Data(line.utf8))
+        if let record = try? JSONDecoder().decode(CaptionRecord.self, from: Data(line.utf8)) { return record }
+        // A raw-byte name (`\udcXX`, see RawPath) makes Foundation reject the line: read the file with
+        // RawPath, decode the rest with a placeholder name.
+        let bytes = Array(line.utf8), prefix = Array("{\"file\":".utf8)
+        guard bytes.starts(with: prefix),
+              let (file, end) = bytes.withUnsafeBufferPointer({ RawPath.parseJSONString($0, from: prefix.count) }) else { return nil }
+        guard var record = try? JSONDecoder().decode(CaptionRecord.self, from: Data(prefix + Array("\"\"".utf8) + bytes[end...])) else {
+            return nil
+        }
+        record.file = file
+        return record
     }
 }

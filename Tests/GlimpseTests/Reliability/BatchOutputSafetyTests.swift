@@ -396,3 +396,31 @@ final class BatchOutputSafetyTests: XCTestCase {
         XCTAssertLessThan(nine - one, 30_000, "peak RSS \(one) KiB for 1 image, \(nine) KiB for 9")
     }
 }
+
+/// The byte <-> path mapping behind issue 14 item 6, without the CLI.
+final class RawPathTests: XCTestCase {
+    func testEveryNameRoundTripsThroughThePathStringJSONAndCSV() throws {
+        var generator = SystemRandomNumberGenerator()
+        var names: [[UInt8]] = [Array("caf\u{E9}.png".utf8), Array("cafe\u{301}.png".utf8), [0x62, 0xFF, 0x2E],
+                                [0xC3], [0xED, 0xA0, 0x80], [0xC0, 0xAF], Array("\u{10FF80}x".utf8), [0xF4, 0x90, 0x80, 0x80],
+                                [0xF8, 0x88, 0x80, 0x80], [0xFF, 0xBF, 0xBF, 0xBF], [0xF7, 0xBF, 0xBF, 0xBF]]
+        for _ in 0..<2000 { names.append((0..<Int.random(in: 1...12, using: &generator)).map { _ in UInt8.random(in: 1...255, using: &generator) }) }
+        for name in names {
+            let path = RawPath.string(name)
+            XCTAssertEqual(RawPath.bytes(path), name, "\(name)")
+            let line = RecordCoding.line(CaptionRecord(file: path, error: "x")) + "\n"
+            XCTAssertNotNil(String(data: Data(line.utf8), encoding: .utf8), "the JSON line is valid UTF-8")
+            let entries = ResumeIndex.jsonl(Data(line.utf8)).entries
+            XCTAssertEqual(entries.map { RawPath.bytes($0.file) }, [name], line)
+            XCTAssertEqual(entries.first?.isError, true)
+            XCTAssertEqual(RecordCoding.record(from: Substring(line.dropLast())).map { RawPath.bytes($0.file) }, name, line)
+            let csv = Array("file,caption,score,error\n".utf8) + RawPath.bytes(BatchOutput.csvField(path)) + Array(",,,x\n".utf8)
+            XCTAssertEqual(ResumeIndex.csv(Data(csv)).entries.map { RawPath.bytes($0.file) }, [name])
+        }
+        // Valid UTF-8 is kept as text, so ordinary names are written as before.
+        XCTAssertEqual(RawPath.jsonQuoted(RawPath.string(Array("caf\u{E9}.png".utf8))), "\"caf\u{E9}.png\"")
+        XCTAssertEqual(RawPath.jsonQuoted(RawPath.string([0x62, 0xFF])), "\"b\\udcff\"")
+        // NFC and NFD are different keys.
+        XCTAssertNotEqual(RawPath.key("caf\u{E9}"), RawPath.key("cafe\u{301}"))
+    }
+}
