@@ -75,8 +75,8 @@ train:
 eval: build
 	@test -x $(PYTHON) || $(MAKE) venv
 	$(PYTHON) tools/scenes.py --seed 7000 --count 500 --out runs/eval
-	$(GLIMPSE) batch runs/eval --out runs/eval-learned.jsonl --segment --grounding learned --quiet || true
-	$(GLIMPSE) batch runs/eval --out runs/eval-attention.jsonl --segment --grounding attention --quiet || true
+	$(GLIMPSE) batch runs/eval --out runs/eval-learned.jsonl --overwrite --segment --grounding learned --quiet || true
+	$(GLIMPSE) batch runs/eval --out runs/eval-attention.jsonl --overwrite --segment --grounding attention --quiet || true
 	@echo "== learned heads";  $(PYTHON) tools/eval.py --pred runs/eval-learned.jsonl --truth runs/eval/scenes.jsonl
 	@echo "== training-free"; $(PYTHON) tools/eval.py --pred runs/eval-attention.jsonl --truth runs/eval/scenes.jsonl
 

@@ -84,7 +84,7 @@ def main():
     for i, f in enumerate(files):
         os.symlink(os.path.abspath(f), listing / f"{i:06d}{Path(f).suffix}")
     _, gl_seconds, gl_rss = run([args.glimpse, "batch", str(listing), "--model", args.model, "--out",
-                                 "/tmp/glimpse-batch-bench.jsonl", "--quiet"], env)
+                                 "/tmp/glimpse-batch-bench.jsonl", "--overwrite", "--quiet"], env)
     n = len(files)
     tf_ips, gl_ips = tf["images"] / tf["seconds"], n / gl_seconds
     print(f"{n} images, model {args.model}, {args.threads} threads, transformers batch_size {args.batch_size}")

@@ -10,15 +10,66 @@ public enum ImageDecoder {
     /// Reads and decodes the file at `url`. The format comes from the leading bytes, never the extension.
     public static func decode(contentsOf url: URL, maxPixels: Int = defaultMaxPixels) throws -> DecodedImage {
         // As the caller wrote it: relative paths stay relative in messages.
-        let name = url.isFileURL ? url.relativePath : url.absoluteString
-        if url.isFileURL { try checkRegularFile(url.path, name: name) }
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
-        } catch {
-            throw ImageError.unreadable(file: name, reason: ioReason(error))
+        guard url.isFileURL else { throw ImageError.unreadable(file: url.absoluteString, reason: "not a file URL") }
+        return try decode(file: url.relativePath, maxPixels: maxPixels)
+    }
+
+    /// Reads and decodes the file at `path` (a `RawPath` string: names that are not UTF-8 work too).
+    public static func decode(file path: String, maxPixels: Int = defaultMaxPixels) throws -> DecodedImage {
+        try decode(data: try readFile(path), name: path, maxPixels: maxPixels)
+    }
+
+    /// The whole file, read with read(2) (not mapped: a file truncated while mapped raises SIGBUS).
+    /// Only regular files are read; a FIFO or device is named as such instead of being opened for reading
+    /// (O_NONBLOCK: opening a FIFO with no writer would block for good).
+    public static func readFile(_ path: String) throws -> Data {
+        let fd = RawPath.withCString(path) { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+        guard fd >= 0 else {
+            let code = errno
+            throw ImageError.unreadable(file: path, reason: code == ENOENT ? "no such file" : String(cString: strerror(code)))
         }
-        return try decode(data: data, name: name, maxPixels: maxPixels)
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ImageError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            throw ImageError.unreadable(file: path, reason: "it is a directory; to caption every image under it, use: glimpse batch \(path)")
+        }
+        if let kind = nonRegularKind(st.st_mode) {
+            throw ImageError.unreadable(file: path, reason: "\(kind), not a regular file")
+        }
+        var data = Data(count: Int(st.st_size))
+        var count = 0
+        func fail() -> ImageError { ImageError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        while count < data.count {
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 { if errno == EINTR { continue }; throw fail() }
+            if n == 0 { break }
+            count += n
+        }
+        if count < data.count { data.removeSubrange(count...) }
+        // A file that grew since fstat: the rest, in chunks.
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while count == data.count {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 { if errno == EINTR { continue }; throw fail() }
+            if n == 0 { break }
+            data.append(chunk, count: n)
+            count += n
+        }
+        return data
+    }
+
+    /// What a file of this mode is, in words, when it is not a regular file.
+    public static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "a special file"
+        }
     }
 
     /// Decodes an in-memory file; `name` is used in error messages.
@@ -61,40 +112,6 @@ public enum ImageDecoder {
         }
         if width <= 0 || height <= 0 {
             throw ImageError.corrupt(file: name, detail: "image has no pixels (\(width)x\(height))")
-        }
-    }
-
-    /// A directory, FIFO, device or socket is not an image file: said so before reading (opening a
-    /// FIFO would block until a writer comes; Foundation reports a directory as "error 256").
-    static func checkRegularFile(_ path: String, name: String) throws {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            let code = errno
-            throw ImageError.unreadable(file: name, reason: code == ENOENT ? "no such file" : String(cString: strerror(code)))
-        }
-        let kind: String
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: return
-        case S_IFDIR: throw ImageError.unreadable(file: name, reason: "it is a directory; to caption every image under it, use: glimpse batch \(name)")
-        case S_IFIFO: kind = "a FIFO"
-        case S_IFCHR: kind = "a character device"
-        case S_IFBLK: kind = "a block device"
-        case S_IFSOCK: kind = "a socket"
-        default: kind = "not a regular file"
-        }
-        throw ImageError.unreadable(file: name, reason: "it is \(kind), not an image file")
-    }
-
-    private static func ioReason(_ error: Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
-           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
-            return String(cString: strerror(code.rawValue))
-        }
-        switch nsError.code {
-        case NSFileReadNoSuchFileError: return "no such file"
-        case NSFileReadNoPermissionError: return "permission denied"
-        default: return nsError.localizedDescription
         }
     }
 }

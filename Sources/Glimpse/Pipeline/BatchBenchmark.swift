@@ -29,7 +29,7 @@ public enum BatchBenchmark {
         try makeImages(count: count, in: dir.appendingPathComponent("images"))
         let model = try CaptionModel(directory: modelDirectory)
         let pipeline = try RecordPipeline(model: model, request: CaptionRequest(parameters: model.defaults))
-        let output = try BatchOutput(path: dir.appendingPathComponent("out.jsonl").path, format: .jsonl, resume: false)
+        let output = try BatchOutput(path: dir.appendingPathComponent("out.jsonl").path, format: .jsonl)
         let files = try FileWalker.list(dir.appendingPathComponent("images").path).images
         var early = 0.0, late = 0.0
         var earlyTime = ContinuousClock.now

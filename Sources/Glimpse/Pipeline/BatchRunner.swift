@@ -104,7 +104,13 @@ public final class BatchRunner {
                     if queue.isCancelled { break }
                     let group = work[g]
                     let prepared = group.map { item in
-                        Result { try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels) }
+                        Result { () throws -> PreparedImage in
+                            var p = try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
+                            // Records need only the image's size: its decoded pixels go now, so a queued image holds
+                            // its model input (3 x side x side floats), not its full decode (300 MB for 100 MP).
+                            p.image.pixels = []
+                            return p
+                        }
                     }
                     // Encode the group's prepared images together (padding included); failures keep their place.
                     let ok = prepared.compactMap { try? $0.get() }

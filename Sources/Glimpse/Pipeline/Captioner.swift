@@ -38,6 +38,7 @@ public struct CaptionResult: @unchecked Sendable {
 /// A decoded, preprocessed image ready for the encoder (what the batch prefetcher produces).
 public struct PreparedImage: @unchecked Sendable {
     public var file: String
+    /// The decoded image; `BatchRunner` empties its `pixels` once `pixelValues` exist (only the size is used).
     public var image: RGBImage
     public var pixelValues: [Float]
     public var decodeMilliseconds: Double
@@ -66,7 +67,7 @@ public final class Captioner {
     /// Decodes and preprocesses one file (safe to call from a prefetching thread).
     public static func prepare(file: String, model: CaptionModel, maxPixels: Int) throws -> PreparedImage {
         let start = ContinuousClock.now
-        let decoded = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: file), maxPixels: maxPixels)
+        let decoded = try ImageDecoder.decode(file: file, maxPixels: maxPixels)
         // A preprocessor_config.json with do_resize false passes images through at their own size; the
         // encoder only takes its image_size, so anything else is this file's error (it used to reach the
         // encoder's size precondition and abort the whole run).

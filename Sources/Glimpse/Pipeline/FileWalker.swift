@@ -2,21 +2,37 @@ import Foundation
 
 /// Finds image files under a directory: recursive, following directory symlinks without looping
 /// (each directory is visited once by device+inode), image type decided by magic bytes.
+///
+/// Names are read as bytes (`readdir`), so a name that is not valid UTF-8 is listed like any other
+/// (as a `RawPath` string) and NFC/NFD spellings of one name are two files. Nothing that could be an
+/// image is dropped silently: a file with JPEG/PNG bytes is listed whatever its name; a file named like
+/// an image (.jpg, .jpeg, .jpe, .jfif, .png) is listed whatever its bytes or type (an empty file, text,
+/// a FIFO or a device then becomes an error record saying so); everything else is counted as skipped.
 public enum FileWalker {
     public struct Listing: Sendable {
         /// Candidate images, sorted bytewise by path (deterministic across machines and runs).
         public var images: [String]
-        /// Files that are not JPEG/PNG by their bytes.
+        /// Files that are neither JPEG/PNG by their bytes nor named like an image.
         public var skipped: Int
         /// Problems met while walking (unreadable directories, dangling links), one line each.
         public var warnings: [String]
+        /// Device and inode of every listed file, to refuse an output that is one of the inputs.
+        public var identities: Set<FileIdentity>
     }
 
     public enum Kind { case jpeg, png, other, unreadable }
 
+    /// Extensions that make a file an intended image even when its bytes are not one.
+    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "jpe", "jfif", "png"]
+
+    public static func hasImageExtension(_ name: String) -> Bool {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return false }
+        return imageExtensions.contains(name[name.index(after: dot)...].lowercased())
+    }
+
     /// JPEG starts FF D8 FF; PNG with its 8-byte signature.
     public static func sniff(_ path: String) -> Kind {
-        let fd = open(path, O_RDONLY)
+        let fd = RawPath.withCString(path) { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         guard fd >= 0 else { return .unreadable }
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: 8)
@@ -26,12 +42,32 @@ public enum FileWalker {
         return n < 0 ? .unreadable : .other
     }
 
+    /// The entries of directory `dir` as raw names (no "." or ".."), or the errno of opendir.
+    static func entries(of dir: String) -> Result<[[UInt8]], POSIXError> {
+        guard let handle = RawPath.withCString(dir, { opendir($0) }) else {
+            return .failure(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
+        }
+        defer { closedir(handle) }
+        var names: [[UInt8]] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(handle) else {
+                if errno != 0 { return .failure(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)) }
+                break
+            }
+            let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+            names.append(name)
+        }
+        return .success(names)
+    }
+
     public static func list(_ root: String) throws -> Listing {
-        var listing = Listing(images: [], skipped: 0, warnings: [])
+        var listing = Listing(images: [], skipped: 0, warnings: [], identities: [])
         // device+inode of every directory walked -> the path it was walked under.
-        var visited: [[UInt64]: String] = [:]
+        var visited: [FileIdentity: String] = [:]
         var st = stat()
-        guard stat(root, &st) == 0 else {
+        guard RawPath.withCString(root, { stat($0, &st) }) == 0 else {
             throw ModelError.invalidInput("\(root): \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw ModelError.invalidInput("\(root): not a directory") }
@@ -42,44 +78,77 @@ public enum FileWalker {
         var linked: [String] = []
         while let dir = stack.popLast() ?? (linked.isEmpty ? nil : linked.removeFirst()) {
             var ds = stat()
-            guard stat(dir, &ds) == 0 else { listing.warnings.append("\(dir): \(String(cString: strerror(errno)))"); continue }
-            let key = [UInt64(ds.st_dev), UInt64(ds.st_ino)]
+            guard RawPath.withCString(dir, { stat($0, &ds) }) == 0 else {
+                listing.warnings.append("\(dir): \(String(cString: strerror(errno)))"); continue
+            }
+            let key = FileIdentity(ds)
             if let first = visited[key] {
                 listing.warnings.append("\(dir): skipped, the same directory as \(first) (symlink loop or second link)")
                 continue
             }
             visited[key] = dir
-            let entries: [String]
-            do { entries = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
-                listing.warnings.append("\(dir): cannot list directory (\(error.localizedDescription))")
+            let names: [[UInt8]]
+            switch entries(of: dir) {
+            case .success(let n): names = n
+            case .failure(let error):
+                listing.warnings.append("\(dir): cannot list directory (\(String(cString: strerror(error.code.rawValue))))")
                 continue
             }
             var subdirectories: [String] = []
-            for name in entries.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            for nameBytes in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                let name = RawPath.string(nameBytes)
                 let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
                 var es = stat()
-                guard stat(path, &es) == 0 else {
+                guard RawPath.withCString(path, { stat($0, &es) }) == 0 else {
                     listing.warnings.append("\(path): \(String(cString: strerror(errno)))")
                     continue
                 }
+                let namedLikeImage = hasImageExtension(name)
                 switch es.st_mode & S_IFMT {
                 case S_IFDIR:
                     var ls = stat()
-                    if lstat(path, &ls) == 0 && (ls.st_mode & S_IFMT) == S_IFLNK { linked.append(path) } else { subdirectories.append(path) }
+                    let isLink = RawPath.withCString(path, { lstat($0, &ls) }) == 0 && (ls.st_mode & S_IFMT) == S_IFLNK
+                    if isLink { linked.append(path) } else { subdirectories.append(path) }
                 case S_IFREG:
                     switch sniff(path) {
-                    case .jpeg, .png, .unreadable: listing.images.append(path)   // unreadable: reported as an error record
-                    case .other: listing.skipped += 1
+                    case .jpeg, .png, .unreadable: listing.add(path, es)   // unreadable: reported as an error record
+                    case .other: if namedLikeImage { listing.add(path, es) } else { listing.skipped += 1 }
                     }
                 default:
-                    // FIFOs, sockets, devices: never opened (a FIFO would block the walk).
-                    listing.skipped += 1
+                    // FIFOs, sockets, devices: never opened for reading (a FIFO would block the walk). One named
+                    // like an image becomes an error record saying what it is.
+                    if namedLikeImage { listing.add(path, es) } else { listing.skipped += 1 }
                 }
             }
             stack.append(contentsOf: subdirectories.reversed())
         }
         listing.images.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         return listing
+    }
+}
+
+extension FileWalker.Listing {
+    mutating func add(_ path: String, _ st: stat) {
+        images.append(path)
+        identities.insert(FileIdentity(st))
+    }
+}
+
+/// A file's device and inode: the same file whatever path reaches it.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+
+    public init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+    }
+
+    /// The identity of the file at `path` (following symlinks), or nil when it does not exist.
+    public init?(path: String) {
+        var st = stat()
+        guard RawPath.withCString(path, { stat($0, &st) }) == 0 else { return nil }
+        self.init(st)
     }
 }
 

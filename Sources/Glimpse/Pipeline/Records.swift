@@ -54,7 +54,8 @@ public enum RecordCoding {
     /// One compact JSON line (no trailing newline), keys in the contract's order:
     /// file, width, height, model, captions, detections, attention, timing_ms — or file, error.
     public static func line(_ record: CaptionRecord) -> String {
-        var out = "{\"file\":" + JSONText.quoted(record.file)
+        // Raw bytes of a name that is not UTF-8 are written as \udcXX (see RawPath).
+        var out = "{\"file\":" + RawPath.jsonQuoted(record.file)
         if let error = record.error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
         if let w = record.width { out += ",\"width\":\(w)" }
         if let h = record.height { out += ",\"height\":\(h)" }
@@ -98,6 +99,16 @@ public enum RecordCoding {
     }
 
     public static func record(from line: Substring) -> CaptionRecord? {
-        try? JSONDecoder().decode(CaptionRecord.self, from: Data(line.utf8))
+        if let record = try? JSONDecoder().decode(CaptionRecord.self, from: Data(line.utf8)) { return record }
+        // A raw-byte name (`\udcXX`, see RawPath) makes Foundation reject the line: read the file with
+        // RawPath, decode the rest with a placeholder name.
+        let bytes = Array(line.utf8), prefix = Array("{\"file\":".utf8)
+        guard bytes.starts(with: prefix),
+              let (file, end) = bytes.withUnsafeBufferPointer({ RawPath.parseJSONString($0, from: prefix.count) }) else { return nil }
+        guard var record = try? JSONDecoder().decode(CaptionRecord.self, from: Data(prefix + Array("\"\"".utf8) + bytes[end...])) else {
+            return nil
+        }
+        record.file = file
+        return record
     }
 }

@@ -36,11 +36,63 @@ final class MappedFile: @unchecked Sendable {
         }
         base = UnsafeRawPointer(mapped)
         self.size = size
+        MappedFileRegistry.register(base: UInt(bitPattern: mapped), size: size, path: path)
     }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    deinit {
+        MappedFileRegistry.unregister(base: UInt(bitPattern: base))
+        munmap(UnsafeMutableRawPointer(mutating: base), size)
+    }
+}
+
+/// The address ranges of live mappings and their files, so a SIGBUS handler (a mapped file truncated
+/// by another process) can name the file. A fixed table read without locks: `file(containing:)` is
+/// async-signal-safe. Registration happens while loading, from one thread at a time.
+public enum MappedFileRegistry {
+    private static let capacity = 64
+    nonisolated(unsafe) private static let bases = UnsafeMutablePointer<UInt>.allocate(capacity: capacity)
+    nonisolated(unsafe) private static let ends = UnsafeMutablePointer<UInt>.allocate(capacity: capacity)
+    nonisolated(unsafe) private static let paths = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var initialized: Bool = {
+        bases.initialize(repeating: 0, count: capacity)
+        ends.initialize(repeating: 0, count: capacity)
+        paths.initialize(repeating: nil, count: capacity)
+        return true
+    }()
+
+    static func register(base: UInt, size: Int, path: String) {
+        lock.lock(); defer { lock.unlock() }
+        _ = initialized
+        for i in 0..<capacity where bases[i] == 0 {
+            paths[i] = strdup(path)
+            ends[i] = base + UInt(size)
+            bases[i] = base            // last: a reader sees a slot only once it is complete
+            return
+        }
+    }
+
+    static func unregister(base: UInt) {
+        lock.lock(); defer { lock.unlock() }
+        for i in 0..<capacity where bases[i] == base {
+            bases[i] = 0
+            free(paths[i]); paths[i] = nil
+            return
+        }
+    }
+
+    /// The file mapped at `address`, or nil. Call `prepare()` before installing a handler that uses this.
+    public static func file(containing address: UInt) -> UnsafePointer<CChar>? {
+        for i in 0..<capacity where bases[i] != 0 && address >= bases[i] && address < ends[i] {
+            return paths[i].map { UnsafePointer($0) }
+        }
+        return nil
+    }
+
+    /// Sets the table up (a lazy global must not be first touched inside a signal handler).
+    public static func prepare() { lock.lock(); _ = initialized; lock.unlock() }
 }
 
 /// A safetensors file (or a PyTorch checkpoint, see `init(pytorchCheckpoint:)`), memory-mapped and validated in full at `init`.
@@ -52,7 +104,8 @@ final class MappedFile: @unchecked Sendable {
 ///
 /// Tensors borrowing the mapping are read-only: the mapping is `PROT_READ`, so writing through
 /// `Tensor.data` faults. If another process truncates the file while it is mapped, touching the
-/// lost pages raises SIGBUS; that cannot be validated away and is the usual mmap contract.
+/// lost pages raises SIGBUS; that cannot be validated away and is the usual mmap contract (`glimpse batch`
+/// turns it into a message naming the file, via `MappedFileRegistry`).
 public final class SafeTensorsFile: @unchecked Sendable {
     /// The file's path, used in every error.
     public let path: String

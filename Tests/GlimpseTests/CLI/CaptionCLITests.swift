@@ -177,6 +177,8 @@ final class CaptionCLITests: XCTestCase {
         let cut = dir.appendingPathComponent("cut.jsonl")
         let text = lines.prefix(3).joined(separator: "\n") + "\n" + lines[3].prefix(20)
         try Data(text.utf8).write(to: cut)
+        // With the manifest glimpse wrote next to the whole output: only a glimpse output is resumed.
+        try FileManager.default.copyItem(atPath: whole.path + ".meta.json", toPath: cut.path + ".meta.json")
         _ = try GlimpseCLI.run(["batch", dir.appendingPathComponent("images").path, "--model", model.path, "--out", cut.path, "--resume", "--quiet"])
         let resumed = try String(contentsOf: cut, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(Set(try resumed.map(withoutTiming)), Set(try lines.map(withoutTiming)))

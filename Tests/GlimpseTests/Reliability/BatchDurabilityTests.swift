@@ -101,6 +101,7 @@ final class BatchDurabilityTests: XCTestCase {
         // Cut inside the fourth line, as a kill in the middle of write(2) would leave it.
         let lineEnds = full.enumerated().filter { $0.element == UInt8(ascii: "\n") }.map(\.offset)
         try full.prefix(lineEnds[2] + 1 + (lineEnds[3] - lineEnds[2]) / 2).write(to: out)
+        try FileManager.default.copyItem(atPath: referenceURL.path + ".meta.json", toPath: out.path + ".meta.json")
         let result = try batch(dir, out: out, ["--resume"])
         XCTAssertEqual(result.status, 0, result.stderr)
         assertSame(try BatchRecords(out), expected, "after repair")
@@ -155,12 +156,13 @@ final class BatchDurabilityTests: XCTestCase {
         XCTAssertEqual(try BatchRecords(out).files.count, 6)
     }
 
-    /// A FIFO named like an image is never opened (opening it would block the walk for good): it is
-    /// counted as skipped and every real image is captioned.
-    func testFIFOIsSkippedWithoutBlocking() throws {
+    /// A FIFO named like an image is never opened for reading (that would block the walk for good): it is
+    /// an error record saying what it is, and every real image is captioned.
+    func testFIFOIsAnErrorRecordWithoutBlocking() throws {
         let dir = try scratch.directory("photos")
         try scratch.images(in: dir, count: 4)
-        XCTAssertEqual(mkfifo(dir.appendingPathComponent("img01b.png").path, 0o644), 0)
+        let fifo = dir.appendingPathComponent("img01b.png")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
         let out = scratch.url.appendingPathComponent("out.jsonl")
         let (process, o, e) = try GlimpseCLI.process(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"],
                                                       scratch: scratch.url)
@@ -173,9 +175,11 @@ final class BatchDurabilityTests: XCTestCase {
             return XCTFail("glimpse batch blocked on a FIFO")
         }
         let result = GlimpseCLI.collect(process, o, e)
-        XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stderr.contains("4 captioned, 0 failed, 1 skipped"), result.stderr)
-        XCTAssertEqual(try BatchRecords(out).files.count, 4)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("4 captioned, 1 failed, 0 skipped"), result.stderr)
+        let records = try BatchRecords(out)
+        XCTAssertEqual(records.files.count, 5)
+        XCTAssertEqual(records.errors(), [fifo.path: "cannot read file (a FIFO (named pipe), not a regular file)"])
     }
 
     func testFileVanishingMidRunIsOneErrorRecord() throws {
