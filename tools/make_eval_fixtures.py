@@ -86,6 +86,22 @@ CORPUS = [
     "A sandwich cut in 1/2 on a plate",
     "A boy wearing a #10 jersey",
     "A laptop, a mouse, and a cup of coffee.",
+    "J. Smith at St. Louis with Acme Inc. and No. 5 vs. them",
+    "don't y'all know o'clock rock'n'roll '90s ma'am cannot gotta wanna lemme",
+    "end? a--b word- -word 5-year-old 3:1 1.5m $1,000.00 100%",
+    "e.g. this i.e. that U.S.A. A. b.",
+    "it\u2019s a \u201cquoted\u201d thing\u2026 caf\u00e9 na\u00efve 2nd a,b 1,2,3 3x4 a/b/c + = a=b 50 km/h",
+    "ok!!! really?? yes.no Mr. Dr.",
+    "Sam's and James' and the Smiths'.",
+    "He said 'hi' and left.",
+    "a \"b\" c \"d\"",
+    "'90s 'tis 'em",
+    "mr. smith dr. who st. louis inc. no. 5 jan. feb. mon. etc. jr. ave. corp. co. ltd. fig. approx. ca. ft. "
+    "lbs. oz. min. sec. vs. cf. mt. gen. sept. calif. tel.",
+    "a b. c d. x. yes. no. ok. u.s u.s. usa. u.k. a.b.c.d. ab.cd.",
+    "5. 10.5. 3.14.",
+    "the end..",
+    "wait....",
 ]
 
 
@@ -323,10 +339,13 @@ def reference_scores(captions, instances, preds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="Tests/GlimpseTests/Fixtures/eval")
+    ap.add_argument("--only-tokenizer", action="store_true", help="write ptb_tokenizer.json only")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "ptb_tokenizer.json"), "w") as f:
         json.dump(ptb_fixture(), f, indent=0)
+    if a.only_tokenizer:
+        return
     rows, captions, instances, preds = build(a.out)
     with open(os.path.join(a.out, "captions.json"), "w") as f:
         json.dump(captions, f)
