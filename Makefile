@@ -71,7 +71,7 @@ train-next:
 	@test -f runs/data/heldout.npz || $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
 	start="--init models/default"; \
 	if [ -f $(TRAIN_RUN)/last.pt ]; then start="--resume"; elif [ -f training/resume/state.json ]; then start="--resume-compact training/resume"; fi; \
-	OMP_NUM_THREADS=1 nice -n 19 $(dir $(PYTHON))torchrun --nproc_per_node 2 tools/train.py --threads 1 --bf16 $$start \
+	OMP_NUM_THREADS=1 nice -n 19 $(PYTHON) -u tools/train.py --threads 1 $$start \
 	  --tokenizer models/default --steps 12000 --warmup 300 --lr 3e-4 --hard-weight 3 --minutes 600 \
 	  --eval-minutes 12 --ckpt-minutes 5 --data 'runs/data/train-*.npz' --heldout runs/data/heldout.npz \
 	  --out $(TRAIN_RUN) --export $(TRAIN_RUN)/export --compact $(TRAIN_RUN)/compact

@@ -27,14 +27,25 @@ rendering ~6 min, training 85 min, heads ~5 min, evaluation ~3 min):
 
 Long runs, resumable across sessions (the recipe of the run that continues models/default):
 
-    python tools/scenes.py --seed 1100 --count 12000 --prerender /work/train-runs/data/train-1100.npz \
-        --size 112 --grid 14 --procs 2 --variety             # more files (seeds 1101, ...) may follow
+    python tools/scenes.py --seed 1100 --count 6000 --prerender /work/train-runs/data/train-1100.npz \
+        --size 112 --grid 14 --procs 2 --variety             # then seeds 1101..1106, --procs 1
     python tools/scenes.py --seed 2000 --count 600 --prerender /work/train-runs/data/heldout.npz --size 112 --grid 14
-    OMP_NUM_THREADS=1 nohup nice -n 19 torchrun --nproc_per_node 2 tools/train.py --threads 1 --bf16 \
-        --init models/default --tokenizer models/default --steps 12000 --warmup 150 --lr 4e-4 \
-        --hard-weight 3 --data '/work/train-runs/data/train-*.npz' --heldout /work/train-runs/data/heldout.npz \
+    OMP_NUM_THREADS=1 nohup nice -n 19 python -u tools/train.py --threads 1 \
+        --init models/default --tokenizer models/default --steps 12000 --warmup 300 --lr 3e-4 \
+        --hard-weight 3 --minutes 600 --eval-minutes 12 --ckpt-minutes 5 \
+        --data '/work/train-runs/data/train-*.npz' --heldout /work/train-runs/data/heldout.npz \
         --out /work/train-runs/next --export /work/train-runs/next/export \
-        --compact training/resume > /work/train-runs/next.log 2>&1 &
+        --compact /work/train-runs/next/compact > /work/train-runs/next.log 2>&1 &
+    (`make train-next` runs the same under runs/; on a machine shared with many builds one single-thread
+    process beat two gloo-synchronized ones, which spent their CPU waiting for each other; and no --bf16:
+    on the 2026-12-02 machine bf16 autocast ran a 48-image step in 80-87 s, float32 in 12.5 s. Measure
+    one step both ways before a long run.)
+
+  A later session resumes it, in this order of preference:
+    * /work/train-runs/next/last.pt survived: the same command with --resume instead of --init;
+    * else from the committed point: --resume-compact training/resume instead of --init (copy
+      OUT/compact to training/resume and commit it at the end of a session); render the data files
+      listed in training/resume/state.json first (same seeds and counts: the scenes are deterministic).
 
   * OUT/last.pt (full state: float32 weights, AdamW moments, step, history, arguments; written every
     --ckpt-minutes) resumes a run exactly: same command plus --resume. The data position is the step:

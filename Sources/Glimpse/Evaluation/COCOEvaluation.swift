@@ -291,9 +291,7 @@ public struct COCOEvaluation {
         var ious: [Double] = []
         for (t, d) in bbox.matchesAt50 {
             guard let gm = inst.truths[t].mask, let dm = boxes[d].mask, gm.height == dm.height, gm.width == dm.width else { ious.append(0); continue }
-            let inter = Double(gm.intersectionArea(dm))
-            let union = Double(gm.area + dm.area) - inter
-            ious.append(union > 0 ? inter / union : 0)
+            ious.append(dm.iou(gm))
         }
         report.maskMeanIoU = ious.isEmpty ? nil : ious.reduce(0, +) / Double(ious.count)
         if inst.truths.contains(where: { $0.mask != nil }) {
@@ -303,7 +301,7 @@ public struct COCOEvaluation {
 }
 
 extension COCOEvaluation.Report {
-    static func number(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
+    static func number(_ v: Double) -> String { RecordCoding.number(v) }
 
     /// One JSON object: pycocoevalcap's keys, exact_match, and with --instances `bbox`/`segm` keyed
     /// in COCOeval's `stats` order.

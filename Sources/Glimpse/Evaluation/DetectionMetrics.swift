@@ -246,9 +246,7 @@ public struct DetectionEvaluation {
                     guard dm.height == gm.height, dm.width == gm.width else {
                         throw EvaluationError.maskSizeMismatch(image: t.imageID, detection: [dm.height, dm.width], truth: [gm.height, gm.width])
                     }
-                    let inter = Double(dm.intersectionArea(gm))
-                    let union = t.isCrowd ? Double(dm.area) : Double(dm.area + gm.area) - inter
-                    return union > 0 ? inter / union : 0
+                    return dm.iou(gm, crowd: t.isCrowd)
                 }
             }
         }
@@ -256,6 +254,13 @@ public struct DetectionEvaluation {
 }
 
 extension RLE {
+    /// maskApi.c rleIou: intersection over union, or over this mask's area alone against a crowd region.
+    func iou(_ other: RLE, crowd: Bool = false) -> Double {
+        let inter = Double(intersectionArea(other))
+        let union = crowd ? Double(area) : Double(area + other.area) - inter
+        return union > 0 ? inter / union : 0
+    }
+
     /// Pixels set in both masks (same size), from the runs alone.
     func intersectionArea(_ other: RLE) -> Int {
         let a = onRuns, b = other.onRuns
@@ -282,26 +287,25 @@ extension RLE {
     /// pycocotools' `frPyObjects` + `merge` for a polygon annotation: each polygon [x0, y0, x1, y1, ...]
     /// rasterized by maskApi.c `rleFrPoly` (boundary upsampled 5x, pixel centers inside), then their union.
     public init(polygons: [[Double]], height: Int, width: Int) throws {
-        var union = [UInt8](repeating: 0, count: height * width)   // column-major
+        var union = BitMask(width: width, height: height)
+        // points far outside the image would only cost memory (rleFrPoly walks every boundary pixel)
+        let limit = 4.0 * Double(max(width, height)) + 16
         for poly in polygons {
             guard poly.count >= 6, poly.count % 2 == 0, poly.allSatisfy(\.isFinite) else {
                 throw EvaluationError.invalidPolygon("a polygon needs at least 3 points, got \(poly.count) coordinates")
             }
-            let r = RLE.polygonCounts(poly, height: height, width: width)
+            guard poly.allSatisfy({ abs($0) <= limit }) else {
+                throw EvaluationError.invalidPolygon("a coordinate lies more than \(Int(limit)) pixels from a \(width)x\(height) image")
+            }
             var pos = 0
-            for (i, c) in r.enumerated() {
-                if i % 2 == 1 { for k in pos..<min(pos + c, union.count) { union[k] = 1 } }
+            for (i, c) in RLE.polygonCounts(poly, height: height, width: width).enumerated() {
+                if i % 2 == 1, pos < height * width {
+                    for k in pos..<min(pos + c, height * width) { union[k / height, k % height] = true }  // column-major k
+                }
                 pos += c
             }
         }
-        var counts: [Int] = []
-        var current: UInt8 = 0, run = 0
-        for v in union {
-            if v != current { counts.append(run); run = 0; current = v }
-            run += 1
-        }
-        counts.append(run)
-        try self.init(height: height, width: width, counts: counts)
+        self.init(mask: union)
     }
 
     /// maskApi.c rleFrPoly, step for step.

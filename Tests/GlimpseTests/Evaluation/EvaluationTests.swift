@@ -140,3 +140,16 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(r.corpus, (1 + 1.44) * 0.75 / (0.75 + 1.44), accuracy: 1e-12)
     }
 }
+
+final class PolygonMaskTests: XCTestCase {
+    func testRasterizesLikeRleFrPolyAndRefusesBadPolygons() throws {
+        // an axis-aligned square with corners at 1 and 3: pycocotools' frPyObjects gives rows 1-2 and
+        // columns 1-2 (4 pixels; the right and bottom edges are outside)
+        let m = try RLE(polygons: [[1, 1, 3, 1, 3, 3, 1, 3]], height: 5, width: 5)
+        XCTAssertEqual(m.area, 4)
+        XCTAssertEqual(m.boundingBoxValues, [1, 1, 2, 2])
+        XCTAssertThrowsError(try RLE(polygons: [[1, 1, 2, 2]], height: 5, width: 5))
+        XCTAssertThrowsError(try RLE(polygons: [[1, 1, 1e300, 1, 3, 3]], height: 5, width: 5))
+        XCTAssertThrowsError(try RLE(polygons: [[1, 1, .nan, 1, 3, 3]], height: 5, width: 5))
+    }
+}
