@@ -354,10 +354,18 @@ extension RLE {
         return b
     }
 
-    /// [x, y, w, h] of the set pixels (maskApi.c rleToBbox), zeros when empty.
+    /// [x, y, w, h] of the set pixels (maskApi.c rleToBbox), zeros when empty; from the runs, so a
+    /// huge mask costs nothing to measure.
     public var boundingBoxValues: [Double] {
-        guard let b = decode().boundingBox else { return [0, 0, 0, 0] }
-        return [Double(b.x), Double(b.y), Double(b.width), Double(b.height)]
+        guard height > 0 else { return [0, 0, 0, 0] }
+        var x0 = Int.max, x1 = -1, y0 = Int.max, y1 = -1
+        for (start, end) in onRuns {
+            let c0 = start / height, c1 = (end - 1) / height
+            x0 = min(x0, c0); x1 = max(x1, c1)
+            if c0 != c1 { y0 = 0; y1 = height - 1 } else { y0 = min(y0, start % height); y1 = max(y1, (end - 1) % height) }
+        }
+        guard x1 >= 0 else { return [0, 0, 0, 0] }
+        return [Double(x0), Double(y0), Double(x1 - x0 + 1), Double(y1 - y0 + 1)]
     }
 }
 

@@ -148,6 +148,12 @@ final class PolygonMaskTests: XCTestCase {
         let m = try RLE(polygons: [[1, 1, 3, 1, 3, 3, 1, 3]], height: 5, width: 5)
         XCTAssertEqual(m.area, 4)
         XCTAssertEqual(m.boundingBoxValues, [1, 1, 2, 2])
+        // from the runs, without decoding: a mask of 10^10 pixels with one set pixel at (x 7, y 3)
+        let huge = try RLE(height: 100_000, width: 100_000, counts: [7 * 100_000 + 3, 1, 100_000 * 100_000 - 700_004])
+        XCTAssertEqual(huge.boundingBoxValues, [7, 3, 1, 1])
+        // a run across columns spans the full height
+        let wrap = try RLE(height: 4, width: 3, counts: [3, 2, 7])
+        XCTAssertEqual(wrap.boundingBoxValues, [0, 0, 2, 4])
         XCTAssertThrowsError(try RLE(polygons: [[1, 1, 2, 2]], height: 5, width: 5))
         XCTAssertThrowsError(try RLE(polygons: [[1, 1, 1e300, 1, 3, 3]], height: 5, width: 5))
         XCTAssertThrowsError(try RLE(polygons: [[1, 1, .nan, 1, 3, 3]], height: 5, width: 5))
