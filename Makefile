@@ -7,7 +7,7 @@ GLIMPSE := .build/release/glimpse
 IMAGE   ?= samples/two-shapes-left-of.png
 PREFIX  ?= /usr/local
 
-.PHONY: setup build install test test-asan caption bench bench-compare fixtures train eval fuzz venv clean
+.PHONY: setup build install test test-asan caption bench bench-compare fixtures train train-next eval fuzz venv clean
 
 ## setup: install missing system packages (apt-get; sudo when not root)
 setup:
@@ -60,6 +60,7 @@ fixtures:
 	$(PYTHON) tools/make_heads_fixtures.py
 	$(PYTHON) tools/make_kernel_fixtures.py
 	$(PYTHON) tools/make_pytorch_fixtures.py
+	$(PYTHON) tools/make_eval_fixtures.py
 
 ## train: reproduce models/default (about 2 hours on 2 CPU cores; see tools/train.py)
 train:
@@ -71,14 +72,34 @@ train:
 	nice -n 10 $(PYTHON) tools/train.py --minutes 95 --out runs/ckpt --export models/default
 	$(PYTHON) tools/train_heads.py --model models/default --data runs/data/train-a.npz --heldout runs/heldout
 
-## eval: score the CLI on 500 held-out scenes of a seed never used in training
-eval: build
+## train-next: the resumable continuation run (issue 15): starts from models/default, or resumes from
+## TRAIN_RUN/last.pt, or from the committed compact point training/resume; see tools/train.py --help
+TRAIN_RUN ?= runs/next
+train-next:
 	@test -x $(PYTHON) || $(MAKE) venv
-	$(PYTHON) tools/scenes.py --seed 7000 --count 500 --out runs/eval
-	$(GLIMPSE) batch runs/eval --out runs/eval-learned.jsonl --overwrite --segment --grounding learned --quiet || true
-	$(GLIMPSE) batch runs/eval --out runs/eval-attention.jsonl --overwrite --segment --grounding attention --quiet || true
-	@echo "== learned heads";  $(PYTHON) tools/eval.py --pred runs/eval-learned.jsonl --truth runs/eval/scenes.jsonl
-	@echo "== training-free"; $(PYTHON) tools/eval.py --pred runs/eval-attention.jsonl --truth runs/eval/scenes.jsonl
+	@test -f runs/data/train-1100.npz || $(PYTHON) tools/scenes.py --seed 1100 --count 6000 --prerender runs/data/train-1100.npz --size 112 --grid 14 --procs 2 --variety
+	@test -f runs/data/heldout.npz || $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
+	start="--init models/default"; \
+	if [ -f $(TRAIN_RUN)/last.pt ]; then start="--resume"; elif [ -f training/resume/state.json ]; then start="--resume-compact training/resume"; fi; \
+	OMP_NUM_THREADS=1 nice -n 19 $(PYTHON) -u tools/train.py --threads 1 $$start \
+	  --tokenizer models/default --steps 12000 --warmup 300 --lr 3e-4 --hard-weight 3 --minutes 600 \
+	  --eval-minutes 12 --ckpt-minutes 5 --data 'runs/data/train-*.npz' --heldout runs/data/heldout.npz \
+	  --out $(TRAIN_RUN) --export $(TRAIN_RUN)/export --compact $(TRAIN_RUN)/compact
+
+## eval: score the CLI on 500 held-out scenes of a seed never used in training (`glimpse eval`: pycocoevalcap
+## caption metrics, COCOeval bbox/segm, box recall@0.5, mask mIoU); error types by tools/eval.py when the venv exists
+EVAL_DIR ?= runs/eval
+eval: build
+	@test -f $(EVAL_DIR)/instances.json || { test -x $(PYTHON) || $(MAKE) venv; $(PYTHON) tools/scenes.py --seed 7000 --count 500 --out $(EVAL_DIR); }
+	$(GLIMPSE) batch $(EVAL_DIR) --out runs/eval-learned.jsonl --overwrite --segment --grounding learned --quiet || true
+	$(GLIMPSE) batch $(EVAL_DIR) --out runs/eval-attention.jsonl --overwrite --segment --grounding attention --quiet || true
+	@echo "== learned heads"
+	$(GLIMPSE) eval runs/eval-learned.jsonl --references $(EVAL_DIR)/captions.json --instances $(EVAL_DIR)/instances.json
+	@echo "== training-free grounding"
+	$(GLIMPSE) eval runs/eval-attention.jsonl --references $(EVAL_DIR)/captions.json --instances $(EVAL_DIR)/instances.json
+	@if test -x $(PYTHON); then echo "== caption error types"; \
+	  $(PYTHON) tools/eval.py --pred runs/eval-learned.jsonl --truth $(EVAL_DIR)/scenes.jsonl --glimpse $(GLIMPSE) | \
+	  $(PYTHON) -c 'import json,sys; r=json.load(sys.stdin); print(r["exact_match_by_objects"], r["error_types"])'; fi
 
 ## venv: Python tools for fixtures, training and reference benchmarks (not needed by the engine)
 venv:

@@ -1,25 +1,26 @@
 #!/usr/bin/env python3
-"""Score Glimpse captions / detections / masks against a truth scenes.jsonl (tools/scenes.py --out).
+"""Score Glimpse output on tools/scenes.py scenes: a thin wrapper around `glimpse eval` that adds the
+scene world's caption error types.
 
-    python tools/eval.py --pred out.jsonl --truth runs/heldout/scenes.jsonl [--json report.json]
-        out.jsonl: the Swift CLI's JSON lines ({"file", "captions": [{"text",...}], "detections": [...]}
-        or {"file", "error"}); matched to the truth by file name.
+    python tools/eval.py --pred out.jsonl --truth runs/eval/scenes.jsonl [--json report.json]
+        out.jsonl: the Swift CLI's JSON lines; scored by `glimpse eval` (--glimpse, default the release
+        build) against the scenes' captions.json / instances.json (written next to scenes.jsonl when
+        absent), plus error types (order, relation, shape, color, size, count, syntax).
     python tools/eval.py --torch models/default --truth runs/heldout/scenes.jsonl [--write-pred pred.jsonl]
         runs the PyTorch model directly (beam search from generation_config.json, learned heads
-        from heads.safetensors when present) and scores it the same way.
+        from heads.safetensors when present), writes its predictions in the CLI's contract and scores
+        them the same way.
 
-Metrics: caption exact match (overall and by number of objects) with error types; BLEU-4 (corpus,
-one reference, uniform weights, brevity penalty); CIDEr-D (n=1..4, tf-idf over the reference set,
-sigma 6, x10, clipped counts); detection AP@0.5 per label ("{color} {shape}"), greedy matching by
-score within an image, 101-point interpolated (COCO style), and their mean (mAP); mask mean IoU over
-the true objects matched at box IoU >= 0.5 (and over all true objects, unmatched counting 0).
+Metrics are `glimpse eval`'s (pycocoevalcap's BLEU/ROUGE-L/CIDEr-D on PTB tokens, COCOeval bbox/segm,
+box recall@0.5, mask mIoU of box-matched objects; see `glimpse eval --help`).
 """
 import argparse
 import collections
 import json
-import math
 import os
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -27,177 +28,36 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scenes  # noqa: E402
 
 
-# ----------------------------------------------------------------------------- text metrics
-
-def ngrams(words, n):
-    return collections.Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-
-
-def tokenize(s):
-    return s.replace(",", " ,").split()
-
-
-def bleu4(cands, refs):
-    match = [0] * 4
-    total = [0] * 4
-    c_len = r_len = 0
-    for c, r in zip(cands, refs):
-        cw, rw = tokenize(c), tokenize(r)
-        c_len += len(cw)
-        r_len += len(rw)
-        for n in range(1, 5):
-            cn, rn = ngrams(cw, n), ngrams(rw, n)
-            match[n - 1] += sum(min(v, rn[k]) for k, v in cn.items())
-            total[n - 1] += max(len(cw) - n + 1, 0)
-    if min(match) == 0:
-        return 0.0
-    logp = sum(math.log(m / t) for m, t in zip(match, total)) / 4
-    bp = 1.0 if c_len > r_len else math.exp(1 - r_len / max(c_len, 1))
-    return bp * math.exp(logp)
-
-
-def cider_d(cands, refs, sigma=6.0):
-    N = len(refs)
-    df = collections.Counter()
-    ref_ng = []
-    for r in refs:
-        rw = tokenize(r)
-        ng = [ngrams(rw, n) for n in range(1, 5)]
-        ref_ng.append((ng, len(rw)))
-        for n in range(4):
-            for k in ng[n]:
-                df[k] += 1
-    log_n = math.log(float(N))
-
-    def vec(ng):
-        out = []
-        norms = []
-        for n in range(4):
-            v = {k: c * (log_n - math.log(max(1.0, df[k]))) for k, c in ng[n].items()}
-            out.append(v)
-            norms.append(math.sqrt(sum(x * x for x in v.values())))
-        return out, norms
-
-    scores = []
-    for c, (rng, rlen) in zip(cands, ref_ng):
-        cw = tokenize(c)
-        cng = [ngrams(cw, n) for n in range(1, 5)]
-        vc, nc = vec(cng)
-        vr, nr = vec(rng)
-        s = 0.0
-        for n in range(4):
-            dot = sum(min(v, vr[n].get(k, 0.0)) * vr[n].get(k, 0.0) for k, v in vc[n].items())
-            if nc[n] and nr[n]:
-                s += dot / (nc[n] * nr[n]) * math.exp(-((len(cw) - rlen) ** 2) / (2 * sigma ** 2))
-        scores.append(s / 4 * 10)
-    return float(np.mean(scores)) if scores else 0.0
-
-
-# ----------------------------------------------------------------------------- detection metrics
-
-def iou_box(a, b):
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / max(1e-9, a[2] * a[3] + b[2] * b[3] - inter)
-
-
-def average_precision(tp, scores, n_gt):
-    if n_gt == 0:
-        return None
-    if not tp:
-        return 0.0
-    order = np.argsort(-np.array(scores), kind="stable")
-    tp = np.array(tp, float)[order]
-    ctp, cfp = np.cumsum(tp), np.cumsum(1 - tp)
-    rec = ctp / n_gt
-    prec = ctp / np.maximum(ctp + cfp, 1e-9)
-    for i in range(len(prec) - 2, -1, -1):
-        prec[i] = max(prec[i], prec[i + 1])
-    ap = 0.0
-    for t in np.linspace(0, 1, 101):
-        k = np.searchsorted(rec, t, side="left")
-        ap += prec[k] if k < len(prec) else 0.0
-    return ap / 101
-
-
-def score_detections(preds, truths, iou_thr=0.5):
-    """preds/truths: lists aligned per image. Returns per-label AP, mAP, mask IoUs."""
-    per_label = collections.defaultdict(lambda: {"tp": [], "scores": [], "n_gt": 0})
-    mask_ious, mask_ious_all = [], []
-    for p, t in zip(preds, truths):
-        gts = t["objects"]
-        dets = p.get("detections", []) if p and "error" not in p else []
-        for o in gts:
-            per_label[f"{o['color']} {o['shape']}"]["n_gt"] += 1
-        matched = {}
-        gt_masks = {}
-        for d_i in sorted(range(len(dets)), key=lambda i: -float(dets[i].get("score", 0))):
-            d = dets[d_i]
-            lab = d.get("label", "")
-            best, bj = iou_thr, -1
-            for j, o in enumerate(gts):
-                if j in matched or f"{o['color']} {o['shape']}" != lab:
-                    continue
-                iou = iou_box(d["box"], o["box"])
-                if iou >= best:
-                    best, bj = iou, j
-            per_label[lab]["scores"].append(float(d.get("score", 0)))
-            per_label[lab]["tp"].append(1 if bj >= 0 else 0)
-            if bj >= 0:
-                matched[bj] = d
-        for j, o in enumerate(gts):
-            if j in matched and "mask" in matched[j]:
-                gm = scenes.rle_decode(o["mask"])
-                pm = scenes.rle_decode(matched[j]["mask"])
-                if pm.shape != gm.shape:
-                    iou = 0.0
-                else:
-                    iou = float((pm & gm).sum() / max(1, (pm | gm).sum()))
-                mask_ious.append(iou)
-                mask_ious_all.append(iou)
-            else:
-                mask_ious_all.append(0.0)
-    aps = {}
-    for lab, v in sorted(per_label.items()):
-        ap = average_precision(v["tp"], v["scores"], v["n_gt"])
-        if ap is not None:
-            aps[lab] = ap
-    return {"mAP@0.5": float(np.mean(list(aps.values()))) if aps else 0.0,
-            "AP@0.5_per_label": {k: round(v, 4) for k, v in aps.items()},
-            "mask_mIoU_matched": float(np.mean(mask_ious)) if mask_ious else 0.0,
-            "mask_mIoU_all": float(np.mean(mask_ious_all)) if mask_ious_all else 0.0,
-            "matched_objects": len(mask_ious), "true_objects": len(mask_ious_all)}
-
-
-# ----------------------------------------------------------------------------- report
-
 def score(preds, truths):
+    """Exact match (overall, by objects) and error types of predictions aligned with truth rows."""
     from train import error_types
-    texts, refs = [], []
     by_n = collections.defaultdict(lambda: [0, 0])
     errs = collections.Counter()
-    n_err = 0
     for p, t in zip(preds, truths):
-        if not p or "error" in p or not p.get("captions"):
-            c = ""
-            n_err += 1
-        else:
-            c = p["captions"][0]["text"].strip()
-        texts.append(c)
-        refs.append(t["caption"])
+        c = p["captions"][0]["text"].strip() if p and "error" not in p and p.get("captions") else ""
         n = len(t["objects"])
         by_n[n][0] += c == t["caption"]
         by_n[n][1] += 1
         for e in error_types(c, t["caption"]):
             errs[e] += 1
-    em = sum(v[0] for v in by_n.values()) / max(1, len(truths))
-    rep = {"images": len(truths), "failed": n_err, "exact_match": em,
-           "exact_match_by_objects": {str(k): v[0] / v[1] for k, v in sorted(by_n.items())},
-           "error_types": dict(errs), "BLEU-4": bleu4(texts, refs), "CIDEr-D": cider_d(texts, refs)}
-    if any(p and p.get("detections") is not None for p in preds):
-        rep["detection"] = score_detections(preds, truths)
-    return rep
+    return {"images": len(truths), "exact_match": sum(v[0] for v in by_n.values()) / max(1, len(truths)),
+            "exact_match_by_objects": {str(k): v[0] / v[1] for k, v in sorted(by_n.items())},
+            "error_types": dict(errs)}
+
+
+def glimpse_eval(glimpse, pred_path, truth_path):
+    """`glimpse eval --json` on the scenes' COCO files (written from scenes.jsonl when absent)."""
+    d = os.path.dirname(os.path.abspath(truth_path))
+    caps, inst = os.path.join(d, "captions.json"), os.path.join(d, "instances.json")
+    if not (os.path.exists(caps) and os.path.exists(inst)):
+        rows = [json.loads(l) for l in open(truth_path) if l.strip()]
+        c, i = scenes.coco_files(rows, range(len(rows)))
+        for path, obj in ((caps, c), (inst, i)):
+            with open(path, "w") as f:
+                json.dump(obj, f)
+    out = subprocess.run([glimpse, "eval", pred_path, "--references", caps, "--instances", inst, "--json"],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
 
 
 def torch_predict(model_dir, truths, truth_dir, limit=None):
@@ -267,6 +127,7 @@ def main():
     ap.add_argument("--torch", metavar="MODEL_DIR", help="run the PyTorch model instead of reading --pred")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--write-pred", help="with --torch: write its predictions as JSONL (the CLI's contract)")
+    ap.add_argument("--glimpse", default=".build/release/glimpse", help="the glimpse executable")
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -276,18 +137,20 @@ def main():
         import torch
         torch.set_num_threads(a.threads)
         preds = torch_predict(a.torch, truths, truth_dir)
-        if a.write_pred:
-            with open(a.write_pred, "w") as f:
-                for p in preds:
-                    f.write(json.dumps(p) + "\n")
+        pred_path = a.write_pred or tempfile.mkstemp(suffix=".jsonl")[1]
+        with open(pred_path, "w") as f:
+            for p in preds:
+                f.write(json.dumps(p) + "\n")
     else:
+        pred_path = a.pred
         byname = {}
         for l in open(a.pred):
             if l.strip():
                 p = json.loads(l)
                 byname[os.path.basename(p.get("file", ""))] = p
         preds = [byname.get(os.path.basename(t["file"])) for t in truths]
-    rep = score(preds, truths)
+    rep = glimpse_eval(a.glimpse, pred_path, a.truth)
+    rep.update(score(preds, truths))
     print(json.dumps(rep, indent=1))
     if a.json:
         with open(a.json, "w") as f:

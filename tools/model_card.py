@@ -16,7 +16,7 @@ def pct(x):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--eval", help="tools/eval.py --json report (PyTorch, beam search + learned heads)")
+    ap.add_argument("--eval", help="tools/eval.py --json report (glimpse eval + error types)")
     ap.add_argument("--eval-name", default="600 scenes, seed 2001, strict spec")
     ap.add_argument("--heads-eval", default=None)
     ap.add_argument("--notes", default=None, help="markdown appended verbatim")
@@ -83,12 +83,12 @@ def main():
         w(f"- Caption exact match: **{pct(r['exact_match'])}** ({r['images']} images); by objects: " +
           ", ".join(f"{k}: {pct(v)}" for k, v in r["exact_match_by_objects"].items()))
         w(f"- Error types (captions can have several): {json.dumps(r['error_types'])}")
-        w(f"- BLEU-4 {r['BLEU-4']:.4f}, CIDEr-D {r['CIDEr-D']:.3f} (x10 scale; a perfect caption scores 10)")
-        if "detection" in r:
-            d = r["detection"]
-            w(f"- Detection (learned head) mAP@0.5 over labels: **{d['mAP@0.5']:.3f}**; mask mIoU over matched "
-              f"objects **{d['mask_mIoU_matched']:.3f}** ({d['matched_objects']}/{d['true_objects']} matched), "
-              f"over all true objects {d['mask_mIoU_all']:.3f}.")
+        w(f"- BLEU-4 {r['Bleu_4']:.4f}, ROUGE-L {r['ROUGE_L']:.4f}, CIDEr-D {r['CIDEr']:.3f} (`glimpse eval`: "
+          "pycocoevalcap's definitions)")
+        if "bbox" in r:
+            w(f"- Detection (learned head): box recall@0.5 **{r['box_recall_50']:.3f}**, bbox AP50 "
+              f"{r['bbox']['AP50']:.3f}, AP {r['bbox']['AP']:.3f}; segm AP {r['segm']['AP']:.3f}; mask mIoU of "
+              f"box-matched objects **{r['mask_mIoU']:.3f}**.")
         w("")
     if a.heads_eval and os.path.exists(a.heads_eval):
         r = json.load(open(a.heads_eval))

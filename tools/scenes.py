@@ -13,6 +13,16 @@ SeedSequence([S, i])), whatever --count or the number of processes.
         objects are listed in caption order; word_index is the index of the shape
         word in caption.split(" ") and char_span its [start, end) in the caption.
 
+        and the same scenes as COCO files any COCO tool reads (`glimpse eval` among them):
+        DIR/captions.json   {"images": [{"id", "file_name", "width", "height"}], "annotations":
+                             [{"id", "image_id", "caption"}]}              (one caption per image)
+        DIR/instances.json  {"images", "categories": [{"id", "name": "{color} {shape}",
+                             "supercategory": "{shape}"}] (35, ids 1..35 by shape then color),
+                             "annotations": [{"id", "image_id", "category_id", "bbox": [x,y,w,h],
+                             "area" (mask pixels), "segmentation": COCO RLE with compressed counts,
+                             "iscrowd": 0}]}
+        image ids are the scene index + 1.
+
     python tools/scenes.py --seed S --count N --prerender OUT.npz --size 112 --grid 14 --procs 2
         renders without writing image files and stores what training needs: the
         full canvas resized to SIZExSIZE with PIL BILINEAR (what ViTImageProcessor
@@ -23,6 +33,13 @@ SeedSequence([S, i])), whatever --count or the number of processes.
 triangles are drawn at any angle: training variety that never changes a caption. Other variety that is
 always on and within the spec: triangle height/base 0.8-1.05, star inner radius 0.36-0.52, hexagons at
 any angle (flat-top and pointy-top +-15 degrees cover every angle), 15% of scenes without anti-aliasing.
+
+--variety (prerender only; what a second, independently written renderer may do differently, none of it
+changing a caption): 30% of canvases at the edges of the spec (shorter side 96-128 or longer side
+560-640, aspect exactly 3:4, 4:3 or 1), another 20% of scenes without anti-aliasing, striped, checkered
+or dotted light textures, JPEG at quality 25-95 with 4:2:0 or 4:4:4 chroma on half of the PNG scenes.
+It draws from its own random stream (SeedSequence([S, i, 1])), so strict scenes (--out, the samples and
+every evaluation set) are the same with or without it.
 """
 import argparse
 import json
@@ -118,6 +135,7 @@ def unit_polygon(shape, rng):
 
 
 STRICT = False  # True: only the rotations the spec names (no out-of-spec training variety)
+VARIETY = False  # True (prerender --variety): second-renderer variety from its own random stream
 
 
 def rotation_for(shape, rng):
@@ -153,7 +171,8 @@ def make_background(rng, W, H):
     if kind == "gradient":
         c0, c1 = sample_light(rng), sample_light(rng)
         ang = rng.uniform(0, 2 * math.pi)
-        ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+        # broadcast rows/columns: the same float32 values as a full mgrid, without building it
+        xs, ys = np.arange(W, dtype=np.float32)[None, :], np.arange(H, dtype=np.float32)[:, None]
         t = (xs / max(W - 1, 1) - 0.5) * math.cos(ang) + (ys / max(H - 1, 1) - 0.5) * math.sin(ang)
         t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
         img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
@@ -169,6 +188,23 @@ def make_background(rng, W, H):
     grain = rng.normal(0, rng.uniform(1, 8), (H, W, 1 if rng.random() < 0.6 else 3)).astype(np.float32)
     img = c[None, None, :] + low + grain
     return np.clip(img, 170, 255).astype(np.float32), "noise"
+
+
+def texture_background(vrng, W, H):
+    """Light stripes, checks or dots of two light colors (every channel >= 170)."""
+    c0, c1 = sample_light(vrng), sample_light(vrng)
+    period = vrng.uniform(4, 40)
+    xs, ys = np.arange(W, dtype=np.float32)[None, :], np.arange(H, dtype=np.float32)[:, None]
+    kind = int(vrng.integers(3))
+    if kind == 0:
+        ang = vrng.uniform(0, math.pi)
+        t = ((xs * math.cos(ang) + ys * math.sin(ang)) / period) % 1.0 < 0.5
+    elif kind == 1:
+        t = ((xs // period) + (ys // period)) % 2 == 0
+    else:
+        t = ((xs % period - period / 2) ** 2 + (ys % period - period / 2) ** 2) < (period / 4) ** 2
+    img = np.where(t[..., None], c0[None, None, :], c1[None, None, :])
+    return np.clip(img, 170, 255).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -201,9 +237,12 @@ def sample_scene(seed, index):
     """Sample and render scene `index` of `seed`. Returns (uint8 HxWx3 image, info dict with
     per-object full-canvas boolean masks under '_mask')."""
     rng = np.random.default_rng([seed, index])
+    vrng = np.random.default_rng([seed, index, 1]) if VARIETY else None
     for _attempt in range(100):
         r = rng.random()
-        if r < 0.55:
+        if vrng is not None and vrng.random() < 0.3:
+            W, H = edge_canvas(vrng)
+        elif r < 0.55:
             W = H = int(rng.integers(96, 641))
         else:
             W = int(rng.integers(96, 641))
@@ -211,13 +250,26 @@ def sample_scene(seed, index):
             H = int(round(W / aspect))
             if H < 96 or H > 640 or not (3 / 4 <= W / H <= 4 / 3):
                 continue
-        res = _try_scene(rng, W, H)
+        res = _try_scene(rng, W, H, vrng)
         if res is not None:
             return res
     raise RuntimeError("could not place scene")
 
 
-def _try_scene(rng, W, H):
+def edge_canvas(vrng):
+    """A canvas at the edges of the spec: shorter side 96-128 or longer side 560-640, aspect 3:4, 4:3 or 1."""
+    aspect = [3 / 4, 1.0, 4 / 3][int(vrng.integers(3))]
+    if vrng.random() < 0.5:
+        short = int(vrng.integers(96, 129))
+        W, H = (short, int(short / aspect)) if aspect < 1 else (int(short * aspect), short)
+    else:
+        long = int(vrng.integers(560, 641))
+        # the dependent side rounded up keeps the aspect inside 3:4..4:3
+        W, H = (math.ceil(long * aspect), long) if aspect < 1 else (long, math.ceil(long / aspect))
+    return max(96, min(640, W)), max(96, min(640, H))
+
+
+def _try_scene(rng, W, H, vrng=None):
     short = min(W, H)
     n = int(rng.choice([1, 2, 3], p=[0.25, 0.4, 0.35]))
     gap = 0.04 * short
@@ -265,20 +317,25 @@ def _try_scene(rng, W, H):
         objs.append(dict(shape=shape, color=color, size=size, rgb=rgb, _abox=box, rotation=float(rot),
                          _verts=None if verts is None else verts + [cx, cy], _center=(cx, cy), _radius=radius))
     bg, bgkind = make_background(rng, W, H)
+    if vrng is not None and vrng.random() < 0.25:
+        bg, bgkind = texture_background(vrng, W, H), "texture"
     aa = rng.random() < 0.85
+    if vrng is not None and vrng.random() < 0.2:
+        aa = False
     img = bg.copy()
     for o in objs:
         alpha, x0, y0 = render_alpha(o["shape"], o["_verts"], o["_center"], o["_radius"], W, H, aa)
         h, w = alpha.shape
         reg = img[y0:y0 + h, x0:x0 + w]
         reg[:] = reg * (1 - alpha[..., None]) + o["rgb"][None, None, :].astype(np.float32) * alpha[..., None]
+        win = alpha >= 0.5
         m = np.zeros((H, W), bool)
-        m[y0:y0 + h, x0:x0 + w] = alpha >= 0.5
-        ys, xs = np.nonzero(m)
-        if len(xs) == 0:
+        m[y0:y0 + h, x0:x0 + w] = win
+        rows, cols = np.flatnonzero(win.any(1)), np.flatnonzero(win.any(0))
+        if len(cols) == 0:
             return None
-        bx, by = int(xs.min()), int(ys.min())
-        bw, bh = int(xs.max()) - bx + 1, int(ys.max()) - by + 1
+        bx, by = x0 + int(cols[0]), y0 + int(rows[0])
+        bw, bh = int(cols[-1]) - int(cols[0]) + 1, int(rows[-1]) - int(rows[0]) + 1
         lo, hi = SIZE_RANGE[o["size"]]
         if not (lo * short <= max(bw, bh) <= hi * short):
             return None
@@ -299,15 +356,22 @@ def _try_scene(rng, W, H):
     for o, (wi, span) in zip(ordered, words):
         o["word_index"], o["char_span"] = wi, span
     jpeg_q = int(rng.integers(40, 96)) if rng.random() < 0.4 else None
-    info = dict(width=W, height=H, caption=caption, background=bgkind, antialias=bool(aa),
+    subsampling = None
+    if vrng is not None:
+        if jpeg_q is None and vrng.random() < 0.5:
+            jpeg_q = int(vrng.integers(25, 96))
+        if jpeg_q is not None:
+            subsampling = int(vrng.choice([0, 2]))  # PIL: 0 = 4:4:4, 2 = 4:2:0
+    info = dict(jpeg_subsampling=subsampling, width=W, height=H, caption=caption, background=bgkind, antialias=bool(aa),
                 jpeg_quality=jpeg_q, objects=ordered)
     return img, info
 
 
-def encode_jpeg_roundtrip(img, q):
+def encode_jpeg_roundtrip(img, q, subsampling=None):
     import io
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=q)
+    extra = {} if subsampling is None else {"subsampling": subsampling}
+    Image.fromarray(img).save(buf, "JPEG", quality=q, **extra)
     data = buf.getvalue()
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), data
 
@@ -324,6 +388,22 @@ def rle_encode(mask):
     if flat.size and flat[0] == 1:
         counts = [0] + counts
     return {"size": [int(h), int(w)], "counts": [int(c) for c in counts]}
+
+
+def rle_string_encode(counts):
+    """COCO compressed RLE string (pycocotools maskApi.c rleToString) of uncompressed counts."""
+    out = []
+    for i, c in enumerate(counts):
+        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            ch = x & 0x1f
+            x >>= 5
+            more = x != -1 if ch & 0x10 else x != 0
+            if more:
+                ch |= 0x20
+            out.append(chr(ch + 48))
+    return "".join(out)
 
 
 def rle_string_decode(s):
@@ -377,6 +457,29 @@ def public_info(info, fname):
                 objects=objs)
 
 
+CATEGORIES = [dict(id=1 + si * len(COLOR_NAMES) + ci, name=f"{c} {sh}", supercategory=sh)
+              for si, sh in enumerate(SHAPES) for ci, c in enumerate(COLOR_NAMES)]
+CATEGORY_ID = {c["name"]: c["id"] for c in CATEGORIES}
+
+
+def coco_files(rows, indices):
+    """(captions, instances) COCO dictionaries for scenes.jsonl rows with their scene indices."""
+    images, caps, anns = [], [], []
+    for row, index in zip(rows, indices):
+        iid = index + 1
+        images.append(dict(id=iid, file_name=row["file"], width=row["width"], height=row["height"]))
+        caps.append(dict(id=len(caps) + 1, image_id=iid, caption=row["caption"]))
+        for o in row["objects"]:
+            counts = o["mask"]["counts"]
+            anns.append(dict(id=len(anns) + 1, image_id=iid, category_id=CATEGORY_ID[f"{o['color']} {o['shape']}"],
+                             bbox=list(o["box"]), area=int(sum(counts[1::2])),
+                             segmentation=dict(size=o["mask"]["size"], counts=rle_string_encode(counts)),
+                             iscrowd=0))
+    info = dict(description="Glimpse scene world (tools/scenes.py)")
+    return (dict(info=info, images=images, annotations=caps),
+            dict(info=info, images=images, categories=CATEGORIES, annotations=anns))
+
+
 def write_scene(seed, index, out, name=None):
     img, info = sample_scene(seed, index)
     base = name or f"scene-{seed}-{index:05d}"
@@ -393,7 +496,7 @@ def prerender_one(args):
     seed, index, size, grid = args
     img, info = sample_scene(seed, index)
     if info["jpeg_quality"] is not None:
-        img, _ = encode_jpeg_roundtrip(img, info["jpeg_quality"])
+        img, _ = encode_jpeg_roundtrip(img, info["jpeg_quality"], info.get("jpeg_subsampling"))
     W, H = info["width"], info["height"]
     small = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
     objs = []
@@ -448,19 +551,27 @@ def main():
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--grid", type=int, default=14)
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--variety", action="store_true", help="with --prerender: second-renderer variety (see top)")
     ap.add_argument("--strict", choices=["auto", "yes", "no"], default="auto",
                     help="only the spec's rotations (yes) or also out-of-spec triangle rotations as training "
                          "variety (no); auto: strict for --out, variety for --prerender")
     a = ap.parse_args()
-    global STRICT
+    global STRICT, VARIETY
     STRICT = a.strict == "yes" or (a.strict == "auto" and not a.prerender)
+    VARIETY = bool(a.variety and a.prerender)
     if a.prerender:
         prerender(a.seed, a.count, a.size, a.grid, a.procs, a.prerender)
         return
     os.makedirs(a.out, exist_ok=True)
+    rows = []
     with open(os.path.join(a.out, "scenes.jsonl"), "w") as f:
         for i in range(a.start, a.start + a.count):
-            f.write(json.dumps(write_scene(a.seed, i, a.out)) + "\n")
+            rows.append(write_scene(a.seed, i, a.out))
+            f.write(json.dumps(rows[-1]) + "\n")
+    captions, instances = coco_files(rows, range(a.start, a.start + a.count))
+    for name, d in (("captions.json", captions), ("instances.json", instances)):
+        with open(os.path.join(a.out, name), "w") as f:
+            json.dump(d, f)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,39 @@ rendering ~6 min, training 85 min, heads ~5 min, evaluation ~3 min):
     python tools/model_card.py --model models/default --eval runs/eval-final.json \
         --heads-eval models/default/heads_eval.json
 
+Long runs, resumable across sessions (the recipe of the run that continues models/default):
+
+    python tools/scenes.py --seed 1100 --count 6000 --prerender /work/train-runs/data/train-1100.npz \
+        --size 112 --grid 14 --procs 2 --variety             # then seeds 1101..1106, --procs 1
+    python tools/scenes.py --seed 2000 --count 600 --prerender /work/train-runs/data/heldout.npz --size 112 --grid 14
+    OMP_NUM_THREADS=1 nohup nice -n 19 python -u tools/train.py --threads 1 \
+        --init models/default --tokenizer models/default --steps 12000 --warmup 300 --lr 3e-4 \
+        --hard-weight 3 --minutes 600 --eval-minutes 12 --ckpt-minutes 5 \
+        --data '/work/train-runs/data/train-*.npz' --heldout /work/train-runs/data/heldout.npz \
+        --out /work/train-runs/next --export /work/train-runs/next/export \
+        --compact /work/train-runs/next/compact > /work/train-runs/next.log 2>&1 &
+    (`make train-next` runs the same under runs/; on a machine shared with many builds one single-thread
+    process beat two gloo-synchronized ones, which spent their CPU waiting for each other; and no --bf16:
+    on the 2026-12-02 machine bf16 autocast ran a 48-image step in 80-87 s, float32 in 12.5 s. Measure
+    one step both ways before a long run.)
+
+  A later session resumes it, in this order of preference:
+    * /work/train-runs/next/last.pt survived: the same command with --resume instead of --init;
+    * else from the committed point: --resume-compact training/resume instead of --init (copy
+      OUT/compact to training/resume and commit it at the end of a session); render the data files
+      listed in training/resume/state.json first (same seeds and counts: the scenes are deterministic).
+
+  * OUT/last.pt (full state: float32 weights, AdamW moments, step, history, arguments; written every
+    --ckpt-minutes) resumes a run exactly: same command plus --resume. The data position is the step:
+    batch k is drawn from numpy's generator seeded with (seed, k, rank), so a resumed run draws the same
+    batches it would have drawn (given the same data files, which --data lists in the state).
+  * --compact DIR (committed in the repository, a few MB: weights.safetensors in float16 and state.json
+    with step, schedule, data recipe and the held-out curve) is the cross-session resume point when OUT
+    did not survive: rerun the command with --resume-compact DIR instead of --init; the AdamW moments are
+    not stored (they would triple the size), so the learning rate re-warms over --rewarm steps.
+  * The schedule is by step when --steps is given (warmup, cosine to --min-lr-frac over --steps), so it is
+    the same however many sessions the run takes; --minutes then only limits one session's wall clock.
+
 Model: VisionEncoderDecoderModel, ViT (112 px, patch 8 -> 14x14 grid, hidden 192) + GPT-2 decoder
 (hidden 192, 3 layers, 4 heads, n_positions 32, cross-attention), trained from scratch with AdamW,
 warmup then cosine decay over a wall-clock budget (--minutes), horizontal-flip augmentation (caption
@@ -110,11 +143,24 @@ class Data:
             cap, order = flip_caption(self, i)
             self.fseq.append((self._encode(cap), order))
 
-    def sample_probs(self, above_weight):
-        if getattr(self, "_probs_for", None) != above_weight:
+    def sample_probs(self, above_weight, hard_weight=1.0):
+        key = (above_weight, hard_weight)
+        if getattr(self, "_probs_for", None) != key:
             w = np.array([above_weight if " above " in c else 1.0 for c in self.captions])
-            self._probs, self._probs_for = w / w.sum(), above_weight
+            w = w * np.where(self.hard(), hard_weight, 1.0)
+            self._probs, self._probs_for = w / w.sum(), key
         return self._probs
+
+    def hard(self, diagonal=0.12, close_x=0.1):
+        """Scenes whose caption hinges on a fine geometric decision (the remaining errors): 2 objects
+        with | |dx| - |dy| | < `diagonal` (canvas fractions), or 3 objects with two box centers closer
+        than `close_x` in x."""
+        cx = self.boxes[:, :, 0] + self.boxes[:, :, 2] / 2
+        cy = self.boxes[:, :, 1] + self.boxes[:, :, 3] / 2
+        two = (self.nobj == 2) & (np.abs(np.abs(cx[:, 0] - cx[:, 1]) - np.abs(cy[:, 0] - cy[:, 1])) < diagonal)
+        xs = np.sort(cx, axis=1)
+        three = (self.nobj == 3) & (np.minimum(xs[:, 1] - xs[:, 0], xs[:, 2] - xs[:, 1]) < close_x)
+        return two | three
 
     def _encode(self, cap):
         ids = self.tok(cap, add_special_tokens=False)["input_ids"]
@@ -287,7 +333,71 @@ def export(model, tok, args, out, extra=None):
             json.dump(extra, f, indent=2)
 
 
+# ----------------------------------------------------------------------------- resume points
+
+def load_weights(model, path):
+    """Weights from an exported model directory (model.safetensors) or a --compact directory
+    (weights.safetensors, float16), cast to the model's float32."""
+    from safetensors.torch import load_file
+    f = os.path.join(path, "weights.safetensors")
+    if os.path.exists(f):
+        sd = {k: v.float() for k, v in load_file(f).items()}
+    else:  # an exported model: from_pretrained maps checkpoint names to this transformers' module names
+        from transformers import VisionEncoderDecoderModel
+        f = os.path.join(path, "model.safetensors")
+        sd = VisionEncoderDecoderModel.from_pretrained(path).state_dict()
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    # tied lm_head / legacy attention buffers are the only keys allowed to differ
+    bad = [k for k in missing if "lm_head" not in k and not k.endswith(".attn.bias")]
+    if bad:
+        raise SystemExit(f"{f}: missing tensors {bad[:5]}")
+
+
+def save_compact(model, out, state):
+    """The small cross-session resume point: float16 weights (every tensor is small in magnitude, well
+    inside float16's range) and a JSON of the schedule, data recipe and curve."""
+    from safetensors.torch import save_file
+    os.makedirs(out, exist_ok=True)
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()
+          if "lm_head" not in k}  # tied to wte
+    save_file(sd, os.path.join(out, "weights.safetensors.tmp"), metadata={"format": "glimpse-train-resume"})
+    os.replace(os.path.join(out, "weights.safetensors.tmp"), os.path.join(out, "weights.safetensors"))
+    with open(os.path.join(out, "state.json.tmp"), "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(os.path.join(out, "state.json.tmp"), os.path.join(out, "state.json"))
+
+
+def learning_rate(args, step, frac, base_step=0):
+    """Warmup then cosine to min_lr_frac; by step with --steps, else by wall-clock fraction `frac`.
+    After a compact resume at base_step, the rate re-warms over --rewarm steps."""
+    if args.steps:
+        frac = min(step / args.steps, 1.0)
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    lr = args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+    if base_step and step - base_step < args.rewarm:
+        lr *= (step - base_step + 1) / args.rewarm
+    return lr
+
+
 # ----------------------------------------------------------------------------- main
+
+def save_state(args, model, opt, step, elapsed, best, history, base_step, data):
+    """OUT/last.pt (exact resume) and, with --compact, the small committed resume point."""
+    state = dict(model=model.state_dict(), opt=opt.state_dict(), step=step, elapsed=elapsed, best=best,
+                 history=history, args=vars(args), base_step=base_step, data=data.paths)
+    torch.save(state, os.path.join(args.out, "last.pt.tmp"))
+    os.replace(os.path.join(args.out, "last.pt.tmp"), os.path.join(args.out, "last.pt"))
+    if args.compact:
+        save_compact(model, args.compact, dict(
+            step=step, elapsed=round(elapsed, 1), steps=args.steps, schedule=dict(
+                lr=args.lr, warmup=args.warmup, min_lr_frac=args.min_lr_frac, rewarm=args.rewarm,
+                lr_now=learning_rate(args, step, 0.0, base_step)),
+            data=[os.path.basename(p) for p in data.paths], train_scenes=data.N, args=vars(args),
+            history=history))
+    with open(os.path.join(args.out, "history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,6 +430,17 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (1: see --help top)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (AMX CPUs); "
                     "weights, optimizer and the exported checkpoint stay float32")
+    ap.add_argument("--hard-weight", type=float, default=1.0, help="sampling weight of scenes whose caption "
+                    "hinges on a fine decision (near-diagonal 2-object pairs, 3 objects close in x; Data.hard)")
+    ap.add_argument("--steps", type=int, default=0, help="total optimizer steps: the schedule is by step "
+                    "(survives sessions); training stops there or at --minutes, whichever comes first")
+    ap.add_argument("--init", help="start from these weights (an exported model directory)")
+    ap.add_argument("--resume-compact", help="start from a --compact directory: its weights and step, "
+                    "fresh AdamW moments, learning rate re-warmed over --rewarm steps")
+    ap.add_argument("--rewarm", type=int, default=100)
+    ap.add_argument("--compact", help="also write the small resume point (float16 weights + state.json) "
+                    "here at every checkpoint; commit it to resume in a later session")
+    ap.add_argument("--ckpt-minutes", type=float, default=5, help="write OUT/last.pt (and --compact) this often")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (elapsed time included)")
     args = ap.parse_args()
@@ -351,38 +472,57 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
     os.makedirs(args.out, exist_ok=True)
-    step, elapsed0, best, history = 0, 0.0, -1.0, []
+    step, elapsed0, best, history, base_step = 0, 0.0, -1.0, [], 0
+    if args.init:
+        load_weights(model, args.init)
+        log(f"initialized from {args.init}", flush=True)
+    if args.resume_compact and not (args.resume and os.path.exists(os.path.join(args.out, "last.pt"))):
+        load_weights(model, args.resume_compact)
+        with open(os.path.join(args.resume_compact, "state.json")) as f:
+            cst = json.load(f)
+        step = base_step = cst["step"]
+        elapsed0, history = cst.get("elapsed", 0.0), cst.get("history", [])
+        best = max([h["exact_match"] for h in history], default=-1.0)
+        log(f"resumed from compact {args.resume_compact} at step {step}", flush=True)
     if args.resume and os.path.exists(os.path.join(args.out, "last.pt")):
         st = torch.load(os.path.join(args.out, "last.pt"), weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, elapsed0, best, history = st["step"], st["elapsed"], st["best"], st["history"]
+        base_step = st.get("base_step", 0)
         log(f"resumed at step {step}, {elapsed0 / 60:.1f} min", flush=True)
     budget = args.minutes * 60
-    rng = np.random.default_rng([args.seed, step, rank])
     bsz = args.batch // world
     t0 = time.time() - elapsed0
-    last_eval = time.time()
+    session_t0 = time.time()
+    last_eval = last_ckpt = time.time()
     run_loss = run_attn = run_n = 0
     tput_t, tput_n = time.time(), 0
     model.train()
     while True:
         elapsed = time.time() - t0
         frac = min(elapsed / budget, 1.0)
-        if step < args.warmup:
-            lr = args.lr * (step + 1) / args.warmup
+        lr = learning_rate(args, step, frac, base_step)
+        if args.steps:  # the step count ends the run; --minutes bounds this session
+            done = step >= args.steps or time.time() - session_t0 >= budget
         else:
-            lr = args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
-        done = elapsed >= budget
-        do_eval = done or time.time() - last_eval >= args.eval_minutes * 60 or step + 1 == 200
+            done = elapsed >= budget
+        do_eval = done or time.time() - last_eval >= args.eval_minutes * 60 or (step + 1 == 200 and not args.init
+                                                                                and not base_step)
+        do_ckpt = do_eval or time.time() - last_ckpt >= args.ckpt_minutes * 60
         if world > 1:  # rank 0's clock decides for everyone
-            ctrl = torch.tensor([lr, float(done), float(do_eval), elapsed], dtype=torch.float64)
+            ctrl = torch.tensor([lr, float(done), float(do_eval), elapsed, float(do_ckpt)], dtype=torch.float64)
             dist.broadcast(ctrl, 0)
             lr, done, do_eval, elapsed = float(ctrl[0]), bool(ctrl[1]), bool(ctrl[2]), float(ctrl[3])
+            do_ckpt = bool(ctrl[4])
+        if do_ckpt and main_proc and not do_eval:
+            save_state(args, model, opt, step, elapsed, best, history, base_step, data)
+            last_ckpt = time.time()
         for g in opt.param_groups:
             g["lr"] = lr
-        if args.oversample_above != 1.0:
-            idx = rng.choice(data.N, bsz, p=data.sample_probs(args.oversample_above))
+        rng = np.random.default_rng([args.seed, step, rank])  # the data position is the step
+        if args.oversample_above != 1.0 or args.hard_weight != 1.0:
+            idx = rng.choice(data.N, bsz, p=data.sample_probs(args.oversample_above, args.hard_weight))
         else:
             idx = rng.integers(0, data.N, bsz)
         flip = rng.random(bsz) < 0.5
@@ -444,11 +584,10 @@ def main():
                   flush=True)
             for c, t in list(zip(caps, held.captions))[:0]:
                 print("   ", c, "|", t)
-            state = dict(model=model.state_dict(), opt=opt.state_dict(), step=step, elapsed=elapsed, best=best,
-                         history=history, args=vars(args))
-            torch.save(state, os.path.join(args.out, "last.pt.tmp"))
-            os.replace(os.path.join(args.out, "last.pt.tmp"), os.path.join(args.out, "last.pt"))
-            if em >= best or done:  # the end of the schedule is always exported
+            prev_best = best
+            save_state(args, model, opt, step, elapsed, max(best, em), history, base_step, data)
+            last_ckpt = time.time()
+            if em >= prev_best or done:  # the end of the schedule is always exported
                 best = max(em, best)
                 extra = dict(step=step, minutes=round(elapsed / 60, 1), exact_match_greedy=em, history=history,
                              args=vars(args), train_scenes=data.N, data=data.paths)

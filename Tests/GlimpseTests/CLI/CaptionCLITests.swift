@@ -193,3 +193,30 @@ final class CaptionCLITests: XCTestCase {
         XCTAssertFalse(firstCaption.isEmpty)
     }
 }
+
+final class EvalCLITests: XCTestCase {
+    func testEvalJSONHasPycocoKeysAndValues() throws {
+        let f = { (n: String) in try EvaluationTests.fixture(n).path }
+        let out = try GlimpseCLI.run(["eval", try f("predictions.jsonl"), "--references", try f("captions.json"),
+                                      "--instances", try f("instances.json"), "--json", "--per-image"])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])
+        let exp = try EvaluationTests.expected()
+        let overall = try XCTUnwrap((exp["captions"] as? [String: Any])?["overall"] as? [String: Double])
+        for k in ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"] {
+            XCTAssertEqual(try XCTUnwrap(obj[k] as? Double), try XCTUnwrap(overall[k]), accuracy: 1e-4, k)
+        }
+        XCTAssertNil(obj["METEOR"], "no jar given: METEOR is left out, as without java")
+        let bbox = try XCTUnwrap(obj["bbox"] as? [String: Double]), eb = try XCTUnwrap(exp["bbox"] as? [String: Double])
+        XCTAssertEqual(Set(bbox.keys), Set(eb.keys))
+        for (k, v) in eb { XCTAssertEqual(try XCTUnwrap(bbox[k]), v, accuracy: 1e-4, k) }
+        XCTAssertEqual((obj["per_image"] as? [Any])?.count, 35)
+        XCTAssertTrue(out.stderr.contains("1 reference images have no prediction record"), out.stderr)
+    }
+
+    func testEvalMissingReferencesFails() throws {
+        let out = try GlimpseCLI.run(["eval", try EvaluationTests.fixture("predictions.jsonl").path, "--references", "/nonexistent/captions.json"])
+        XCTAssertEqual(out.status, 1)
+        XCTAssertTrue(out.stderr.contains("/nonexistent/captions.json"), out.stderr)
+    }
+}
