@@ -10,6 +10,9 @@ struct ModelOptions: ParsableArguments {
     @Flag(name: .long, help: "Scan every weight for NaN/Inf while loading.")
     var checkWeights = false
 
+    @Flag(name: .long, help: "Print the matrix-product kernels chosen (OpenBLAS core, Glimpse path) and why, on stderr.")
+    var verbose = false
+
     /// The model directory, searched relative to the working directory and then to the executable.
     func resolvedDirectory() -> URL {
         if let model { return URL(fileURLWithPath: model) }
@@ -28,7 +31,9 @@ struct ModelOptions: ParsableArguments {
     }
 
     func load() throws -> CaptionModel {
+        if verbose { for line in KernelReport.lines() { printError("glimpse: \(line)") } }
         let model = try CaptionModel(directory: resolvedDirectory(), checkWeights: checkWeights)
+        if verbose { printError("glimpse: model \(model.directory.path): weights \(model.weightElements)") }
         if !model.unusedTensors.isEmpty {
             // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
             let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
