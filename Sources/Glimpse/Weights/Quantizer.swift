@@ -121,8 +121,11 @@ public enum Quantizer {
     }
 
     private static func write(_ data: Data, to url: URL) throws {
-        // The directory is new or was empty, so no name here can be someone else's file.
-        do { try data.write(to: url, options: [.atomic, .withoutOverwriting]) } catch {
+        // The directory is new or was empty; a name already there was written by someone else meanwhile.
+        guard !FileManager.default.fileExists(atPath: url.path) else {
+            throw QuantizeError.io(url.path, "appeared while quantizing; not overwritten")
+        }
+        do { try data.write(to: url, options: .atomic) } catch {
             throw QuantizeError.io(url.path, "cannot write: \(error.localizedDescription)")
         }
     }

@@ -118,7 +118,7 @@ final class SmallMatMulTests: XCTestCase {
     }
 
     /// Through the door (threads split the columns): the same values for M = 1 and M = 24 rows,
-    /// within 1e-5 of OpenBLAS, for both weight layouts.
+    /// within 1e-4 (relative) of OpenBLAS, for both weight layouts.
     func testDoorMatchesOpenBLASAndIsBatchInvariantWithThreads() {
         for outputMajor in [true, false] {
             let (n, k) = (768, 384)   // above the parallel threshold
@@ -130,7 +130,8 @@ final class SmallMatMulTests: XCTestCase {
             BLAS.openBLAS(m: 24, n: n, k: k, a: p.a, lda: k, b: w.data, ldb: outputMajor ? k : n, transposeB: outputMajor,
                           c: &reference, ldc: n, beta: 0)
             let worst = zip(batch, reference).map { abs($0 - $1) / max(abs($1), 1) }.max() ?? 0
-            XCTAssertLessThan(worst, 1e-5, "door vs OpenBLAS outputMajor=\(outputMajor)")
+            // Sums of 384 products of magnitude ~2, in two summation orders: ~1e-5 apart.
+            XCTAssertLessThan(worst, 1e-4, "door vs OpenBLAS outputMajor=\(outputMajor)")
             for r in [0, 13, 23] {
                 var single = [Float](repeating: 0, count: n)
                 p.a.withUnsafeBufferPointer { BLAS.product($0.baseAddress! + r * k, rows: 1, weight: matrix, into: &single) }
