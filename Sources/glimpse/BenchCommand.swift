@@ -18,6 +18,11 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Sections to run: kernels, image, model, batch (default: all).")
     var only: [String] = []
 
+    /// Left-aligns `text` in `width` columns (String(format:) cannot pad %@ on Linux).
+    func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+
     func wants(_ section: String) -> Bool { only.isEmpty || only.contains(section) }
 
     func run() throws {
@@ -29,23 +34,22 @@ struct BenchCommand: ParsableCommand {
             print(String(format: "\nread-only memory bandwidth: %.1f GB/s (loads only, all threads); copy: %.1f GB/s (read + write)",
                          bandwidth, KernelBenchmark.copyBandwidth()))
             print("\n## encoder-size sgemm (C = A·Bᵀ) through the door vs OpenBLAS directly, best of 5")
-            print(String(format: "%-18@ %12@ %12@", "M×N×K" as NSString, "Glimpse" as NSString, "OpenBLAS" as NSString))
+            print(pad("M×N×K", 18) + pad("Glimpse", 14) + "OpenBLAS")
             for f in KernelBenchmark.gemm() {
-                print(String(format: "%-18@ %8.1f GF/s %8.1f GF/s", "\(f.m)×\(f.n)×\(f.k)" as NSString, f.glimpseGFLOPS, f.openBLASGFLOPS))
+                print(pad("\(f.m)×\(f.n)×\(f.k)", 18) + pad(String(format: "%.1f GF/s", f.glimpseGFLOPS), 14)
+                      + String(format: "%.1f GF/s", f.openBLASGFLOPS))
             }
             print("\n## decode-step products: ms (GFLOPS); floor = weight bytes / read bandwidth; best of 3")
             print("layout: [in,out] = GPT-2 Conv1D, [out,in] = nn.Linear / lm_head; door = what fp32 runs at this M")
-            print(String(format: "%-22@ %-15@ %-15@ %-15@ %-15@ %-21@ %@", "M×N×K layout" as NSString, "OpenBLAS fp32" as NSString,
-                         "Glimpse fp32" as NSString, "Glimpse bf16" as NSString, "Glimpse int8" as NSString,
-                         "floor fp32/bf16/int8" as NSString, "door" as NSString))
+            print(pad("M×N×K layout", 24) + pad("OpenBLAS fp32", 15) + pad("Glimpse fp32", 15) + pad("Glimpse bf16", 15)
+                  + pad("Glimpse int8", 15) + pad("floor fp32/bf16/int8", 22) + "door")
             for f in KernelBenchmark.products() {
                 let weights = Double(f.n * f.k)
                 let floors = [4.0, 2.0, 1.0].map { weights * $0 / (bandwidth * 1e9) * 1000 }
-                func cell(_ ms: Double) -> NSString { String(format: "%.3f (%.0f)", ms, f.gflops(ms)) as NSString }
-                print(String(format: "%-22@ %-15@ %-15@ %-15@ %-15@ %-21@ %@",
-                             "\(f.m)×\(f.n)×\(f.k) \(f.layout == .inputMajor ? "[in,out]" : "[out,in]")" as NSString,
-                             cell(f.openBLAS), cell(f.fp32), cell(f.bf16), cell(f.int8),
-                             String(format: "%.3f/%.3f/%.3f", floors[0], floors[1], floors[2]) as NSString, f.doorPath as NSString))
+                func cell(_ ms: Double) -> String { pad(String(format: "%.3f (%.0f)", ms, f.gflops(ms)), 15) }
+                print(pad("\(f.m)×\(f.n)×\(f.k) \(f.layout == .inputMajor ? "[in,out]" : "[out,in]")", 24)
+                      + cell(f.openBLAS) + cell(f.fp32) + cell(f.bf16) + cell(f.int8)
+                      + pad(String(format: "%.3f/%.3f/%.3f", floors[0], floors[1], floors[2]), 22) + f.doorPath)
             }
         }
         if wants("image") {
