@@ -24,7 +24,10 @@ let package = Package(
         // C shims that own setjmp/longjmp error handling of libjpeg and libpng.
         .target(name: "CImageCodecs", dependencies: ["CLibJPEG", "CLibPNG"],
                 cSettings: [.unsafeFlags(["-O2"])]),
-        .target(name: "Glimpse", dependencies: ["COpenBLAS", "CImageCodecs"],
+        // Glimpse's own small-M matrix-product kernels (per-function target attributes, runtime
+        // dispatch). No fp contraction: the kernels' reduction order is part of their contract.
+        .target(name: "CGlimpseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+        .target(name: "Glimpse", dependencies: ["COpenBLAS", "CImageCodecs", "CGlimpseKernels"],
                 swiftSettings: speed),
         .executableTarget(name: "glimpse",
                           dependencies: ["Glimpse", .product(name: "ArgumentParser", package: "swift-argument-parser")],

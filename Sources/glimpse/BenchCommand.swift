@@ -18,19 +18,39 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Sections to run: kernels, image, model, batch (default: all).")
     var only: [String] = []
 
+    /// Left-aligns `text` in `width` columns (String(format:) cannot pad %@ on Linux).
+    func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+
     func wants(_ section: String) -> Bool { only.isEmpty || only.contains(section) }
 
     func run() throws {
         print("glimpse bench — OpenBLAS core \(BLAS.coreName), \(BLAS.threadCount) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        for line in KernelReport.lines() { print(line) }
         var bandwidth = 0.0
         if wants("kernels") {
-            print("\n## sgemm (C = A·Bᵀ), best of 5")
-            print(String(format: "%-18@ %12@ %12@", "M×N×K" as NSString, "Glimpse" as NSString, "OpenBLAS" as NSString))
+            bandwidth = KernelBenchmark.readBandwidth()
+            print(String(format: "\nread-only memory bandwidth: %.1f GB/s (loads only, all threads); copy: %.1f GB/s (read + write)",
+                         bandwidth, KernelBenchmark.copyBandwidth()))
+            print("\n## encoder-size sgemm (C = A·Bᵀ) through the door vs OpenBLAS directly, best of 5")
+            print(pad("M×N×K", 18) + pad("Glimpse", 14) + "OpenBLAS")
             for f in KernelBenchmark.gemm() {
-                print(String(format: "%-18@ %8.1f GF/s %8.1f GF/s", "\(f.m)×\(f.n)×\(f.k)" as NSString, f.glimpseGFLOPS, f.openBLASGFLOPS))
+                print(pad("\(f.m)×\(f.n)×\(f.k)", 18) + pad(String(format: "%.1f GF/s", f.glimpseGFLOPS), 14)
+                      + String(format: "%.1f GF/s", f.openBLASGFLOPS))
             }
-            bandwidth = KernelBenchmark.copyBandwidth()
-            print(String(format: "\nmemory copy bandwidth: %.1f GB/s (read + write)", bandwidth))
+            print("\n## decode-step products: ms (GFLOPS); floor = weight bytes / read bandwidth; best of 3")
+            print("layout: [in,out] = GPT-2 Conv1D, [out,in] = nn.Linear / lm_head; door = what fp32 runs at this M")
+            print(pad("M×N×K layout", 24) + pad("OpenBLAS fp32", 15) + pad("Glimpse fp32", 15) + pad("Glimpse bf16", 15)
+                  + pad("Glimpse int8", 15) + pad("floor fp32/bf16/int8", 22) + "door")
+            for f in KernelBenchmark.products() {
+                let weights = Double(f.n * f.k)
+                let floors = [4.0, 2.0, 1.0].map { weights * $0 / (bandwidth * 1e9) * 1000 }
+                func cell(_ ms: Double) -> String { pad(String(format: "%.3f (%.0f)", ms, f.gflops(ms)), 15) }
+                print(pad("\(f.m)×\(f.n)×\(f.k) \(f.layout == .inputMajor ? "[in,out]" : "[out,in]")", 24)
+                      + cell(f.openBLAS) + cell(f.fp32) + cell(f.bf16) + cell(f.int8)
+                      + pad(String(format: "%.3f/%.3f/%.3f", floors[0], floors[1], floors[2]), 22) + f.doorPath)
+            }
         }
         if wants("image") {
             print("\n## image decode + preprocess (12 MP)")
@@ -42,7 +62,7 @@ struct BenchCommand: ParsableCommand {
                 dirs = ["models/default"]
                 if FileManager.default.fileExists(atPath: ".bench/vit-gpt2/config.json") { dirs.append(".bench/vit-gpt2") }
             }
-            if bandwidth == 0 { bandwidth = KernelBenchmark.copyBandwidth() }
+            if bandwidth == 0 { bandwidth = KernelBenchmark.readBandwidth() }
             for dir in dirs {
                 let loadStart = Date()
                 guard let m = try? CaptionModel(directory: URL(fileURLWithPath: dir)) else {
@@ -50,15 +70,17 @@ struct BenchCommand: ParsableCommand {
                 }
                 let load = Date().timeIntervalSince(loadStart) * 1000
                 let f = try ModelBenchmark.run(model: m, newTokens: tokens, beamWidth: beams)
-                let floor = Double(f.stepWeightBytes) / (bandwidth * 1e9) * 1000
+                let stepBytes = Double(f.stepWeightBytes) * m.decoderWeightByteRatio
+                let floor = stepBytes / (bandwidth * 1e9) * 1000
                 print("\n## model \(dir) (\(m.family.rawValue)), \(tokens) new tokens, median of 3")
                 print(String(format: "load %.1f ms | encoder %.1f ms | greedy %.1f ms (%.2f ms/step) | beam-%d %.1f ms (%.2f ms/step)",
                              load, f.encoderMilliseconds, f.greedyMilliseconds, f.greedyStepMilliseconds, beams, f.beamMilliseconds, f.beamStepMilliseconds))
                 print(String(format: "beam-%d for %d images decoded together: %.1f ms per image (%.2fx one image alone)",
                              beams, f.batchImages, f.batchedBeamMillisecondsPerImage,
                              f.beamMilliseconds > 0 ? f.batchedBeamMillisecondsPerImage / f.beamMilliseconds : 0))
-                print(String(format: "decoder step floor: %.1f MB of weights / %.1f GB/s = %.2f ms; greedy step is %.2fx the floor",
-                             Double(f.stepWeightBytes) / 1e6, bandwidth, floor, floor > 0 ? f.greedyStepMilliseconds / floor : 0))
+                print(String(format: "decoder step floor: %.1f MB of weights (%@) / %.1f GB/s read = %.2f ms; greedy step %.2fx, beam-%d step %.2fx the floor",
+                             stepBytes / 1e6, m.weightElements as NSString, bandwidth, floor, floor > 0 ? f.greedyStepMilliseconds / floor : 0,
+                             beams, floor > 0 ? f.beamStepMilliseconds / floor : 0))
                 print(String(format: "peak RSS so far: %.0f MiB", ProcessMemory.residentMiB().peak))
             }
         }

@@ -16,6 +16,9 @@ struct ModelOptions: ParsableArguments {
     @Flag(name: .long, help: "Scan every weight for NaN/Inf while loading.")
     var checkWeights = false
 
+    @Flag(name: .long, help: "Print the matrix-product kernels chosen (OpenBLAS core, Glimpse path) and why, on stderr.")
+    var verbose = false
+
     /// The model directory: --model, $GLIMPSE_MODEL, or the default model beside the executable
     /// (`DefaultModel`); nil when none of them gives one.
     func resolvedDirectory() -> URL? {
@@ -51,7 +54,9 @@ struct ModelOptions: ParsableArguments {
     }
 
     func load() throws -> CaptionModel {
+        if verbose { for line in KernelReport.lines() { printError("glimpse: \(line)") } }
         let model = try CaptionModel(directory: modelDirectory(), checkWeights: checkWeights)
+        if verbose { printError("glimpse: model \(model.directory.path): weights \(model.weightElements)") }
         if !model.unusedTensors.isEmpty {
             // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
             let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")

@@ -7,8 +7,11 @@ struct GlimpseCommand: ParsableCommand {
         commandName: "glimpse",
         abstract: "Image captioning with transformers on the CPU.",
         version: Glimpse.version,
-        subcommands: [CaptionCommand.self, BatchCommand.self, OverlayCommand.self, ReportCommand.self, InfoCommand.self, EvalCommand.self, PullCommand.self, ModelsCommand.self, BenchCommand.self, BenchImageCommand.self]
+        subcommands: [CaptionCommand.self, BatchCommand.self, OverlayCommand.self, ReportCommand.self, InfoCommand.self, EvalCommand.self, QuantizeCommand.self, PullCommand.self, ModelsCommand.self, BenchCommand.self, BenchImageCommand.self]
     )
 }
 
+// First, before any thread starts: make OpenBLAS run the widest kernel the CPU supports (may
+// re-execute this program once with OPENBLAS_CORETYPE set; see OpenBLASKernel).
+OpenBLASKernel.select()
 GlimpseCommand.main()

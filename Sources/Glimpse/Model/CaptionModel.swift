@@ -48,6 +48,13 @@ public final class CaptionModel: @unchecked Sendable {
     public let defaults: GenerationParameters
     /// Checkpoint tensors no layer asked for (legacy buffers such as `attn.bias`), reported, not fatal.
     public let unusedTensors: [String]
+    /// Checkpoint names of the layer weight matrices and their layout (what `glimpse quantize` converts).
+    public let matrixTensors: [String: WeightMatrix.Layout]
+    /// The element types of those matrices as stored, e.g. "I8 ×74" (`--verbose`).
+    public let weightElements: String
+    /// Bytes the decoder's weight matrices take as stored over their fp32 size (1, 0.5, ~0.25): scales
+    /// the decoder's fp32 `stepWeightBytes` to the bytes a step really reads.
+    public let decoderWeightByteRatio: Double
     public let loadMilliseconds: Double
     private let weightFiles: [SafeTensorsFile]
 
@@ -86,6 +93,17 @@ public final class CaptionModel: @unchecked Sendable {
         guard encoder.channels == 3 else {
             throw ModelError.invalidConfig(file: config.file, detail: "num_channels \(encoder.channels): the image processor makes 3-channel (RGB) pixel values")
         }
+        matrixTensors = weights.matrixLayouts()
+        var counts: [String: Int] = [:]
+        for name in matrixTensors.keys { if let info = file.info(name) { counts[info.dtype.rawValue, default: 0] += 1 } }
+        var stored = 0.0, fp32 = 0.0
+        for name in matrixTensors.keys where name.hasPrefix("decoder.") || name.hasPrefix("text_decoder.") {
+            guard let info = file.info(name) else { continue }
+            stored += Double(info.byteRange.count + (file.info(name + "_scale")?.byteRange.count ?? 0))
+            fp32 += Double(info.count * 4)
+        }
+        decoderWeightByteRatio = fp32 > 0 ? stored / fp32 : 1
+        weightElements = counts.keys.sorted().map { "\($0) ×\(counts[$0] ?? 0)" }.joined(separator: ", ")
         let pre = directory.appendingPathComponent("preprocessor_config.json")
         var preprocessor = FileManager.default.fileExists(atPath: pre.path) ? try ImagePreprocessor(contentsOf: pre) : ImagePreprocessor()
         if !FileManager.default.fileExists(atPath: pre.path) {

@@ -56,7 +56,7 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
     let positionEmbedding: Tensor   // transformer.wpe.weight [P, E]
     let blocks: [Block]
     let finalLayerNorm: LayerNorm   // transformer.ln_f
-    let lmHead: Tensor              // lm_head.weight [V, E], tied to wte when absent
+    let lmHead: Linear              // lm_head.weight [V, E] (no bias), tied to wte when absent
     /// enc_to_dec_proj (top level, nn.Linear [E, encoderWidth]) when encoder and decoder widths differ.
     let encoderProjection: Linear?
 
@@ -92,7 +92,8 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
                 projection: try Linear.conv1D(h, "mlp.c_proj", in: config.inner, out: e))
         }
         finalLayerNorm = try LayerNorm(t, "ln_f", dim: e, eps: config.layerNormEps)
-        lmHead = try w.optionalTensor("lm_head.weight", shape: [config.vocabSize, e]) ?? tokenEmbedding
+        lmHead = Linear(weight: try w.optionalWeightMatrix("lm_head.weight", out: config.vocabSize, in: e, layout: .outputMajor)
+                            ?? t.weightMatrix("wte.weight", out: config.vocabSize, in: e, layout: .outputMajor), bias: nil)
     }
 
     /// Attention scale of layer `i` as GPT-2 computes it.
@@ -164,8 +165,7 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
             finalLayerNorm(h + src * e, rows: 1, into: normed + out * e)
         }
         let logits = state.logits.reserve(outRows * config.vocabSize)
-        BLAS.gemm(m: outRows, n: config.vocabSize, k: e, a: normed, lda: e,
-                  b: lmHead.data, ldb: e, transposeB: true, c: logits, ldc: config.vocabSize)
+        lmHead(normed, rows: outRows, into: logits)
         return logits
     }
 }

@@ -1,29 +1,32 @@
 import Foundation
 
 /// A dense layer. PyTorch `nn.Linear` stores weight as [out, in] (y = x·Wᵀ + b); GPT-2's `Conv1D`
-/// stores it as [in, out] (y = x·W + b). Both run as one sgemm over all rows.
+/// stores it as [in, out] (y = x·W + b). Either runs as one product over all rows through
+/// `BLAS.product`, with the weights in whatever element type the checkpoint holds (fp32, bf16, int8).
 struct Linear {
-    let weight: Tensor
+    let weight: WeightMatrix
     let bias: Tensor?
-    let inFeatures: Int
-    let outFeatures: Int
-    /// true for GPT-2 Conv1D ([in, out]); false for nn.Linear ([out, in]).
-    let inputMajor: Bool
+    var inFeatures: Int { weight.inFeatures }
+    var outFeatures: Int { weight.outFeatures }
+
+    init(weight: WeightMatrix, bias: Tensor?) {
+        precondition(bias.map { $0.count == weight.outFeatures } ?? true, "bias of \(bias?.count ?? 0) for \(weight.outFeatures) outputs")
+        self.weight = weight
+        self.bias = bias
+    }
 
     /// Loads `<prefix>.weight` / `<prefix>.bias` in nn.Linear layout ([out, in]).
     static func linear(_ w: WeightLoader, _ name: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) throws -> Linear {
         let s = w.scoped(name)
-        return Linear(weight: try s.tensor("weight", shape: [outFeatures, inFeatures]),
-                      bias: bias ? try s.tensor("bias", shape: [outFeatures]) : nil,
-                      inFeatures: inFeatures, outFeatures: outFeatures, inputMajor: false)
+        return Linear(weight: try s.weightMatrix("weight", out: outFeatures, in: inFeatures, layout: .outputMajor),
+                      bias: bias ? try s.tensor("bias", shape: [outFeatures]) : nil)
     }
 
     /// Loads GPT-2's Conv1D (`<prefix>.weight` [in, out], `<prefix>.bias` [out]).
     static func conv1D(_ w: WeightLoader, _ name: String, in inFeatures: Int, out outFeatures: Int) throws -> Linear {
         let s = w.scoped(name)
-        return Linear(weight: try s.tensor("weight", shape: [inFeatures, outFeatures]),
-                      bias: try s.tensor("bias", shape: [outFeatures]),
-                      inFeatures: inFeatures, outFeatures: outFeatures, inputMajor: true)
+        return Linear(weight: try s.weightMatrix("weight", out: outFeatures, in: inFeatures, layout: .inputMajor),
+                      bias: try s.tensor("bias", shape: [outFeatures]))
     }
 
     /// out[rows × outFeatures] = x[rows × inFeatures] · W (+ b); `xStride`/`outStride` allow column slices.
@@ -31,10 +34,7 @@ struct Linear {
                         xStride: Int? = nil, outStride: Int? = nil) {
         let ldo = outStride ?? outFeatures
         if let bias { Kernels.broadcastRows(bias.data, rows: rows, cols: outFeatures, into: out, rowStride: ldo) }
-        BLAS.gemm(m: rows, n: outFeatures, k: inFeatures,
-                  a: x, lda: xStride ?? inFeatures,
-                  b: weight.data, ldb: inputMajor ? outFeatures : inFeatures, transposeB: !inputMajor,
-                  c: out, ldc: ldo, beta: bias == nil ? 0 : 1)
+        BLAS.product(x, rows: rows, xStride: xStride, weight: weight, into: out, outStride: ldo, accumulate: bias != nil)
     }
 }
 

@@ -1,6 +1,10 @@
+import CGlimpseKernels
 import COpenBLAS
 
-/// The only door to OpenBLAS: every matrix product in Glimpse goes through `gemm`.
+/// The one door to matrix products: every product in Glimpse goes through `gemm` (activations ×
+/// any matrix) or `product` (activations × a layer's weights in fp32, bf16 or int8). Behind it,
+/// Glimpse's own kernels (`SmallMatMul`) take the few-row products of decode steps and every
+/// bf16/int8 product they can; OpenBLAS takes the large ones. Callers never choose.
 public enum BLAS {
     /// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, row-major.
     /// `transposeB` reads B stored as [n×k] (PyTorch `nn.Linear` weights are [out, in]).
@@ -11,8 +15,55 @@ public enum BLAS {
                             c: UnsafeMutablePointer<Float>, ldc: Int,
                             alpha: Float = 1, beta: Float = 0) {
         if m == 0 || n == 0 { return }
+        // Weight-sized products with few rows (attention's small per-head products stay in OpenBLAS).
+        if !transposeA && (beta == 0 || beta == 1) && n * k >= 1 << 15 && SmallMatMul.handles(rows: m, element: .f32) {
+            SmallMatMul.run(element: .f32, outputMajor: transposeB, m: m, n: n, k: k, a: a, lda: lda,
+                            w: UnsafeRawPointer(b), ldw: ldb, scales: nil, alpha: alpha, c: c, ldc: ldc, accumulate: beta == 1)
+            return
+        }
+        openBLAS(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+                 c: c, ldc: ldc, alpha: alpha, beta: beta)
+    }
+
+    /// out[rows × outFeatures] (row stride `outStride`) = x[rows × inFeatures] · W (+ out when
+    /// `accumulate`, e.g. a bias broadcast beforehand), for a layer's weights in any element type.
+    public static func product(_ x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil, weight w: WeightMatrix,
+                               into out: UnsafeMutablePointer<Float>, outStride: Int? = nil, accumulate: Bool = false) {
+        let n = w.outFeatures, k = w.inFeatures, lda = xStride ?? k, ldc = outStride ?? n
+        if rows == 0 || n == 0 { return }
+        let outputMajor = w.layout == .outputMajor
+        if SmallMatMul.handles(rows: rows, element: w.element) {
+            SmallMatMul.run(element: w.element, outputMajor: outputMajor, m: rows, n: n, k: k, a: x, lda: lda,
+                            w: w.base, ldw: w.rowStride, scales: w.scales.map { UnsafePointer($0.data) }, alpha: 1,
+                            c: out, ldc: ldc, accumulate: accumulate)
+            return
+        }
+        if let floats = w.floats {
+            openBLAS(m: rows, n: n, k: k, a: x, lda: lda, b: floats, ldb: w.rowStride, transposeB: outputMajor,
+                     c: out, ldc: ldc, beta: accumulate ? 1 : 0)
+            return
+        }
+        // bf16 / int8 weights and many rows (an encoder pass): widen a panel of output channels to
+        // fp32 at a time (at most ~2 MB) and let OpenBLAS multiply it.
+        let panel = max(16, min(n, (1 << 19) / max(k, 1)) / 16 * 16)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panel * k)
+        defer { buffer.deallocate() }
+        var n0 = 0
+        while n0 < n {
+            let n1 = min(n, n0 + panel), width = n1 - n0
+            w.widen(channels: n0..<n1, into: buffer)
+            openBLAS(m: rows, n: width, k: k, a: x, lda: lda, b: buffer, ldb: outputMajor ? k : width,
+                     transposeB: outputMajor, c: out + n0, ldc: ldc, beta: accumulate ? 1 : 0)
+            n0 = n1
+        }
+    }
+
+    @inline(__always)
+    static func openBLAS(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+                         b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int,
+                         alpha: Float = 1, beta: Float) {
         if m == 1 && !transposeA {
-            // One row (a greedy decoding step): sgemv streams B once; sgemm would pack it first.
+            // One row: sgemv streams B once; sgemm would pack it first.
             cblas_sgemv(CblasRowMajor, transposeB ? CblasNoTrans : CblasTrans,
                         Int32(transposeB ? n : k), Int32(transposeB ? k : n), alpha,
                         b, Int32(ldb), a, 1, beta, c, 1)
@@ -25,7 +76,7 @@ public enum BLAS {
                     a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// Name of the OpenBLAS kernel in use (e.g. "SkylakeX"); the environment may pin it with OPENBLAS_CORETYPE.
+    /// Name of the OpenBLAS kernel in use (e.g. "SkylakeX"); `OpenBLASKernel` says why.
     public static var coreName: String {
         guard let name = openblas_get_corename() else { return "unknown" }
         return String(cString: name)

@@ -100,7 +100,9 @@ public enum MappedFileRegistry {
 /// - F32 tensors are handed out in place (the `Tensor` borrows the mapping; no copy) when their
 ///   data is 4-byte aligned, which the reference writer guarantees by padding the header to 8 bytes.
 ///   A misaligned F32 tensor (a hand-made file) is copied instead.
-/// - F16 and BF16 tensors are widened to F32 on first access and the result is cached.
+/// - F16 and BF16 tensors are widened to F32 on first access and the result is cached; I8 tensors
+///   are dequantized with their `<name>_scale` (or read as plain integers without one).
+/// - BF16 and I8 weight matrices can also be used in place (`rawBytes`) by the reduced-precision kernels.
 ///
 /// Tensors borrowing the mapping are read-only: the mapping is `PROT_READ`, so writing through
 /// `Tensor.data` faults. If another process truncates the file while it is mapped, touching the
@@ -154,10 +156,62 @@ public final class SafeTensorsFile: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let cached = cache[name] { return cached }
-        let tensor = materialize(info)
+        var tensor = materialize(info)
+        if info.dtype == .i8, let scaleInfo = layout.tensors[name + "_scale"] {
+            tensor = try dequantize(tensor, name: name, scales: materialize(scaleInfo))
+        }
         cache[name] = tensor
         return tensor
     }
+
+    /// Per-output-channel scales of the I8 tensor `name` [R, C]: `<name>_scale` shaped [R, 1] (one per
+    /// row) or [1, C] (one per column), as `weight ≈ q · scale` broadcasts (docs/quantization.md).
+    /// Returns the scales and whether they run along rows (axis 0).
+    public func int8Scales(_ name: String) throws -> (scales: Tensor, alongRows: Bool) {
+        guard let info = layout.tensors[name] else { throw WeightError.missingTensor(file: path, name: name) }
+        guard let scaleInfo = layout.tensors[name + "_scale"] else {
+            throw WeightError.invalidScale(file: path, tensor: name, reason: "no '\(name)_scale' tensor")
+        }
+        guard info.shape.count == 2, scaleInfo.dtype == .f32 || scaleInfo.dtype == .bf16 || scaleInfo.dtype == .f16 else {
+            throw WeightError.invalidScale(file: path, tensor: name, reason: "a quantized matrix is 2-D with a float scale (got shape \(info.shape), scale \(scaleInfo.dtype.rawValue))")
+        }
+        let scales = try tensor(name + "_scale")
+        if scaleInfo.shape == [info.shape[0], 1] { return (scales, true) }
+        if scaleInfo.shape == [1, info.shape[1]] { return (scales, false) }
+        throw WeightError.invalidScale(file: path, tensor: name,
+                                       reason: "scale shape \(scaleInfo.shape) is neither [\(info.shape[0]), 1] nor [1, \(info.shape[1])]")
+    }
+
+    private func dequantize(_ values: Tensor, name: String, scales: Tensor) throws -> Tensor {
+        guard let info = layout.tensors[name], let scaleInfo = layout.tensors[name + "_scale"], info.shape.count == 2 else {
+            throw WeightError.invalidScale(file: path, tensor: name, reason: "a quantized tensor must be 2-D")
+        }
+        let rows = info.shape[0], cols = info.shape[1]
+        let alongRows: Bool
+        if scaleInfo.shape == [rows, 1] { alongRows = true }
+        else if scaleInfo.shape == [1, cols] { alongRows = false }
+        else {
+            throw WeightError.invalidScale(file: path, tensor: name,
+                                           reason: "scale shape \(scaleInfo.shape) is neither [\(rows), 1] nor [1, \(cols)]")
+        }
+        let q = values.data, s = scales.data
+        for r in 0..<rows {
+            for c in 0..<cols { q[r * cols + c] *= s[alongRows ? r : c] }
+        }
+        return values
+    }
+
+    /// The stored bytes of `name`, in place in the mapping, when they are aligned for their element
+    /// type (always, for files the reference writer or Glimpse wrote); nil otherwise.
+    public func rawBytes(_ name: String) -> UnsafeRawBufferPointer? {
+        guard let info = layout.tensors[name], Self.hostIsLittleEndian else { return nil }
+        let bytes = rawBytes(info)
+        guard let start = bytes.baseAddress, Int(bitPattern: start) % info.dtype.byteSize == 0 else { return nil }
+        return bytes
+    }
+
+    /// Keeps the mapping alive for memory handed out by `rawBytes`.
+    var mappingOwner: AnyObject { mapping }
 
     /// Whether `tensor` borrows this file's mapping rather than owning a copy (tests, diagnostics).
     func isInPlace(_ tensor: Tensor) -> Bool {
@@ -194,6 +248,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 // bfloat16 is the top half of a float32.
                 out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
             }
+        case .i8:
+            for i in 0..<count { out[i] = Float(Int8(bitPattern: source[i])) }
         }
         return Tensor(shape: info.shape, storage: storage)
     }
@@ -235,6 +291,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 let bits = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
                 if bits & 0x7F80 == 0x7F80 { note(i, Float(bitPattern: UInt32(bits) << 16)) }
             }
+        case .i8:
+            break   // integers are always finite
         }
         if bad > 0 {
             throw WeightError.nonFinite(file: path, tensor: name, count: bad, firstIndex: firstIndex, firstValue: firstValue)

@@ -1,16 +1,19 @@
 import Foundation
 
-/// Element types Glimpse reads from safetensors. Everything is computed in Float32; F16 and
-/// BF16 are widened once at load.
+/// Element types Glimpse reads from safetensors. Activations are computed in Float32; F16 is widened
+/// once at load; BF16 and I8 weight matrices stay in place for the reduced-precision kernels (I8 with
+/// a per-output-channel `<name>_scale`, docs/quantization.md) and are widened where a layer needs Float32.
 public enum SafeTensorsDType: String, Sendable, CaseIterable {
     case f32 = "F32"
     case f16 = "F16"
     case bf16 = "BF16"
+    case i8 = "I8"
 
     public var byteSize: Int {
         switch self {
         case .f32: return 4
         case .f16, .bf16: return 2
+        case .i8: return 1
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Writes F32 safetensors files the way the reference implementation does: tensors laid out in
-/// name order, header JSON in compact form with `__metadata__` first, padded with spaces to a
+/// Writes safetensors files (F32 values, or raw bytes of any dtype Glimpse reads) the way the
+/// reference implementation does: tensors laid out by element width then name order, header JSON in compact form with `__metadata__` first, padded with spaces to a
 /// multiple of 8 bytes so every tensor's data stays aligned when the file is mapped.
 public enum SafeTensorsWriter {
     /// One tensor to write.
@@ -13,7 +13,25 @@ public enum SafeTensorsWriter {
         fileprivate enum Source {
             case tensor(Tensor)
             case values([Float])
+            case raw(SafeTensorsDType, Data)
         }
+
+        /// Stored bytes of `dtype` (little-endian), e.g. BF16 or I8 weights; their count must match
+        /// `shape` (a programmer error otherwise).
+        public init(name: String, dtype: SafeTensorsDType, shape: [Int], bytes: Data) {
+            precondition(shape.allSatisfy { $0 >= 0 } && shape.reduce(1, *) * dtype.byteSize == bytes.count,
+                         "shape \(shape) of \(dtype.rawValue) does not fit \(bytes.count) bytes for '\(name)'")
+            self.name = name
+            self.shape = shape
+            source = .raw(dtype, bytes)
+        }
+
+        fileprivate var dtype: SafeTensorsDType {
+            if case let .raw(dtype, _) = source { return dtype }
+            return .f32
+        }
+
+        fileprivate var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
 
         /// A tensor, written with its own shape.
         public init(name: String, tensor: Tensor) {
@@ -37,14 +55,20 @@ public enum SafeTensorsWriter {
                 return body(UnsafeBufferPointer(start: tensor.data, count: tensor.count))
             case let .values(values):
                 return values.withUnsafeBufferPointer(body)
+            case .raw:
+                preconditionFailure("raw entries are written as bytes")
             }
         }
     }
 
     /// The file's bytes. Throws `WeightError.writeFailed` on duplicate names (`file` names the target in that error).
     public static func encode(_ entries: [Entry], metadata: [String: String] = [:], file: String = "<memory>") throws -> Data {
-        // Byte order of the UTF-8 names, as the reference sorts (Swift's String `<` differs beyond ASCII).
-        let sorted = entries.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        // As the reference orders the data: wider elements first (so every tensor stays aligned for
+        // its type with no gaps), then byte order of the UTF-8 names (Swift's String `<` differs beyond ASCII).
+        let sorted = entries.sorted {
+            $0.dtype.byteSize != $1.dtype.byteSize ? $0.dtype.byteSize > $1.dtype.byteSize
+                : $0.name.utf8.lexicographicallyPrecedes($1.name.utf8)
+        }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.name == b.name {
             throw WeightError.writeFailed(file: file, reason: "tensor '\(a.name)' given twice")
         }
@@ -60,9 +84,9 @@ public enum SafeTensorsWriter {
         }
         var offset = 0
         for entry in sorted {
-            let size = entry.shape.reduce(1, *) * 4
+            let size = entry.byteCount
             let shape = entry.shape.map(String.init).joined(separator: ",")
-            fields.append("\(JSONText.quoted(entry.name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + size)]}")
+            fields.append("\(JSONText.quoted(entry.name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + size)]}")
             offset += size
         }
         json += fields.joined(separator: ",") + "}"
@@ -74,6 +98,10 @@ public enum SafeTensorsWriter {
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(contentsOf: header)
         for entry in sorted {
+            if case let .raw(_, bytes) = entry.source {
+                data.append(bytes)
+                continue
+            }
             entry.withFloats { floats in
                 for value in floats {
                     withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }

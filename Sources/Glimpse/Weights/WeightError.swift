@@ -38,6 +38,8 @@ public enum WeightError: Error, CustomStringConvertible {
     case shapeMismatch(file: String, name: String, expected: [Int], actual: [Int])
     /// The same name appears in two files of one loader, so which one wins would be arbitrary.
     case duplicateTensor(name: String, files: [String])
+    /// An I8 tensor's `<name>_scale` is missing or does not have one scale per output channel.
+    case invalidScale(file: String, tensor: String, reason: String)
     /// A tensor could not be written (duplicate name, I/O failure...).
     case writeFailed(file: String, reason: String)
     /// A PyTorch checkpoint (`pytorch_model.bin`) is malformed: zip structure, storages, tensor extents.
@@ -60,7 +62,7 @@ public enum WeightError: Error, CustomStringConvertible {
         case let .invalidEntry(file, tensor, reason):
             return "\(file): tensor '\(tensor)': \(reason)"
         case let .unsupportedDType(file, tensor, dtype):
-            return "\(file): unsupported dtype \(dtype) for tensor '\(tensor)' (supported: F32, F16, BF16)"
+            return "\(file): unsupported dtype \(dtype) for tensor '\(tensor)' (supported: F32, F16, BF16, I8)"
         case let .shapeOverflow(file, tensor, shape):
             return "\(file): tensor '\(tensor)': shape \(shape) overflows (element or byte count too large)"
         case let .offsetsReversed(file, tensor, begin, end):
@@ -79,6 +81,8 @@ public enum WeightError: Error, CustomStringConvertible {
             return "\(file): tensor '\(name)' has shape \(actual), expected \(expected)"
         case let .duplicateTensor(name, files):
             return "tensor '\(name)' appears in several files: \(files.joined(separator: ", "))"
+        case let .invalidScale(file, tensor, reason):
+            return "\(file): int8 tensor '\(tensor)': \(reason)"
         case let .writeFailed(file, reason):
             return "\(file): cannot write safetensors file: \(reason)"
         case let .invalidCheckpoint(file, reason):

@@ -93,8 +93,58 @@ public struct WeightLoader: Sendable {
         if checksFinite { try file.checkFinite(full) }
         let tensor = try file.tensor(full)
         usage.insert(full)
+        if info.dtype == .i8, file.info(full + "_scale") != nil { usage.insert(full + "_scale") }
         return tensor
     }
+
+    /// The weight matrix `name` of a layer with `out` × `in` features, stored as [out, in]
+    /// (`.outputMajor`) or [in, out] (`.inputMajor`). F32 and F16 come as fp32; BF16 stays bf16 and
+    /// I8 stays int8 with its per-output-channel `<name>_scale` (docs/quantization.md), both used in
+    /// place when aligned. The name is recorded as a matrix (`matrixNames()`, what quantize converts).
+    public func weightMatrix(_ name: String, out: Int, in inFeatures: Int, layout: WeightMatrix.Layout) throws -> WeightMatrix {
+        guard let matrix = try optionalWeightMatrix(name, out: out, in: inFeatures, layout: layout) else {
+            throw WeightError.missingTensor(file: filesDescription, name: fullName(name))
+        }
+        return matrix
+    }
+
+    /// `weightMatrix`, or nil when absent (e.g. an untied `lm_head.weight`).
+    public func optionalWeightMatrix(_ name: String, out: Int, in inFeatures: Int, layout: WeightMatrix.Layout) throws -> WeightMatrix? {
+        let full = fullName(name)
+        guard let fileIndex = index[full], let info = files[fileIndex].info(full) else { return nil }
+        let file = files[fileIndex]
+        let shape = layout == .outputMajor ? [out, inFeatures] : [inFeatures, out]
+        guard info.shape == shape else {
+            throw WeightError.shapeMismatch(file: file.path, name: full, expected: shape, actual: info.shape)
+        }
+        if checksFinite { try file.checkFinite(full) }
+        usage.insert(full, matrix: layout)
+        switch info.dtype {
+        case .bf16, .i8:
+            let element: WeightMatrix.Element = info.dtype == .bf16 ? .bf16 : .int8
+            var scales: Tensor?
+            if element == .int8 {
+                let (s, alongRows) = try file.int8Scales(full)
+                guard alongRows == (layout == .outputMajor) else {
+                    throw WeightError.invalidScale(file: file.path, tensor: full,
+                                                   reason: "scales run along the input features, not the \(out) output channels")
+                }
+                usage.insert(full + "_scale")
+                scales = s
+            }
+            if let bytes = file.rawBytes(full), let base = bytes.baseAddress {
+                return WeightMatrix(element: element, layout: layout, outFeatures: out, inFeatures: inFeatures,
+                                    base: base, owner: file.mappingOwner, scales: scales)
+            }
+            // Misaligned in a hand-made file: an fp32 copy computes the same products.
+            return WeightMatrix(try file.tensor(full), layout: layout)
+        case .f32, .f16:
+            return WeightMatrix(try file.tensor(full), layout: layout)
+        }
+    }
+
+    /// Names loaded as layer weight matrices (through `weightMatrix`), with their layout.
+    public func matrixLayouts() -> [String: WeightMatrix.Layout] { usage.matrices }
 
     /// Names handed out so far by this loader and every scope derived from the same root, sorted.
     public func usedTensorNames() -> [String] { usage.names.sorted() }
@@ -113,11 +163,19 @@ public struct WeightLoader: Sendable {
 private final class UsageTracker: @unchecked Sendable {
     private let lock = NSLock()
     private var used: Set<String> = []
+    private var matrixSet: [String: WeightMatrix.Layout] = [:]
 
-    func insert(_ name: String) {
+    func insert(_ name: String, matrix layout: WeightMatrix.Layout? = nil) {
         lock.lock()
         used.insert(name)
+        if let layout { matrixSet[name] = layout }
         lock.unlock()
+    }
+
+    var matrices: [String: WeightMatrix.Layout] {
+        lock.lock()
+        defer { lock.unlock() }
+        return matrixSet
     }
 
     var names: Set<String> {

@@ -1,0 +1,94 @@
+#ifndef GLIMPSE_KERNELS_H
+#define GLIMPSE_KERNELS_H
+// Glimpse's own matrix-product kernels for few activation rows (decode steps: M up to ~32), in the
+// manner of ONNX Runtime's MLAS: one kernel per instruction set in its own file (per-function
+// target attributes, so the target builds for any x86-64 or arm64), and one platform table filled
+// once from CPUID. Swift reaches them only through Tensor/BLAS.swift (the one matrix-product door).
+//
+// Every kernel computes, for rows m < M and output columns n in [n0, n1):
+//     C[m, n] = alpha * scale[n] * sum_k A[m, k] * W(n, k)   (+ C[m, n] when accumulate)
+// where W is stored either as [N, K] rows (GK_FORM_NK: nn.Linear and lm_head layout) or as
+// [K, N] rows (GK_FORM_KN: GPT-2 Conv1D layout), in fp32, bf16 or int8 (scale = per-output-channel
+// dequantization factor, NULL for fp32/bf16). Each weight row is read once for all M rows.
+//
+// The reduction order is fixed per output element and identical on every path, so a row's result
+// never depends on M, on which other rows share the call, on the column split between threads, or
+// on the instruction set (results are bitwise equal across paths):
+//   GK_FORM_KN: acc = 0; for k in 0..<K: acc = fma(A[m,k], W[k,n], acc)
+//   GK_FORM_NK: eight partial sums s[j] = fma chains over k = 8c + j (k < K & ~7), combined as
+//               ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), then the tail k >= K & ~7 by fma in order.
+// Then r = acc * scale[n] (int8), r = r * alpha, C = accumulate ? C + r : r.
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// CPU features (OS support of the register state included: AVX needs XCR0 bits 1-2, AVX-512 5-7).
+enum {
+    GK_CPU_SSE3 = 1 << 0,
+    GK_CPU_AVX = 1 << 1,
+    GK_CPU_AVX2 = 1 << 2,
+    GK_CPU_FMA = 1 << 3,
+    GK_CPU_AVX512F = 1 << 4,
+    GK_CPU_AVX512BW = 1 << 5,
+    GK_CPU_AVX512DQ = 1 << 6,
+    GK_CPU_AVX512VL = 1 << 7,
+    GK_CPU_AVX512CD = 1 << 8,
+    GK_CPU_AVX512BF16 = 1 << 9,
+    GK_CPU_AVX512VNNI = 1 << 10,
+    GK_CPU_AVX512FP16 = 1 << 11,
+    GK_CPU_NEON = 1 << 12,
+    GK_CPU_F16C = 1 << 13,
+};
+/// This CPU's features (cpuid + xgetbv on x86-64, NEON on arm64).
+uint32_t gk_cpu_features(void);
+
+enum { GK_F32 = 0, GK_BF16 = 1, GK_I8 = 2 };
+enum { GK_FORM_NK = 0, GK_FORM_KN = 1 };
+
+/// Dispatch paths, widest last.
+enum { GK_PATH_PORTABLE = 0, GK_PATH_AVX2 = 1, GK_PATH_AVX512 = 2, GK_PATH_COUNT = 3 };
+
+/// The widest path this CPU (and build) supports.
+int gk_best_path(void);
+/// The path in use: filled once (first call) from gk_best_path(), or from $GLIMPSE_KERNEL
+/// (portable | avx2 | avx512) when set and supported. A path whose start-up self-check disagrees
+/// with the portable kernels is never used (the next narrower one is).
+int gk_path(void);
+/// Whether `path` is supported here (CPU and build) and passed its self-check.
+int gk_path_available(int path);
+/// Selects `path` for later calls (tests; returns 0 when unavailable, leaving the path unchanged).
+int gk_set_path(int path);
+/// "portable", "avx2", "avx512".
+const char *gk_path_name(int path);
+/// Why the current path was chosen (environment, CPU, self-check), for --verbose and bench.
+const char *gk_path_reason(void);
+
+/// C[0..<m, n0..<n1] as described above, on the current path. `w` points at element (0, 0) of the
+/// stored matrix, `ldw` is its row stride in elements; `scale` has N entries (int8) or is NULL.
+void gk_matmul(int dtype, int form, int m, int n0, int n1, int k,
+               const float *a, long lda, const void *w, long ldw, const float *scale,
+               float alpha, float *c, long ldc, int accumulate);
+
+/// Same on an explicit path (tests and benchmarks); the path must be available.
+void gk_matmul_on(int path, int dtype, int form, int m, int n0, int n1, int k,
+                  const float *a, long lda, const void *w, long ldw, const float *scale,
+                  float alpha, float *c, long ldc, int accumulate);
+
+/// Widens `count` bf16 / int8 (times scale) values to fp32 (large products: weights converted
+/// panel by panel for OpenBLAS). For int8, `scale` is applied per element: out[i] = q[i] * scale[i / per].
+void gk_bf16_to_f32(const uint16_t *src, float *dst, long count);
+/// Rounds fp32 to bf16, round-to-nearest-even (NaN kept quiet).
+void gk_f32_to_bf16(const float *src, uint16_t *dst, long count);
+
+/// Read-only memory bandwidth: sums `count` floats of `src` (wide loads, no stores), returns the sum
+/// so the reads cannot be optimized away.
+float gk_sum_read(const float *src, long count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

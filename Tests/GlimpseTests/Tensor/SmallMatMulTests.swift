@@ -1,0 +1,183 @@
+import CGlimpseKernels
+import XCTest
+@testable import Glimpse
+
+/// Glimpse's small-M kernels on every dispatch path this machine has, against a double-precision
+/// loop and OpenBLAS; the reduction-order contract (bitwise equal across paths, a row's result
+/// independent of its batch); the door's routing, including the bf16/int8 conversion path.
+/// Tolerance: |ours - exact| ≤ 1e-5 · Σ|a·w| (fp32 sums of up to 3072 products stay well inside).
+final class SmallMatMulTests: XCTestCase {
+    struct Problem {
+        var m, n, k: Int
+        var a: [Float]
+        var w: [Float]          // stored matrix: [n, k] (NK) or [k, n] (KN)
+        var bf16: [UInt16]
+        var int8: [Int8]
+        var scales: [Float]
+        var outputMajor: Bool
+    }
+
+    func problem(m: Int, n: Int, k: Int, outputMajor: Bool, seed: UInt64) -> Problem {
+        var rng = SplitMix64(seed: seed)
+        func value() -> Float { Float(Int(rng.next() % 2001) - 1000) / 700 }
+        let a = (0..<m * k).map { _ in value() }, w = (0..<n * k).map { _ in value() }
+        var bf16 = [UInt16](repeating: 0, count: w.count)
+        gk_f32_to_bf16(w, &bf16, w.count)
+        let int8 = (0..<n * k).map { _ in Int8(Int(rng.next() % 255) - 127) }
+        let scales = (0..<n).map { Float($0 % 13 + 1) * 0.003 }
+        return Problem(m: m, n: n, k: k, a: a, w: w, bf16: bf16, int8: int8, scales: scales, outputMajor: outputMajor)
+    }
+
+    /// W(n, k) as fp32 (bf16 widened, int8 dequantized), for the reference.
+    func weight(_ p: Problem, _ element: WeightMatrix.Element, n: Int, k: Int) -> Double {
+        let i = p.outputMajor ? n * p.k + k : k * p.n + n
+        switch element {
+        case .f32: return Double(p.w[i])
+        case .bf16: return Double(Float(bitPattern: UInt32(p.bf16[i]) << 16))
+        case .int8: return Double(p.int8[i]) * Double(p.scales[n])
+        }
+    }
+
+    func run(_ p: Problem, _ element: WeightMatrix.Element, path: SmallMatMul.Path? = nil, rows: Range<Int>? = nil) -> [Float] {
+        let rows = rows ?? 0..<p.m
+        var c = [Float](repeating: 0, count: rows.count * p.n)
+        let dtype: Int32 = element == .f32 ? Int32(GK_F32) : element == .bf16 ? Int32(GK_BF16) : Int32(GK_I8)
+        let form: Int32 = p.outputMajor ? Int32(GK_FORM_NK) : Int32(GK_FORM_KN)
+        let ldw = p.outputMajor ? p.k : p.n
+        p.a.withUnsafeBufferPointer { a in
+            let rowsA = a.baseAddress! + rows.lowerBound * p.k
+            func call(_ w: UnsafeRawPointer) {
+                gk_matmul_on((path ?? SmallMatMul.path).rawValue, dtype, form, Int32(rows.count), 0, Int32(p.n), Int32(p.k),
+                             rowsA, p.k, w, ldw, element == .int8 ? p.scales : nil, 1, &c, p.n, 0)
+            }
+            switch element {
+            case .f32: p.w.withUnsafeBytes { call($0.baseAddress!) }
+            case .bf16: p.bf16.withUnsafeBytes { call($0.baseAddress!) }
+            case .int8: p.int8.withUnsafeBytes { call($0.baseAddress!) }
+            }
+        }
+        return c
+    }
+
+    func assertMatchesReference(_ c: [Float], _ p: Problem, _ element: WeightMatrix.Element, _ what: String,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        var worst = 0.0
+        for i in 0..<p.m {
+            for j in 0..<p.n {
+                var exact = 0.0, magnitude = 0.0
+                for q in 0..<p.k {
+                    let term = Double(p.a[i * p.k + q]) * weight(p, element, n: j, k: q)
+                    exact += term
+                    magnitude += abs(term)
+                }
+                worst = max(worst, abs(Double(c[i * p.n + j]) - exact) / max(magnitude, 1e-30))
+            }
+        }
+        XCTAssertLessThan(worst, 1e-5, "\(what): worst relative error \(worst)", file: file, line: line)
+    }
+
+    static let shapes = [(1, 7, 5), (2, 33, 9), (3, 64, 64), (5, 83, 29), (8, 130, 67), (17, 70, 131), (32, 200, 96)]
+
+    func testEveryPathMatchesTheDoubleReferenceAndThePortableKernelsBitForBit() throws {
+        let paths = SmallMatMul.Path.allCases.filter(\.isAvailable)
+        XCTAssertTrue(paths.contains(.portable))
+        #if arch(x86_64)
+        if CPUFeatures.current.isSuperset(of: [.avx2, .fma]) { XCTAssertTrue(paths.contains(.avx2), "AVX2 + FMA CPU without the avx2 path") }
+        #endif
+        for (index, (m, n, k)) in Self.shapes.enumerated() {
+            for outputMajor in [true, false] {
+                let p = problem(m: m, n: n, k: k, outputMajor: outputMajor, seed: UInt64(index * 2 + (outputMajor ? 1 : 0)))
+                for element in WeightMatrix.Element.allCases {
+                    let portable = run(p, element, path: .portable)
+                    assertMatchesReference(portable, p, element, "portable \(element) \(m)x\(n)x\(k) outputMajor=\(outputMajor)")
+                    for path in paths where path != .portable {
+                        let ours = run(p, element, path: path)
+                        XCTAssertEqual(ours, portable, "\(path) \(element) \(m)x\(n)x\(k) outputMajor=\(outputMajor) differs from portable")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The property batched decoding relies on: a row's result is the same whether it is computed
+    /// alone or among any other rows (bitwise, on every path).
+    func testARowsResultDoesNotDependOnItsBatch() throws {
+        for path in SmallMatMul.Path.allCases where path.isAvailable {
+            for outputMajor in [true, false] {
+                let p = problem(m: 32, n: 96, k: 200, outputMajor: outputMajor, seed: 99)
+                for element in WeightMatrix.Element.allCases {
+                    let all = run(p, element, path: path)
+                    for rows in [0..<1, 5..<8, 3..<27, 31..<32, 7..<19] {
+                        let part = run(p, element, path: path, rows: rows)
+                        XCTAssertEqual(part, Array(all[rows.lowerBound * p.n..<rows.upperBound * p.n]),
+                                       "\(path) \(element) rows \(rows) outputMajor=\(outputMajor)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Through the door (threads split the columns): the same values for M = 1 and M = 24 rows,
+    /// within 1e-4 (relative) of OpenBLAS, for both weight layouts.
+    func testDoorMatchesOpenBLASAndIsBatchInvariantWithThreads() {
+        for outputMajor in [true, false] {
+            let (n, k) = (768, 384)   // above the parallel threshold
+            let p = problem(m: 24, n: n, k: k, outputMajor: outputMajor, seed: 7)
+            let w = Tensor(shape: outputMajor ? [n, k] : [k, n], values: p.w)
+            let matrix = WeightMatrix(w, layout: outputMajor ? .outputMajor : .inputMajor)
+            var batch = [Float](repeating: 0, count: 24 * n), reference = batch
+            BLAS.product(p.a, rows: 24, weight: matrix, into: &batch)
+            BLAS.openBLAS(m: 24, n: n, k: k, a: p.a, lda: k, b: w.data, ldb: outputMajor ? k : n, transposeB: outputMajor,
+                          c: &reference, ldc: n, beta: 0)
+            let worst = zip(batch, reference).map { abs($0 - $1) / max(abs($1), 1) }.max() ?? 0
+            // Sums of 384 products of magnitude ~2, in two summation orders: ~1e-5 apart.
+            XCTAssertLessThan(worst, 1e-4, "door vs OpenBLAS outputMajor=\(outputMajor)")
+            for r in [0, 13, 23] {
+                var single = [Float](repeating: 0, count: n)
+                p.a.withUnsafeBufferPointer { BLAS.product($0.baseAddress! + r * k, rows: 1, weight: matrix, into: &single) }
+                XCTAssertEqual(single, Array(batch[r * n..<(r + 1) * n]), "row \(r) alone vs in a batch of 24")
+            }
+        }
+    }
+
+    /// Many rows with bf16/int8 weights go through the fp32 conversion into OpenBLAS (several panels).
+    func testReducedPrecisionLargeProductsConvertIntoOpenBLAS() {
+        for outputMajor in [true, false] {
+            let p = problem(m: 40, n: 1100, k: 520, outputMajor: outputMajor, seed: 3)   // 40 > maxRows, panels of 1008
+            XCTAssertGreaterThan(p.m, SmallMatMul.maxRows)
+            p.bf16.withUnsafeBytes { bf in
+                p.int8.withUnsafeBytes { q in
+                    let scales = Tensor(shape: [p.n], values: p.scales)
+                    let layout: WeightMatrix.Layout = outputMajor ? .outputMajor : .inputMajor
+                    for (element, base) in [(WeightMatrix.Element.bf16, bf.baseAddress!), (.int8, q.baseAddress!)] {
+                        let matrix = WeightMatrix(element: element, layout: layout, outFeatures: p.n, inFeatures: p.k,
+                                                  base: base, owner: scales.storage, scales: element == .int8 ? scales : nil)
+                        var c = [Float](repeating: 0, count: p.m * p.n)
+                        BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+                        assertMatchesReference(c, p, element, "\(element) conversion path outputMajor=\(outputMajor)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testPathSelectionAndItsReason() {
+        let original = SmallMatMul.path
+        defer { SmallMatMul.select(original) }
+        XCTAssertTrue(SmallMatMul.select(.portable))
+        XCTAssertEqual(SmallMatMul.path, .portable)
+        XCTAssertEqual(SmallMatMul.pathReason, "selected by the program")
+        #if arch(x86_64)
+        // fp32 leaves the slow portable path for OpenBLAS; bf16/int8 still come here.
+        XCTAssertFalse(SmallMatMul.handles(rows: 1, element: .f32))
+        XCTAssertTrue(SmallMatMul.handles(rows: 1, element: .int8))
+        #endif
+        if !SmallMatMul.Path.avx512.isAvailable { XCTAssertFalse(SmallMatMul.select(.avx512)) }
+        XCTAssertFalse(SmallMatMul.handles(rows: SmallMatMul.maxRows + 1, element: .bf16))
+    }
+
+    func testReadOnlySumReadsEveryElement() {
+        let values = (0..<1003).map { Float($0 % 7) }
+        XCTAssertEqual(gk_sum_read(values, values.count), values.reduce(0, +))
+    }
+}
