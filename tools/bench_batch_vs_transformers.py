@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,14 +78,15 @@ def main():
     out, _, tf_rss = run([sys.executable, __file__, "--worker", "--images", args.images, "--model", args.model,
                           "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--limit", str(args.limit)], env)
     tf = json.loads(out.strip().splitlines()[-1])
-    listing = Path("/tmp/glimpse-batch-bench-list")
-    listing.mkdir(exist_ok=True)
-    for f in listing.iterdir():
-        f.unlink()
-    for i, f in enumerate(files):
-        os.symlink(os.path.abspath(f), listing / f"{i:06d}{Path(f).suffix}")
-    _, gl_seconds, gl_rss = run([args.glimpse, "batch", str(listing), "--model", args.model, "--out",
-                                 "/tmp/glimpse-batch-bench.jsonl", "--overwrite", "--quiet"], env)
+    # A fresh directory of our own for the listing and the output: never a fixed path another run
+    # (or a user) may own.
+    with tempfile.TemporaryDirectory(prefix="glimpse-batch-bench-") as scratch:
+        listing = Path(scratch) / "images"
+        listing.mkdir()
+        for i, f in enumerate(files):
+            os.symlink(os.path.abspath(f), listing / f"{i:06d}{Path(f).suffix}")
+        _, gl_seconds, gl_rss = run([args.glimpse, "batch", str(listing), "--model", args.model, "--out",
+                                     str(Path(scratch) / "out.jsonl"), "--quiet"], env)
     n = len(files)
     tf_ips, gl_ips = tf["images"] / tf["seconds"], n / gl_seconds
     print(f"{n} images, model {args.model}, {args.threads} threads, transformers batch_size {args.batch_size}")
