@@ -2,7 +2,7 @@
 SWIFT   ?= swift
 PYTHON  ?= .venv/bin/python
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev
+APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev libdnnl-dev
 GLIMPSE := .build/release/glimpse
 IMAGE   ?= samples/two-shapes-left-of.png
 PREFIX  ?= /usr/local
@@ -46,6 +46,8 @@ bench-compare: build
 	@test -x $(PYTHON) || $(MAKE) venv
 	@test -f .bench/vit-gpt2/config.json || $(PYTHON) tools/make_bench_model.py --blip
 	$(PYTHON) tools/bench_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/vit-gpt2
+	@test -f .bench/vit-gpt2-int8/model.safetensors || $(GLIMPSE) quantize .bench/vit-gpt2 .bench/vit-gpt2-int8 --dtype int8
+	$(PYTHON) tools/bench_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/vit-gpt2 --glimpse-model .bench/vit-gpt2-int8 --modes beam3
 	$(PYTHON) tools/bench_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/blip-base --modes beam3
 	@test -d runs/eval || $(PYTHON) tools/scenes.py --seed 7000 --count 500 --out runs/eval
 	$(PYTHON) tools/bench_batch_vs_transformers.py --glimpse $(GLIMPSE) --limit 200

@@ -21,13 +21,18 @@ let package = Package(
                        providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CLibPNG", path: "Sources/CLibPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
+        // oneDNN (Debian: libdnnl-dev; no pkg-config file): bf16 matmul with AMX / AVX512_BF16.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         // C shims that own setjmp/longjmp error handling of libjpeg and libpng.
         .target(name: "CImageCodecs", dependencies: ["CLibJPEG", "CLibPNG"],
                 cSettings: [.unsafeFlags(["-O2"])]),
         // Glimpse's own small-M matrix-product kernels (per-function target attributes, runtime
         // dispatch). No fp contraction: the kernels' reduction order is part of their contract.
         .target(name: "CGlimpseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
-        .target(name: "Glimpse", dependencies: ["COpenBLAS", "CImageCodecs", "CGlimpseKernels"],
+        // Large products with bf16 / int8 weights through oneDNN's matmul (packed weights).
+        .target(name: "CGlimpseDNNL", dependencies: ["CDNNL", "CGlimpseKernels"],
+                cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("dl")]),
+        .target(name: "Glimpse", dependencies: ["COpenBLAS", "CImageCodecs", "CGlimpseKernels", "CGlimpseDNNL"],
                 swiftSettings: speed),
         .executableTarget(name: "glimpse",
                           dependencies: ["Glimpse", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/.build/fuzz}"
-mkdir -p "$out/modules/CImageCodecs" "$out/modules/CGlimpseKernels" "$out/obj"
+mkdir -p "$out/modules/CImageCodecs" "$out/modules/CGlimpseKernels" "$out/modules/CGlimpseDNNL" "$out/obj"
 cd "$root"
 
 pc_cflags="$(pkg-config --cflags libjpeg libpng openblas)"
@@ -27,6 +27,12 @@ for c in Sources/CGlimpseKernels/*.c; do
         -ISources/CGlimpseKernels/include -c "$c" -o "$o"
     objects+=("$o")
 done
+for c in Sources/CGlimpseDNNL/*.c; do
+    o="$out/obj/dnnl_$(basename "${c%.c}").o"
+    clang -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+        -ISources/CGlimpseDNNL/include -ISources/CGlimpseKernels/include -c "$c" -o "$o"
+    objects+=("$o")
+done
 # SwiftPM writes these module maps for C targets; swiftc needs them spelled out.
 cat > "$out/modules/CImageCodecs/module.modulemap" <<MAP
 module CImageCodecs {
@@ -40,11 +46,17 @@ module CGlimpseKernels {
     export *
 }
 MAP
+cat > "$out/modules/CGlimpseDNNL/module.modulemap" <<MAP
+module CGlimpseDNNL {
+    header "$root/Sources/CGlimpseDNNL/include/glimpse_dnnl.h"
+    export *
+}
+MAP
 
 # Library sources (never the git-ignored stub of unmerged work) + harnesses, one module named Glimpse.
 mapfile -t sources < <(find Sources/Glimpse fuzz/Harnesses -name '*.swift' ! -name '_Stub*' | sort)
 swiftc -module-name Glimpse -parse-as-library -O -g -sanitize=fuzzer,address \
-    -ISources/COpenBLAS -ISources/CLibJPEG -ISources/CLibPNG -I"$out/modules/CImageCodecs" -I"$out/modules/CGlimpseKernels" \
+    -ISources/COpenBLAS -ISources/CLibJPEG -ISources/CLibPNG -I"$out/modules/CImageCodecs" -I"$out/modules/CGlimpseKernels" -I"$out/modules/CGlimpseDNNL" -ISources/CDNNL \
     $(for f in $pc_cflags; do printf -- '-Xcc %s ' "$f"; done) \
-    "${sources[@]}" "${objects[@]}" $pc_libs -o "$out/glimpse-fuzz" 2> >(grep -v 'ld.gold: warning' >&2)
+    "${sources[@]}" "${objects[@]}" $pc_libs -ldnnl -ldl -o "$out/glimpse-fuzz" 2> >(grep -v 'ld.gold: warning' >&2)
 echo "built $out/glimpse-fuzz"

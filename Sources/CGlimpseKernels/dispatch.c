@@ -89,14 +89,17 @@ static int self_check(int path) {
     gk_f32_to_bf16(wf, wb, N * K);
     for (int n = 0; n < N; n++) scale[n] = 0.01f + 0.001f * (float)n;
     const void *weights[3] = { wf, wb, wi };
+    // Five rows take the tiled kernels, three and one the few-row ones.
+    const int rows[3] = { M, 3, 1 };
+    for (int r = 0; r < 3; r++)
     for (int dtype = 0; dtype < 3; dtype++)
         for (int form = 0; form < 2; form++)
             for (int accumulate = 0; accumulate < 2; accumulate++) {
                 long ldw = form == GK_FORM_NK ? K : N;
                 const float *sc = dtype == GK_I8 ? scale : NULL;
                 for (int i = 0; i < M * N; i++) ref[i] = out[i] = (float)i * 0.25f;
-                sets[GK_PATH_PORTABLE].kernel[dtype][form](M, 0, N, K, a, K, weights[dtype], ldw, sc, 0.75f, ref, N, accumulate);
-                sets[path].kernel[dtype][form](M, 0, N, K, a, K, weights[dtype], ldw, sc, 0.75f, out, N, accumulate);
+                sets[GK_PATH_PORTABLE].kernel[dtype][form](rows[r], 0, N, K, a, K, weights[dtype], ldw, sc, 0.75f, ref, N, accumulate);
+                sets[path].kernel[dtype][form](rows[r], 0, N, K, a, K, weights[dtype], ldw, sc, 0.75f, out, N, accumulate);
                 if (memcmp(ref, out, sizeof ref) != 0) return 0;
             }
     return 1;

@@ -21,6 +21,9 @@ static inline float gk_bf16(uint16_t v) {
     return x.f;
 }
 
+/// The KN form's few-row kernels: at most this many rows, partial sums in a buffer of this many floats.
+enum { KN_STREAM_ROWS = 4, KN_STREAM_FLOATS = 6144 };
+
 /// The common epilogue: r = acc (* scale[n]) * alpha, then store or accumulate.
 static inline void gk_store(float *c, float acc, const float *scale, int n, float alpha, int accumulate) {
     float r = scale ? acc * scale[n] : acc;

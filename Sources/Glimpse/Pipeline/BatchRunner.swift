@@ -92,14 +92,16 @@ public final class BatchRunner {
         let workers = min(encoderThreads, max(work.count, 1))
         let depth = max(prefetchDepth, decodeGroup + encodeGroup) / workers + encodeGroup
         let queues = (0..<workers).map { _ in PrefetchQueue<Encoded>(capacity: depth) }
-        // Each thread runs its products single-threaded: the threads themselves keep the cores busy
-        // (OpenBLAS's own pool, called from two threads at once, spins and serializes instead).
+        // With several workers each runs its products single-threaded: the threads themselves keep
+        // the cores busy (OpenBLAS's own pool, called from two threads at once, spins and serializes
+        // instead). One worker (a few images) keeps the whole budget: nothing else would use it.
         let blasThreads = BLAS.threadCount
-        BLAS.setThreadCount(1)
+        BLAS.setThreadCount(workers > 1 ? 1 : BLAS.threadBudget)
         defer { BLAS.setThreadCount(blasThreads) }
         for w in 0..<workers {
             let queue = queues[w]
             let thread = Thread {
+                BF16MatMul.setThreadCount(workers > 1 ? 1 : BLAS.threadBudget)
                 for g in stride(from: w, to: work.count, by: workers) {
                     if queue.isCancelled { break }
                     let group = work[g]
@@ -114,7 +116,7 @@ public final class BatchRunner {
                     }
                     // Encode the group's prepared images together (padding included); failures keep their place.
                     let ok = prepared.compactMap { try? $0.get() }
-                    let encoded = ok.isEmpty ? nil : Captioner.encode(ok, model: model)
+                    let encoded = ok.isEmpty ? nil : SmallMatMul.countedBusy { Captioner.encode(ok, model: model) }
                     var index = 0
                     for (item, result) in zip(group, prepared) {
                         var entry = Encoded(file: item.file, index: item.index, wanted: item.wanted, needed: item.needed, prepared: result)

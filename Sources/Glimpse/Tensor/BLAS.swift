@@ -43,8 +43,9 @@ public enum BLAS {
                      c: out, ldc: ldc, beta: accumulate ? 1 : 0)
             return
         }
-        // bf16 / int8 weights and many rows (an encoder pass): widen a panel of output channels to
-        // fp32 at a time (at most ~2 MB) and let OpenBLAS multiply it.
+        if BF16MatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) { return }
+        // bf16 / int8 weights and many rows without bf16 instructions: widen a panel of output
+        // channels to fp32 at a time (at most ~2 MB) and let OpenBLAS multiply it.
         let panel = max(16, min(n, (1 << 19) / max(k, 1)) / 16 * 16)
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panel * k)
         defer { buffer.deallocate() }
@@ -85,4 +86,8 @@ public enum BLAS {
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 
     public static func setThreadCount(_ count: Int) { openblas_set_num_threads(Int32(count)) }
+
+    /// The thread budget of every product: OpenBLAS's count as the process started
+    /// (`OPENBLAS_NUM_THREADS`, else one per core), read once, before anything lowers it for a while.
+    public static let threadBudget: Int = max(1, Int(openblas_get_num_threads()))
 }

@@ -8,6 +8,7 @@ public enum KernelReport {
             "OpenBLAS kernel: \(OpenBLASKernel.selection)",
             "Glimpse kernels: \(SmallMatMul.path) (\(SmallMatMul.pathReason)); used for products of up to \(SmallMatMul.maxRows) rows" +
                 (SmallMatMul.handles(rows: 1, element: .f32) ? "" : " with bf16/int8 weights only (fp32 goes to OpenBLAS on this path)"),
+            "Large bf16/int8 products: \(BF16MatMul.engine.rawValue) (\(BF16MatMul.reason))",
         ]
     }
 }

@@ -1,5 +1,6 @@
 import CGlimpseKernels
 import Foundation
+import Synchronization
 
 /// Glimpse's own matrix-product kernels for few activation rows (CGlimpseKernels), reached only
 /// through `BLAS`. They stream each weight row once for all rows (decode steps are bound by
@@ -52,14 +53,14 @@ public enum SmallMatMul {
                     alpha: Float, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         let dtype: Int32 = element == .f32 ? Int32(GK_F32) : element == .bf16 ? Int32(GK_BF16) : Int32(GK_I8)
         let form: Int32 = outputMajor ? Int32(GK_FORM_NK) : Int32(GK_FORM_KN)
-        let workers = n * k * element.byteSize >= parallelBytes ? max(1, min(cores, BLAS.threadCount)) : 1
+        let workers = n * k * element.byteSize >= parallelBytes ? idleThreads : 1
         let acc: Int32 = accumulate ? 1 : 0
         if workers == 1 {
             gk_matmul(dtype, form, Int32(m), 0, Int32(n), Int32(k), a, lda, w, ldw, scales, alpha, c, ldc, acc)
             return
         }
-        // Column chunks aligned to the kernels' tiles (4 weight rows NK, 64 columns KN).
-        let align = outputMajor ? 4 : 64
+        // Column chunks aligned to the kernels' tiles (8 weight rows NK, 64 columns KN).
+        let align = outputMajor ? 8 : 64
         DispatchQueue.concurrentPerform(iterations: workers) { t in
             let lo = min(n, (n * t / workers + align - 1) / align * align)
             let hi = t == workers - 1 ? n : min(n, (n * (t + 1) / workers + align - 1) / align * align)
@@ -70,6 +71,22 @@ public enum SmallMatMul {
     }
 
     static let cores = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Threads outside products that keep cores busy now (a batch's encoder workers while they
+    /// encode): a decode step splits its columns over the rest of the thread budget, so it uses
+    /// both cores when the encoders wait and does not crowd them when they run.
+    static let busyThreads = Atomic<Int>(0)
+
+    /// Runs `body` counted as one busy thread.
+    static func countedBusy<T>(_ body: () throws -> T) rethrows -> T {
+        busyThreads.add(1, ordering: .relaxed)
+        defer { busyThreads.subtract(1, ordering: .relaxed) }
+        return try body()
+    }
+
+    static var idleThreads: Int {
+        max(1, min(cores, BLAS.threadBudget) - busyThreads.load(ordering: .relaxed))
+    }
 }
 
 /// What this CPU offers, from CPUID (with the operating system's register-state support).

@@ -29,8 +29,10 @@ final class MappedFile: @unchecked Sendable {
         let size = Int(status.st_size)
         guard size >= 8 else { throw WeightError.truncated(file: path, size: size) }
         // PROT_READ: weights are never written through a mapping; a stray write faults loudly
-        // instead of silently changing the weights every later tensor sees.
-        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        // instead of silently changing the weights every later tensor sees. MAP_POPULATE maps every
+        // page now (loading is when reading the file belongs), not one fault at a time in the first
+        // encoder pass and decode steps.
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
         guard let mapped, mapped != MAP_FAILED else {
             throw WeightError.unreadable(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
         }

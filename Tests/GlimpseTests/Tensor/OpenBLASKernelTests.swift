@@ -105,7 +105,15 @@ final class OpenBLASKernelTests: XCTestCase {
         XCTAssertEqual(plain.status, 0, plain.stderr)
         let text = { (o: GlimpseCLI.Output) in o.stdout.components(separatedBy: "\"text\":").dropFirst().first?.split(separator: "\"").dropFirst().first }
         XCTAssertEqual(text(result), text(plain))
-        XCTAssertTrue(kernelLine(plain).contains("OpenBLAS kernel: \(BLAS.coreName)"), kernelLine(plain))
+        // Without the hook the CLI keeps what OpenBLAS detected, or widens it as `decide` says
+        // (this test process itself never re-executes, so BLAS.coreName is OpenBLAS's own choice).
+        let expected: String
+        switch OpenBLASKernel.decide(reported: BLAS.coreName, features: .current,
+                                     environment: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]) {
+        case .keep: expected = BLAS.coreName
+        case .use(let core, _): expected = core
+        }
+        XCTAssertTrue(kernelLine(plain).contains("OpenBLAS kernel: \(expected)"), kernelLine(plain))
     }
 
     func testCLIForcesTheGlimpseKernelPathFromTheEnvironment() throws {

@@ -60,7 +60,8 @@ final class SmallMatMulTests: XCTestCase {
     }
 
     func assertMatchesReference(_ c: [Float], _ p: Problem, _ element: WeightMatrix.Element, _ what: String,
-                                file: StaticString = #filePath, line: UInt = #line) {
+                                tolerance: Double = 1e-5, stride: Int? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        let stride = stride ?? p.n
         var worst = 0.0
         for i in 0..<p.m {
             for j in 0..<p.n {
@@ -70,10 +71,10 @@ final class SmallMatMulTests: XCTestCase {
                     exact += term
                     magnitude += abs(term)
                 }
-                worst = max(worst, abs(Double(c[i * p.n + j]) - exact) / max(magnitude, 1e-30))
+                worst = max(worst, abs(Double(c[i * stride + j]) - exact) / max(magnitude, 1e-30))
             }
         }
-        XCTAssertLessThan(worst, 1e-5, "\(what): worst relative error \(worst)", file: file, line: line)
+        XCTAssertLessThan(worst, tolerance, "\(what): worst relative error \(worst)", file: file, line: line)
     }
 
     static let shapes = [(1, 7, 5), (2, 33, 9), (3, 64, 64), (5, 83, 29), (8, 130, 67), (17, 70, 131), (32, 200, 96)]
@@ -142,6 +143,8 @@ final class SmallMatMulTests: XCTestCase {
 
     /// Many rows with bf16/int8 weights go through the fp32 conversion into OpenBLAS (several panels).
     func testReducedPrecisionLargeProductsConvertIntoOpenBLAS() {
+        BF16MatMul.select(.openBLAS)
+        defer { BF16MatMul.select(nil) }
         for outputMajor in [true, false] {
             let p = problem(m: 40, n: 1100, k: 520, outputMajor: outputMajor, seed: 3)   // 40 > maxRows, panels of 1008
             XCTAssertGreaterThan(p.m, SmallMatMul.maxRows)
@@ -155,6 +158,41 @@ final class SmallMatMulTests: XCTestCase {
                         var c = [Float](repeating: 0, count: p.m * p.n)
                         BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
                         assertMatchesReference(c, p, element, "\(element) conversion path outputMajor=\(outputMajor)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where oneDNN runs bf16 matmul, many rows with bf16/int8 weights go through it: activations
+    /// rounded to bf16 (relative error ≤ 2^-9 each), fp32 accumulation, so |ours - exact| stays
+    /// within 2^-8 · Σ|a·w|; strided and accumulating outputs too; the packed copy is made once.
+    func testReducedPrecisionLargeProductsThroughOneDNN() throws {
+        try XCTSkipUnless(BF16MatMul.isAvailable, "oneDNN has no bf16 matmul on this CPU: \(BF16MatMul.reason)")
+        XCTAssertTrue(BF16MatMul.select(.oneDNN))
+        defer { BF16MatMul.select(nil) }
+        for (m, outputMajor) in [(33, true), (197, false), (64, false), (40, true)] {
+            let p = problem(m: m, n: 136, k: 200, outputMajor: outputMajor, seed: UInt64(m))
+            let stride = p.n + 8
+            p.bf16.withUnsafeBytes { bf in
+                p.int8.withUnsafeBytes { q in
+                    let scales = Tensor(shape: [p.n], values: p.scales)
+                    let layout: WeightMatrix.Layout = outputMajor ? .outputMajor : .inputMajor
+                    for (element, base) in [(WeightMatrix.Element.bf16, bf.baseAddress!), (.int8, q.baseAddress!)] {
+                        let matrix = WeightMatrix(element: element, layout: layout, outFeatures: p.n, inFeatures: p.k,
+                                                  base: base, owner: scales.storage, scales: element == .int8 ? scales : nil)
+                        let what = "oneDNN \(element) m=\(m) outputMajor=\(outputMajor)"
+                        var c = [Float](repeating: 0, count: p.m * p.n)
+                        BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+                        assertMatchesReference(c, p, element, what, tolerance: 1.0 / 256)
+                        XCTAssertGreaterThan(matrix.packedForOneDNN?.byteCount ?? 0, 0, "\(what): no packed copy")
+                        // Strided output, accumulated onto a bias-like prefill: the same values plus it.
+                        var strided = [Float](repeating: 0.5, count: p.m * stride)
+                        BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
+                        for i in 0..<p.m {
+                            for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
+                            for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
+                        }
                     }
                 }
             }
