@@ -337,16 +337,29 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
 
 /// The BLIP family: the one place that maps `BlipForConditionalGeneration` checkpoints
 /// (`vision_model.*`, `text_decoder.*`) to layers, and encodes its prompt and generation rules.
-public enum BLIP {
+public struct BLIP: ModelFamily {
+    public init() {}
+    public var name: String { "blip" }
+    public var displayName: String { "BLIP (BlipForConditionalGeneration)" }
+
+    public var decoderPrefix: String { "text_decoder." }
+
+    public func recognizes(architectures: [String], modelType: String?) -> Bool {
+        architectures.contains("BlipForConditionalGeneration") || modelType == "blip"
+    }
+
     /// Loads the vision model and text decoder from a `BlipConfig` config.json and its weights.
-    static func load(config: JSONConfig, weights: WeightLoader) throws -> (ImageEncoder, TextDecoder) {
-        let (vision, text) = try configs(config)
+    public func load(config: JSONConfig, weights: WeightLoader) throws -> (ImageEncoder, TextDecoder) {
+        let (vision, text) = try Self.configs(config)
         // BlipForConditionalGeneration and BlipTextLMHeadModel both declare the tie; either config enables it.
         let tie = try config.bool("tie_word_embeddings", default: true) || text.tieWordEmbeddings
         let encoder = try BlipVisionEncoder(config: vision, weights: weights.scoped("vision_model"))
         let decoder = try BlipTextDecoder(config: text, weights: weights.scoped("text_decoder"), tieWordEmbeddings: tie)
         return (encoder, decoder)
     }
+
+    /// BERT's position_ids buffer, saved by older transformers.
+    public func expectsUnused(_ name: String) -> Bool { name.hasSuffix(".position_ids") }
 
     /// The vision and text configs of a `BlipConfig` (absent sub-configs take transformers' defaults;
     /// text_config.encoder_hidden_size is set to vision_config.hidden_size, as BlipConfig.__post_init__ does).
@@ -365,22 +378,23 @@ public enum BLIP {
     ///     input_ids[:, 0] = bos_token_id
     ///     text_decoder.generate(input_ids=input_ids[:, :-1], eos_token_id=sep_token_id, pad_token_id=pad_token_id)
     ///
-    /// `tokenizedPrompt` is what the processor feeds it: `tokenizer(prompt)` *with* special tokens,
-    /// i.e. [CLS] w1 … wn [SEP]. Its first id is replaced by bos ([DEC]) and its last id dropped
-    /// whatever they are, exactly as transformers does. nil (no prompt) gives [bos].
-    public static func decoderPrompt(tokenizedPrompt: [Int]?, bosTokenId: Int) throws -> [Int] {
-        guard let ids = tokenizedPrompt else { return [bosTokenId] }
+    /// `ids` is what the processor feeds it: `tokenizer(prompt)` *with* special tokens,
+    /// i.e. [CLS] w1 … wn [SEP]. Its first id is replaced by bos ([DEC], the decoder start token of
+    /// `generationDefaults`) and its last id dropped whatever they are, exactly as transformers does.
+    /// nil (no prompt) gives [bos].
+    public func decoderPrompt(generateInputIds ids: [Int]?, parameters: GenerationParameters) throws -> [Int] {
+        let bos = parameters.decoderStartTokenId
+        guard let ids else { return [bos] }
         // One id would leave transformers an empty input_ids (it does not run); BertTokenizer gives >= 2.
         guard ids.count >= 2 else { throw ModelError.invalidInput("a tokenized BLIP prompt needs [CLS] … [SEP] (got \(ids))") }
-        return [bosTokenId] + ids.dropFirst().dropLast()
+        return [bos] + ids.dropFirst().dropLast()
     }
 
     /// The same rule for a prompt encoded *without* special tokens (`tokenizer.encode(text)` in Glimpse,
     /// `add_special_tokens=False`): BertTokenizer adds exactly one [CLS] before and one [SEP] after,
     /// which generate replaces and drops, so the decoder input is [bos] + ids. nil gives [bos].
-    /// Use as `BLIP.decoderPrompt(text, encode: tokenizer.encode, bosTokenId: parameters.decoderStartTokenId)`.
-    public static func decoderPrompt(_ text: String?, encode: (String) -> [Int], bosTokenId: Int) -> [Int] {
-        [bosTokenId] + (text.map(encode) ?? [])
+    public func decoderPrompt(_ text: String?, tokenizer: any Tokenizer, parameters: GenerationParameters) -> [Int] {
+        [parameters.decoderStartTokenId] + (text.map { tokenizer.encode($0) } ?? [])
     }
 
     /// Generation defaults as transformers 5.24 applies them to BLIP. `BlipForConditionalGeneration.generate`
@@ -394,15 +408,15 @@ public enum BLIP {
     /// - eos = text_config.sep_token_id ([SEP]) and pad = text_config.pad_token_id, passed explicitly;
     /// - the decoder prompt starts with text_config.bos_token_id ([DEC]) (see `decoderPrompt`).
     /// Options the user passes to generate (CLI flags) override these, as generate kwargs do.
-    /// `captureAttention` is kept from `parameters` (it is Glimpse's, not a transformers option).
-    public static func adjustDefaults(_ parameters: inout GenerationParameters, config: JSONConfig) throws {
-        let (_, text) = try configs(config)
+    /// `captureAttention` is kept from `checkpoint` (it is Glimpse's, not a transformers option).
+    public func generationDefaults(_ checkpoint: GenerationParameters, config: JSONConfig) throws -> GenerationParameters {
+        let (_, text) = try Self.configs(config)
         var p = GenerationParameters()
         p.maxNewTokens = 20
         p.decoderStartTokenId = text.bosTokenId
         p.eosTokenIds = [text.sepTokenId]
         p.padTokenId = text.padTokenId
-        p.captureAttention = parameters.captureAttention
-        parameters = p
+        p.captureAttention = checkpoint.captureAttention
+        return p
     }
 }

@@ -82,3 +82,13 @@ final class ViTEncoder: @unchecked Sendable {
         return hidden
     }
 }
+
+extension ViTEncoder: ImageEncoder {
+    var imageSize: Int { config.imageSize }
+    var channels: Int { config.channels }
+    var gridSize: Int { config.gridSize }
+    var patchOffset: Int { 1 }
+    var hiddenSize: Int { config.hiddenSize }
+    var sequenceLength: Int { config.sequenceLength }
+    func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor { self(pixelValues: pixelValues, count: count) }
+}
