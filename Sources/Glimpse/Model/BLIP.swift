@@ -161,28 +161,15 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
 
 // MARK: - Text decoder
 
-/// BLIP's BERT-style text decoder (transformers `BlipTextLMHeadModel`), weights under `text_decoder.`.
-/// Same caching and capture layout as `GPT2Decoder`: self K/V per layer per beam in the state,
-/// cross K/V computed once per image in `crossKeyValues[l]` ([encRows, 2E], K | V), shared by beams.
+/// BLIP's BERT-style text decoder (transformers `BlipTextLMHeadModel`), weights under `text_decoder.`:
+/// post-LN blocks (`DecoderBlock.runPostNorm`). Same caching and capture layout as `GPT2Decoder`:
+/// self K/V per layer per beam in the state, cross K/V computed once per image ([encRows, 2E], K | V).
 final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
-    struct Block {
-        let query, key, value: Linear          // bert.encoder.layer.N.attention.self.{query,key,value}        [E, E]
-        let attentionOutput: Linear            // bert.encoder.layer.N.attention.output.dense                  [E, E]
-        let attentionNorm: LayerNorm           // bert.encoder.layer.N.attention.output.LayerNorm
-        let crossQuery: Linear                 // bert.encoder.layer.N.crossattention.self.query               [E, E]
-        let crossKey, crossValue: Linear       // bert.encoder.layer.N.crossattention.self.{key,value}         [E, Dv]
-        let crossOutput: Linear                // bert.encoder.layer.N.crossattention.output.dense             [E, E]
-        let crossNorm: LayerNorm               // bert.encoder.layer.N.crossattention.output.LayerNorm
-        let intermediate: Linear               // bert.encoder.layer.N.intermediate.dense                      [I, E]
-        let output: Linear                     // bert.encoder.layer.N.output.dense                            [E, I]
-        let outputNorm: LayerNorm              // bert.encoder.layer.N.output.LayerNorm
-    }
-
     let config: BlipTextConfig
     let wordEmbeddings: Tensor       // bert.embeddings.word_embeddings.weight      [V, E]
     let positionEmbeddings: Tensor   // bert.embeddings.position_embeddings.weight  [P, E]
     let embeddingNorm: LayerNorm     // bert.embeddings.LayerNorm
-    let blocks: [Block]
+    let blocks: [DecoderBlock]       // bert.encoder.layer.N.*
     let transform: Linear            // cls.predictions.transform.dense             [E, E]
     let transformNorm: LayerNorm     // cls.predictions.transform.LayerNorm
     let decoderWeight: Tensor        // cls.predictions.decoder.weight [V, E], tied to word_embeddings when absent
@@ -240,20 +227,22 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
         embeddingNorm = try LayerNorm(emb, "LayerNorm", dim: e, eps: eps)
         blocks = try (0..<config.layers).map { i in
             let l = bert.scoped("encoder.layer.\(i)")
-            return Block(
-                query: try Linear.linear(l, "attention.self.query", in: e, out: e),
-                key: try Linear.linear(l, "attention.self.key", in: e, out: e),
-                value: try Linear.linear(l, "attention.self.value", in: e, out: e),
-                attentionOutput: try Linear.linear(l, "attention.output.dense", in: e, out: e),
-                attentionNorm: try LayerNorm(l, "attention.output.LayerNorm", dim: e, eps: eps),
-                crossQuery: try Linear.linear(l, "crossattention.self.query", in: e, out: e),
-                crossKey: try Linear.linear(l, "crossattention.self.key", in: dv, out: e),
-                crossValue: try Linear.linear(l, "crossattention.self.value", in: dv, out: e),
-                crossOutput: try Linear.linear(l, "crossattention.output.dense", in: e, out: e),
+            // nn.Linear weights are stored [out, in]; Dv = encoder_hidden_size (the image embeddings' width).
+            return DecoderBlock(
+                selfQKV: [try Linear.linear(l, "attention.self.query", in: e, out: e),               // [E, E]
+                          try Linear.linear(l, "attention.self.key", in: e, out: e),                 // [E, E]
+                          try Linear.linear(l, "attention.self.value", in: e, out: e)],              // [E, E]
+                selfOutput: try Linear.linear(l, "attention.output.dense", in: e, out: e),           // [E, E]
+                selfNorm: try LayerNorm(l, "attention.output.LayerNorm", dim: e, eps: eps),
+                crossQuery: try Linear.linear(l, "crossattention.self.query", in: e, out: e),        // [E, E]
+                crossKeyValue: [try Linear.linear(l, "crossattention.self.key", in: dv, out: e),     // [E, Dv]
+                                try Linear.linear(l, "crossattention.self.value", in: dv, out: e)],  // [E, Dv]
+                crossOutput: try Linear.linear(l, "crossattention.output.dense", in: e, out: e),     // [E, E]
                 crossNorm: try LayerNorm(l, "crossattention.output.LayerNorm", dim: e, eps: eps),
-                intermediate: try Linear.linear(l, "intermediate.dense", in: e, out: inner),
-                output: try Linear.linear(l, "output.dense", in: inner, out: e),
-                outputNorm: try LayerNorm(l, "output.LayerNorm", dim: e, eps: eps))
+                fc1: try Linear.linear(l, "intermediate.dense", in: e, out: inner),                  // [I, E]
+                fc2: try Linear.linear(l, "output.dense", in: inner, out: e),                        // [E, I]
+                mlpNorm: try LayerNorm(l, "output.LayerNorm", dim: e, eps: eps),
+                activation: config.activation)
         }
         transform = try Linear.linear(head, "transform.dense", in: e, out: e)
         transformNorm = try LayerNorm(head, "transform.LayerNorm", dim: e, eps: eps)
@@ -264,58 +253,28 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
         let e = config.hiddenSize
         for (l, block) in blocks.enumerated() {
             // torch (crossattention.self): key_layer = self.key(encoder_hidden_states); value_layer = self.value(...)
-            let kv = state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e)
-            block.crossKey(states, rows: rows, into: kv, outStride: 2 * e)
-            block.crossValue(states, rows: rows, into: kv + e, outStride: 2 * e)
+            block.crossKeysAndValues(states, rows: rows, width: e, into: state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e))
         }
         state.encoderRows = rows
         state.reset(slot: slot)
     }
 
-    func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+    func logits(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         let e = config.hiddenSize, heads = config.heads
         let rows = state.scheduledRows
         // torch: attention_scores / math.sqrt(self.attention_head_size)
         let scale = 1 / Float(e / heads).squareRoot()
-        let scores = state.prepareStep(layers: config.layers, heads: heads, inner: config.intermediateSize,
-                                       capture: captureCrossAttention)
-        let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
-        let context = state.context.pointer, mlp = state.mlp.pointer
+        let buffers = state.prepareStep(layers: config.layers, heads: heads, inner: config.intermediateSize,
+                                        capture: captureCrossAttention)
+        let h = buffers.hidden, normed = buffers.normed, context = buffers.context
 
         // torch (BlipTextEmbeddings): position_ids = arange(cache_length, cache_length + seq_length)
         //        embeddings = LayerNorm(word_embeddings(input_ids) + position_embeddings(position_ids))
         state.embed(tokenTable: wordEmbeddings, positionTable: positionEmbeddings, into: h)
         embeddingNorm(h, rows: rows, into: h)
-
-        for l in 0..<blocks.count {
-            let block = blocks[l]
-            // Causal self-attention (post-LN): x = LayerNorm(dense(attn(x)) + x); new K/V appended per beam.
-            block.query(h, rows: rows, into: qkv, outStride: 3 * e)
-            block.key(h, rows: rows, into: qkv + e, outStride: 3 * e)
-            block.value(h, rows: rows, into: qkv + 2 * e, outStride: 3 * e)
-            state.cachedSelfAttention(layer: l, qkv: qkv, heads: heads, scale: scale,
-                                      scores: scores, into: context)
-            // torch (BlipTextSelfOutput): LayerNorm(dense(context) + input_tensor)
-            block.attentionOutput(context, rows: rows, into: normed)
-            Kernels.add(normed, h, count: rows * e)
-            block.attentionNorm(normed, rows: rows, into: h)
-
-            // Cross-attention over the image: x = LayerNorm(dense(attn(query(x), K_img, V_img)) + x).
-            block.crossQuery(h, rows: rows, into: qkv)
-            state.cachedCrossAttention(layer: l, query: qkv, heads: heads, scale: scale,
-                                       scores: scores, capture: captureCrossAttention, into: context)
-            block.crossOutput(context, rows: rows, into: normed)
-            Kernels.add(normed, h, count: rows * e)
-            block.crossNorm(normed, rows: rows, into: h)
-
-            // torch (feed_forward_chunk): LayerNorm(output.dense(act(intermediate.dense(x))) + x)
-            block.intermediate(h, rows: rows, into: mlp)
-            Kernels.activate(mlp, count: rows * config.intermediateSize, config.activation)
-            block.output(mlp, rows: rows, into: normed)
-            Kernels.add(normed, h, count: rows * e)
-            block.outputNorm(normed, rows: rows, into: h)
+        for (l, block) in blocks.enumerated() {
+            block.runPostNorm(layer: l, state: state, buffers: buffers, heads: heads, scale: scale, capture: captureCrossAttention)
         }
-        state.finishStep(capture: captureCrossAttention)
 
         // torch (cls.predictions): decoder(LayerNorm(act(transform.dense(x)))) — only the rows generation needs.
         let outRows = allPositions ? rows : state.outputRowCount
