@@ -115,10 +115,10 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
 
     var imageSize: Int { config.imageSize }
     var channels: Int { config.channels }
-    var gridSize: Int { config.gridSize }
-    var patchOffset: Int { 1 }
     var hiddenSize: Int { config.hiddenSize }
     var sequenceLength: Int { config.sequenceLength }
+    /// Class embedding first, then the patches.
+    var patches: PatchRows { PatchRows(first: 1, grid: config.gridSize) }
 
     init(config: BlipVisionConfig, weights w: WeightLoader) throws {
         self.config = config
@@ -142,7 +142,8 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
     }
 
     /// Encodes `count` images' pixel values [count, 3, S, S] into `last_hidden_state` [count, 1+G², D].
-    func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
+    func encode(pixelValues: UnsafePointer<Float>, count: Int, prompt: [Int]) -> Tensor {
+        precondition(prompt.isEmpty, "BLIP's vision model reads no prompt (the text decoder does)")
         let cfg = config, d = cfg.hiddenSize, n = cfg.sequenceLength, rows = count * n
         // torch: patch_embeds = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
         //        embeddings = torch.cat([class_embeds, patch_embeds], dim=1) + self.position_embedding

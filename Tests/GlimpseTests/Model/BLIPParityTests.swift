@@ -42,8 +42,8 @@ final class BLIPParityTests: XCTestCase {
     func testLoadsEveryCheckpointTensorAndNamesMissingOnes() throws {
         let f = try fixture()
         XCTAssertEqual(f.weights.unusedTensorNames(), [], "every tensor of a BlipForConditionalGeneration checkpoint is used")
-        XCTAssertEqual(f.encoder.gridSize, 4)
-        XCTAssertEqual(f.encoder.patchOffset, 1)
+        XCTAssertEqual(f.encoder.patches, PatchRows(first: 1, grid: 4))
+        XCTAssertEqual(f.encoder.patches.rows, 1..<17)
         XCTAssertEqual(f.encoder.sequenceLength, 17)
         XCTAssertEqual(f.decoder.vocabularySize, f.reference.info("scene_64x64.logits")?.shape.last)
         // A missing tensor is an error naming its full checkpoint name.
