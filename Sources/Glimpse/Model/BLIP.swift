@@ -297,7 +297,7 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
 
 /// The BLIP family: the one place that maps `BlipForConditionalGeneration` checkpoints
 /// (`vision_model.*`, `text_decoder.*`) to layers, and encodes its prompt and generation rules.
-public struct BLIP: ModelFamily {
+public struct BLIP: CaptionFamily {
     public init() {}
     public var name: String { "blip" }
     public var displayName: String { "BLIP (BlipForConditionalGeneration)" }

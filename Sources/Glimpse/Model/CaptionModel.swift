@@ -5,7 +5,7 @@ import Foundation
 public final class CaptionModel: @unchecked Sendable {
     public let directory: URL
     /// The family that recognized config.json and loaded the layers (`ModelFamilies.all`).
-    public let family: any ModelFamily
+    public let family: any CaptionFamily
     public let encoder: ImageEncoder
     public let decoder: TextDecoder
     public let tokenizer: any Tokenizer
@@ -34,7 +34,7 @@ public final class CaptionModel: @unchecked Sendable {
             throw ModelError.missingFile(directory)
         }
         let config = try JSONConfig(contentsOf: directory.appendingPathComponent("config.json"))
-        family = try ModelFamilies.family(for: config)
+        family = try ModelFamilies.captionFamily(for: config)
         // model.safetensors when present (no pickle at all), else pytorch_model.bin read natively.
         let file: SafeTensorsFile
         if let weightsURL = HubFiles.weightFiles.lazy.map(directory.appendingPathComponent).first(where: { FileManager.default.fileExists(atPath: $0.path) }) {

@@ -2,7 +2,7 @@ import Foundation
 
 /// Hugging Face `VisionEncoderDecoderModel` with a ViT encoder and a GPT-2 decoder: the one place
 /// that maps this family's checkpoint names (`encoder.*`, `decoder.*`, `enc_to_dec_proj.*`) to layers.
-public struct VisionEncoderDecoder: ModelFamily {
+public struct VisionEncoderDecoder: CaptionFamily {
     public init() {}
     public var name: String { "vision-encoder-decoder" }
     public var displayName: String { "VisionEncoderDecoder (ViT + GPT-2)" }

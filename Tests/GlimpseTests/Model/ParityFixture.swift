@@ -21,7 +21,7 @@ struct ParityFixture {
     let decoder: TextDecoder
     /// The checkpoint as loaded (its unused tensors are what `CaptionModel` would report).
     let weights: WeightLoader
-    let family: any ModelFamily
+    let family: any CaptionFamily
     /// The family's generation defaults (as `CaptionModel.defaults`).
     let defaults: GenerationParameters
 
@@ -38,7 +38,7 @@ struct ParityFixture {
         json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         let file = try replacement.map { try SafeTensorsFile(pytorchCheckpoint: $0) } ?? SafeTensorsFile(url: base.appendingPathComponent("model.safetensors"))
         weights = try WeightLoader(files: [file])
-        family = try ModelFamilies.family(for: config)
+        family = try ModelFamilies.captionFamily(for: config)
         (encoder, decoder) = try family.load(config: config, weights: weights)
         defaults = try family.generationDefaults(GenerationParameters(modelDirectory: base, config: config), config: config)
     }
