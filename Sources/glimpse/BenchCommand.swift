@@ -72,7 +72,7 @@ struct BenchCommand: ParsableCommand {
                 let f = try ModelBenchmark.run(model: m, newTokens: tokens, beamWidth: beams)
                 let stepBytes = Double(f.stepWeightBytes) * m.decoderWeightByteRatio
                 let floor = stepBytes / (bandwidth * 1e9) * 1000
-                print("\n## model \(dir) (\(m.family.rawValue)), \(tokens) new tokens, median of 3")
+                print("\n## model \(dir) (\(m.family.name)), \(tokens) new tokens, median of 3")
                 print(String(format: "load %.1f ms | encoder %.1f ms | greedy %.1f ms (%.2f ms/step) | beam-%d %.1f ms (%.2f ms/step)",
                              load, f.encoderMilliseconds, f.greedyMilliseconds, f.greedyStepMilliseconds, beams, f.beamMilliseconds, f.beamStepMilliseconds))
                 print(String(format: "beam-%d for %d images decoded together: %.1f ms per image (%.2fx one image alone)",

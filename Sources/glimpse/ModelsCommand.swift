@@ -7,7 +7,7 @@ struct ModelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "models",
         abstract: "List the models Glimpse can use: the built-in default, $GLIMPSE_MODEL, and Hub models in the Hugging Face cache.",
-        discussion: "The model used when --model is not given is marked with '*'. Hub models are listed once per cached revision; pass --model OWNER/NAME[@REVISION] to use one.")
+        discussion: "The model used when --model is not given is marked with '*'. Families Glimpse runs: \(ModelFamilies.supportedList). Hub models are listed once per cached revision; pass --model OWNER/NAME[@REVISION] to use one.")
 
     @Flag(name: .long, help: "Print one JSON object per line (JSON Lines).")
     var json = false
@@ -66,10 +66,11 @@ struct ModelsCommand: ParsableCommand {
         if locator.cache.cachedRevisions().isEmpty {
             print("(no Hub models in \(locator.cache.root.path); `glimpse pull OWNER/NAME` downloads one)")
         }
+        print("families: " + ModelFamilies.all.map { "\($0.name) = \($0.displayName): \($0.tasks.joined(separator: ", "))" }.joined(separator: "; "))
     }
 
     private func row(name: String, source: String, directory: URL, revision: String, isDefault: Bool) -> Row {
-        let family = (try? ModelFamily.detect(directory: directory).rawValue) ?? "(unreadable config.json)"
+        let family = (try? ModelFamilies.family(directory: directory).name) ?? "(unreadable config.json)"
         var size: Int64 = 0
         for file in HubFiles.weightFiles {
             let path = directory.appendingPathComponent(file).resolvingSymlinksInPath().path

@@ -62,6 +62,10 @@ struct ModelOptions: ParsableArguments {
             let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
             printError("glimpse: note: \(model.unusedTensors.count) tensor(s) in the checkpoint are not used and were ignored (\(names))")
         }
+        let notImplemented = GenerationParameters.notImplemented(inModelDirectory: model.directory)
+        if !notImplemented.isEmpty {
+            printError("glimpse: note: generation_config.json sets \(notImplemented.joined(separator: ", ")), which Glimpse does not implement (ignored)")
+        }
         return model
     }
 }
@@ -97,27 +101,32 @@ struct GenerationOptions: ParsableArguments {
         return decodeBatch
     }
 
+    /// The checkpoint's `defaults` with the flags given, read by their transformers names through
+    /// `GenerationParameters.set(transformersOptions:)` like generation_config.json, then validated.
     func parameters(defaults: GenerationParameters) throws -> GenerationParameters {
-        var p = defaults
-        if let beams { p.beamWidth = beams }
-        if let maxTokens { p.maxNewTokens = maxTokens }
-        if let minTokens { p.minNewTokens = minTokens }
-        if let lengthPenalty { p.lengthPenalty = lengthPenalty }
-        if let noRepeatNgram { p.noRepeatNgramSize = noRepeatNgram }
-        if let repetitionPenalty { p.repetitionPenalty = repetitionPenalty }
+        var options: [String: Any] = [:]
+        if let beams { options["num_beams"] = beams }
+        if let maxTokens { options["max_new_tokens"] = maxTokens }
+        if let minTokens { options["min_new_tokens"] = minTokens }
+        if let lengthPenalty { options["length_penalty"] = Double(lengthPenalty) }
+        if let noRepeatNgram { options["no_repeat_ngram_size"] = noRepeatNgram }
+        if let repetitionPenalty { options["repetition_penalty"] = Double(repetitionPenalty) }
         if let nBest {
-            p.returnCount = nBest
+            options["num_return_sequences"] = nBest
             // A convenience: --n-best alone widens the beam. With an explicit --beams (or a checkpoint
             // default) that is too narrow, validate() refuses it as transformers does; nothing is clamped.
-            if beams == nil && p.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { p.beamWidth = nBest }
+            if beams == nil && defaults.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { options["num_beams"] = nBest }
         }
         switch earlyStopping?.lowercased() {
         case nil: break
-        case "true": p.earlyStopping = .stopWhenFull
-        case "false": p.earlyStopping = .heuristic
-        case "never": p.earlyStopping = .never
+        case "true": options["early_stopping"] = true
+        case "false": options["early_stopping"] = false
+        case "never": options["early_stopping"] = "never"
         case let other?: throw ValidationError("--early-stopping must be true, false or never (got '\(other)')")
         }
+        var p = defaults
+        // Every key above is implemented: nothing can come back unimplemented.
+        _ = try p.set(transformersOptions: JSONConfig(values: options, file: "generation options"))
         try p.validate()
         return p
     }

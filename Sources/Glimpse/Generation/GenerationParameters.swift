@@ -37,37 +37,12 @@ public struct GenerationParameters: Sendable, Equatable {
     public static let maxTokens = 32768
 
     /// Reads `config.json` and, when present, `generation_config.json` (which wins), as transformers does.
+    /// The file's options Glimpse does not implement are ignored here; `notImplemented(in:)` names them.
     public init(modelDirectory dir: URL, config: JSONConfig) throws {
         self.init()
-        let decoder = try config.object("decoder") ?? config.object("text_config")
-        func apply(_ c: JSONConfig) throws {
-            let beams = 1...Self.maxBeams, tokens = 0...Self.maxTokens
-            if c.has("num_beams") { beamWidth = try c.int("num_beams", in: beams) }
-            if c.has("max_length") { maxLength = try c.int("max_length", in: 1...Self.maxTokens) }
-            if c.has("max_new_tokens") { maxNewTokens = try c.int("max_new_tokens", in: 1...Self.maxTokens) }
-            if c.has("min_length") { minLength = try c.int("min_length", in: tokens) }
-            if c.has("min_new_tokens") { minNewTokens = try c.int("min_new_tokens", in: tokens) }
-            if let v = try c.double("length_penalty") {
-                guard v.isFinite else { throw ModelError.invalidConfig(file: c.file, detail: "key 'length_penalty' is not finite") }
-                lengthPenalty = Float(v)
-            }
-            if c.has("early_stopping") {
-                if let s = c.values["early_stopping"] as? String, s == "never" { earlyStopping = .never }
-                else { earlyStopping = try c.bool("early_stopping", default: false) ? .stopWhenFull : .heuristic }
-            }
-            if c.has("no_repeat_ngram_size") { noRepeatNgramSize = try c.int("no_repeat_ngram_size", in: tokens) }
-            if let v = try c.double("repetition_penalty") {
-                guard v.isFinite && v > 0 else { throw ModelError.invalidConfig(file: c.file, detail: "key 'repetition_penalty' = \(v) must be a finite number > 0") }
-                repetitionPenalty = Float(v)
-            }
-            if c.has("num_return_sequences") { returnCount = try c.int("num_return_sequences", in: beams) }
-            if let v = try c.intOrFirst("decoder_start_token_id") { decoderStartTokenId = v }
-            if let v = try c.ints("eos_token_id") { eosTokenIds = v }
-            if let v = try c.intOrFirst("pad_token_id") { padTokenId = v }
-        }
         // transformers 5 reads generation defaults only from generation_config.json (created from the
         // model config's ids when missing); the token ids come from the config chain.
-        if let decoder {
+        if let decoder = try config.object("decoder") ?? config.object("text_config") {
             if let v = try decoder.intOrFirst("decoder_start_token_id") ?? decoder.intOrFirst("bos_token_id") { decoderStartTokenId = v }
             if let v = try decoder.ints("eos_token_id") { eosTokenIds = v }
             if let v = try decoder.intOrFirst("pad_token_id") { padTokenId = v }
@@ -77,11 +52,70 @@ public struct GenerationParameters: Sendable, Equatable {
         if let v = try config.intOrFirst("pad_token_id") { padTokenId = v }
         let file = dir.appendingPathComponent("generation_config.json")
         if FileManager.default.fileExists(atPath: file.path) {
-            try apply(try JSONConfig(contentsOf: file))
+            _ = try set(transformersOptions: try JSONConfig(contentsOf: file))
             // transformers' GenerationConfig.validate raises for this combination when the file loads.
             do { try validate() } catch { throw ModelError.invalidConfig(file: file.path, detail: "\(error)") }
         }
     }
+
+    /// The options of `model`'s generation_config.json that Glimpse does not implement (sampling, say):
+    /// the CLI notes them; decoding goes on without them.
+    public static func notImplemented(inModelDirectory dir: URL) -> [String] {
+        let file = dir.appendingPathComponent("generation_config.json")
+        guard let c = try? JSONConfig(contentsOf: file) else { return [] }
+        var scratch = GenerationParameters()
+        return (try? scratch.set(transformersOptions: c)) ?? []
+    }
+
+    /// Sets the options `options` names by transformers' `generate` / `GenerationConfig` names
+    /// (num_beams, max_new_tokens, early_stopping, ...): the one reader of those names, used for
+    /// generation_config.json, the parity fixtures' generate kwargs and the CLI flags. Each value is
+    /// checked (type, range) with an error naming `options.file` and the key. Returns the keys present
+    /// that Glimpse does not implement, sorted; what to do with them is the caller's rule (tests
+    /// fail, the CLI notes them). Metadata and options without effect on greedy and beam search
+    /// (`ignoredOptionNames`) are neither set nor returned.
+    public mutating func set(transformersOptions c: JSONConfig) throws -> [String] {
+        let beams = 1...Self.maxBeams, tokens = 0...Self.maxTokens
+        var unknown: [String] = []
+        for key in c.values.keys.sorted() where c.has(key) {
+            switch key {
+            case "num_beams": beamWidth = try c.int(key, in: beams)
+            case "max_length": maxLength = try c.int(key, in: 1...Self.maxTokens)
+            case "max_new_tokens": maxNewTokens = try c.int(key, in: 1...Self.maxTokens)
+            case "min_length": minLength = try c.int(key, in: tokens)
+            case "min_new_tokens": minNewTokens = try c.int(key, in: tokens)
+            case "length_penalty":
+                guard let v = try c.double(key), v.isFinite else { throw ModelError.invalidConfig(file: c.file, detail: "key 'length_penalty' is not finite") }
+                lengthPenalty = Float(v)
+            case "early_stopping":
+                if let s = c.values[key] as? String, s == "never" { earlyStopping = .never }
+                else { earlyStopping = try c.bool(key, default: false) ? .stopWhenFull : .heuristic }
+            case "no_repeat_ngram_size": noRepeatNgramSize = try c.int(key, in: tokens)
+            case "repetition_penalty":
+                let v = try c.double(key) ?? .nan
+                guard v.isFinite && v > 0 else {
+                    throw ModelError.invalidConfig(file: c.file, detail: "key 'repetition_penalty' = \(v) must be a finite number > 0")
+                }
+                repetitionPenalty = Float(v)
+            case "num_return_sequences": returnCount = try c.int(key, in: beams)
+            case "decoder_start_token_id": if let v = try c.intOrFirst(key) { decoderStartTokenId = v }
+            case "eos_token_id": if let v = try c.ints(key) { eosTokenIds = v }
+            case "pad_token_id": if let v = try c.intOrFirst(key) { padTokenId = v }
+            // Greedy and beam search are what Glimpse runs; sampling is not implemented.
+            case "do_sample": if try c.bool(key, default: false) { unknown.append(key) }
+            default: if !Self.ignoredOptionNames.contains(key) { unknown.append(key) }
+            }
+        }
+        return unknown
+    }
+
+    /// Keys that do not change what greedy or beam search returns: metadata, ids generate does not
+    /// decode with, output switches, and sampling parameters (transformers ignores them without do_sample).
+    public static let ignoredOptionNames: Set<String> = [
+        "transformers_version", "_from_model_config", "bos_token_id", "sep_token_id", "use_cache",
+        "return_dict_in_generate", "output_scores", "output_logits", "output_attentions", "output_hidden_states",
+        "temperature", "top_k", "top_p", "typical_p", "min_p", "epsilon_cutoff", "eta_cutoff",
+    ]
 
     /// max_length as transformers resolves it for a decoder prompt of `promptLength` tokens.
     public func resolvedMaxLength(promptLength: Int) -> Int {

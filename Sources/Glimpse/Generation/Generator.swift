@@ -161,8 +161,10 @@ final class SequenceSearch {
     /// Adds this search's next tokens to the state's step.
     func schedule(into state: DecoderState) {
         precondition(!isDone, "search already finished")
+        // The prompt runs once as one beam; then every running beam (greedy: one) advances one token.
         let steps = firstStep ? promptLength : 1
-        state.schedule(slot: slot, steps: steps) { $0.append(contentsOf: nextTokens) }
+        let beams = firstStep || parameters.beamWidth == 1 ? 1 : running.count
+        state.schedule(slot: slot, beams: beams, steps: steps) { $0.append(contentsOf: nextTokens) }
     }
 
     /// Reads this search's logits rows (`segment` of the last call; rows of its beams from

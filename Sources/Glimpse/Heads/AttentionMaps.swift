@@ -23,23 +23,26 @@ public enum HeadsError: Error, CustomStringConvertible, LocalizedError, Equatabl
 }
 
 /// Where the patch rows sit in the captured cross-attention: for every generated token the
-/// decoder stores [layers][heads][encoderRows] with encoderRows = patchOffset special rows (ViT's CLS)
-/// followed by the grid×grid patches, row-major (y, x).
+/// decoder stores [layers][heads][encoderRows], of which `patchRows` are the grid×grid patches,
+/// row-major (y, x) (the encoder's `patches`; other rows, such as ViT's CLS, are not mapped).
 public struct AttentionLayout: Sendable, Equatable {
     public var layers: Int
     public var heads: Int
-    public var patchOffset: Int
-    public var grid: Int
+    public var encoderRows: Int
+    public var patchRows: PatchRows
 
-    public init(layers: Int, heads: Int, patchOffset: Int, grid: Int) {
+    public init(layers: Int, heads: Int, encoderRows: Int, patchRows: PatchRows) {
+        precondition(patchRows.rows.upperBound <= encoderRows, "patch rows past the encoder's rows")
         self.layers = layers
         self.heads = heads
-        self.patchOffset = patchOffset
-        self.grid = grid
+        self.encoderRows = encoderRows
+        self.patchRows = patchRows
     }
 
+    public var grid: Int { patchRows.grid }
     public var patches: Int { grid * grid }
-    public var encoderRows: Int { patchOffset + patches }
+    /// Index of the first patch row.
+    var firstPatchRow: Int { patchRows.rows.lowerBound }
     /// Floats captured per generated token.
     public var floatsPerToken: Int { layers * heads * encoderRows }
 
@@ -55,7 +58,7 @@ public struct AttentionLayout: Sendable, Equatable {
 
 /// Per-token cross-attention maps over the patch grid of one generated sequence.
 ///
-/// Every map here is over patches only (the `patchOffset` special rows are dropped) and renormalized
+/// Every map here is over patches only (the other encoder rows are dropped) and renormalized
 /// to sum 1, so maps of different layers, heads and words are comparable and a word's map is a
 /// distribution over the grid, as the learned heads were trained on (tools/train_heads.py).
 ///
@@ -84,7 +87,7 @@ public struct AttentionMaps: Sendable {
             throw HeadsError.attentionShape("\(sequence.crossAttention.count) captured maps for \(generated.count) generated tokens (was captureAttention on?)")
         }
         for (i, map) in sequence.crossAttention.enumerated() where map.count != layout.floatsPerToken {
-            throw HeadsError.attentionShape("token \(i) holds \(map.count) floats; \(layout.layers) layers × \(layout.heads) heads × (\(layout.patchOffset) + \(layout.grid)×\(layout.grid)) rows = \(layout.floatsPerToken)")
+            throw HeadsError.attentionShape("token \(i) holds \(map.count) floats; \(layout.layers) layers × \(layout.heads) heads × \(layout.encoderRows) rows = \(layout.floatsPerToken)")
         }
         self.layout = layout
         self.defaultLayer = try layout.resolveLayer(layer ?? -1)
@@ -109,7 +112,7 @@ public struct AttentionMaps: Sendable {
             out.withUnsafeMutableBufferPointer { dst in
                 guard let s = src.baseAddress, let d = dst.baseAddress else { return }
                 for h in 0..<layout.heads {
-                    let row = s + (l * layout.heads + h) * rows + layout.patchOffset
+                    let row = s + (l * layout.heads + h) * rows + layout.firstPatchRow
                     for k in 0..<p { d[k] += row[k] }
                 }
             }
@@ -125,7 +128,7 @@ public struct AttentionMaps: Sendable {
             throw HeadsError.indexOutOfRange("head \(head) is outside the decoder's \(layout.heads) heads")
         }
         try checkToken(i)
-        let start = (l * layout.heads + head) * layout.encoderRows + layout.patchOffset
+        let start = (l * layout.heads + head) * layout.encoderRows + layout.firstPatchRow
         var out = Array(captured[i][start..<(start + layout.patches)])
         Self.normalize(&out)
         return out

@@ -93,7 +93,7 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
 /// encoder features (trained by tools/train_heads.py with exactly this math):
 ///
 ///     A_w = mean over heads of decoder layer `attention_layer`, patches only, renormalized   [G·G]
-///     f_w = Σ_p A_w[p] · E[patchOffset + p]      (E: encoder last hidden state)             [H]
+///     f_w = Σ_p A_w[p] · E[first patch row + p]      (E: encoder last hidden state)             [H]
 ///     x   = concat(G·G · A_w, f_w)
 ///     det = det.fc2(relu(det.fc1(x)))  →  box = sigmoid(det[0..<4]) = (cx, cy, w, h) fractions, score = sigmoid(det[4])
 ///     seg = seg.fc2(relu(seg.fc1(x)))  →  M×M logits over the detection box, bilinear to the box's size, > 0
@@ -172,11 +172,13 @@ public final class LearnedHeads: @unchecked Sendable {
     }
 
     /// x = concat(G·G · A_w, f_w) for each map, rows of a [maps.count, G·G + H] matrix.
-    /// - Parameter encoderStates: E [sequenceLength, H] of one image (patchOffset special rows, then patches).
-    public func features(maps: [[Float]], encoderStates: Tensor, patchOffset: Int) throws -> [Float] {
+    /// - Parameter encoderStates: E [sequenceLength, H] of one image, its patches in rows `patchRows`.
+    public func features(maps: [[Float]], encoderStates: Tensor, patchRows: PatchRows) throws -> [Float] {
         let gg = config.grid[0] * config.grid[0], hdim = config.encoderHiddenSize, din = config.inputSize
-        guard encoderStates.rank == 2, encoderStates.shape[1] == hdim, encoderStates.shape[0] >= patchOffset + gg else {
-            throw HeadsError.attentionShape("encoder states \(encoderStates.shape) do not hold \(patchOffset) + \(gg) rows of \(hdim)")
+        let patchOffset = patchRows.rows.lowerBound
+        guard patchRows.rows.count == gg, encoderStates.rank == 2, encoderStates.shape[1] == hdim,
+              encoderStates.shape[0] >= patchRows.rows.upperBound else {
+            throw HeadsError.attentionShape("encoder states \(encoderStates.shape) do not hold the \(gg) patch rows \(patchRows.rows) of \(hdim)")
         }
         for m in maps where m.count != gg {
             throw HeadsError.attentionShape("a word map of \(m.count) values for a \(config.grid[0])×\(config.grid[0]) grid")
@@ -191,7 +193,7 @@ public final class LearnedHeads: @unchecked Sendable {
                 for i in 0..<n {
                     for p in 0..<gg { xb[i * din + p] = Float(gg) * ab[i * gg + p] }
                 }
-                // f = A · E[patchOffset...]   ([n, G·G] · [G·G, H]) written into columns G·G..< of x
+                // f = A · E[patch rows]   ([n, G·G] · [G·G, H]) written into columns G·G..< of x
                 BLAS.gemm(m: n, n: hdim, k: gg, a: ab, lda: gg,
                           b: encoderStates.data + patchOffset * hdim, ldb: hdim,
                           c: xb + gg, ldc: din)
@@ -226,9 +228,9 @@ public final class LearnedHeads: @unchecked Sendable {
     @inline(__always) static func sigmoid(_ v: Float) -> Float { 1 / (1 + expf(-v)) }
 
     /// Runs both heads on word maps A_w (already of layer `attention_layer`, renormalized).
-    public func predict(maps: [[Float]], encoderStates: Tensor, patchOffset: Int) throws -> [Prediction] {
+    public func predict(maps: [[Float]], encoderStates: Tensor, patchRows: PatchRows) throws -> [Prediction] {
         guard !maps.isEmpty else { return [] }
-        let x = try features(maps: maps, encoderStates: encoderStates, patchOffset: patchOffset)
+        let x = try features(maps: maps, encoderStates: encoderStates, patchRows: patchRows)
         let n = maps.count, mm = config.maskSize * config.maskSize
         let det = Self.mlp(x, rows: n, fc1Weight: detFC1Weight, fc1Bias: detFC1Bias, fc2Weight: detFC2Weight, fc2Bias: detFC2Bias)
         let seg = Self.mlp(x, rows: n, fc1Weight: segFC1Weight, fc1Bias: segFC1Bias, fc2Weight: segFC2Weight, fc2Bias: segFC2Bias)
@@ -285,7 +287,7 @@ public final class LearnedHeads: @unchecked Sendable {
         let vocab = vocabulary ?? self.vocabulary()
         let chosen = words.indices.filter { vocab.isContent(words[$0]) }
         let maps = try chosen.map { try attention.map(tokens: words[$0].tokens, layer: config.attentionLayer) }
-        let predictions = try predict(maps: maps, encoderStates: encoderStates, patchOffset: attention.layout.patchOffset)
+        let predictions = try predict(maps: maps, encoderStates: encoderStates, patchRows: attention.layout.patchRows)
         return zip(chosen, predictions).map { i, p in
             let box = Self.pixelBox(p.boxFractions, width: imageWidth, height: imageHeight)
             let mask = Self.mask(logits: p.maskLogits, maskSize: config.maskSize, box: box, width: imageWidth, height: imageHeight)

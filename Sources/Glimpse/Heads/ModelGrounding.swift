@@ -49,7 +49,7 @@ extension CaptionModel {
     /// Where the patches sit in this model's captured cross-attention.
     public var attentionLayout: AttentionLayout {
         AttentionLayout(layers: decoder.layerCount, heads: decoder.headCount,
-                        patchOffset: encoder.patchOffset, grid: encoder.gridSize)
+                        encoderRows: encoder.sequenceLength, patchRows: encoder.patches)
     }
 
     /// Per-token maps of a sequence generated with `captureAttention`.

@@ -115,10 +115,10 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
 
     var imageSize: Int { config.imageSize }
     var channels: Int { config.channels }
-    var gridSize: Int { config.gridSize }
-    var patchOffset: Int { 1 }
     var hiddenSize: Int { config.hiddenSize }
     var sequenceLength: Int { config.sequenceLength }
+    /// Class embedding first, then the patches.
+    var patches: PatchRows { PatchRows(first: 1, grid: config.gridSize) }
 
     init(config: BlipVisionConfig, weights w: WeightLoader) throws {
         self.config = config
@@ -142,7 +142,8 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
     }
 
     /// Encodes `count` images' pixel values [count, 3, S, S] into `last_hidden_state` [count, 1+G², D].
-    func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
+    func encode(pixelValues: UnsafePointer<Float>, count: Int, prompt: [Int]) -> Tensor {
+        precondition(prompt.isEmpty, "BLIP's vision model reads no prompt (the text decoder does)")
         let cfg = config, d = cfg.hiddenSize, n = cfg.sequenceLength, rows = count * n
         // torch: patch_embeds = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
         //        embeddings = torch.cat([class_embeds, patch_embeds], dim=1) + self.position_embedding
@@ -161,28 +162,15 @@ final class BlipVisionEncoder: ImageEncoder, @unchecked Sendable {
 
 // MARK: - Text decoder
 
-/// BLIP's BERT-style text decoder (transformers `BlipTextLMHeadModel`), weights under `text_decoder.`.
-/// Same caching and capture layout as `GPT2Decoder`: self K/V per layer per beam in the state,
-/// cross K/V computed once per image in `crossKeyValues[l]` ([encRows, 2E], K | V), shared by beams.
+/// BLIP's BERT-style text decoder (transformers `BlipTextLMHeadModel`), weights under `text_decoder.`:
+/// post-LN blocks (`DecoderBlock.runPostNorm`). Same caching and capture layout as `GPT2Decoder`:
+/// self K/V per layer per beam in the state, cross K/V computed once per image ([encRows, 2E], K | V).
 final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
-    struct Block {
-        let query, key, value: Linear          // bert.encoder.layer.N.attention.self.{query,key,value}        [E, E]
-        let attentionOutput: Linear            // bert.encoder.layer.N.attention.output.dense                  [E, E]
-        let attentionNorm: LayerNorm           // bert.encoder.layer.N.attention.output.LayerNorm
-        let crossQuery: Linear                 // bert.encoder.layer.N.crossattention.self.query               [E, E]
-        let crossKey, crossValue: Linear       // bert.encoder.layer.N.crossattention.self.{key,value}         [E, Dv]
-        let crossOutput: Linear                // bert.encoder.layer.N.crossattention.output.dense             [E, E]
-        let crossNorm: LayerNorm               // bert.encoder.layer.N.crossattention.output.LayerNorm
-        let intermediate: Linear               // bert.encoder.layer.N.intermediate.dense                      [I, E]
-        let output: Linear                     // bert.encoder.layer.N.output.dense                            [E, I]
-        let outputNorm: LayerNorm              // bert.encoder.layer.N.output.LayerNorm
-    }
-
     let config: BlipTextConfig
     let wordEmbeddings: Tensor       // bert.embeddings.word_embeddings.weight      [V, E]
     let positionEmbeddings: Tensor   // bert.embeddings.position_embeddings.weight  [P, E]
     let embeddingNorm: LayerNorm     // bert.embeddings.LayerNorm
-    let blocks: [Block]
+    let blocks: [DecoderBlock]       // bert.encoder.layer.N.*
     let transform: Linear            // cls.predictions.transform.dense             [E, E]
     let transformNorm: LayerNorm     // cls.predictions.transform.LayerNorm
     let decoderWeight: Tensor        // cls.predictions.decoder.weight [V, E], tied to word_embeddings when absent
@@ -240,20 +228,22 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
         embeddingNorm = try LayerNorm(emb, "LayerNorm", dim: e, eps: eps)
         blocks = try (0..<config.layers).map { i in
             let l = bert.scoped("encoder.layer.\(i)")
-            return Block(
-                query: try Linear.linear(l, "attention.self.query", in: e, out: e),
-                key: try Linear.linear(l, "attention.self.key", in: e, out: e),
-                value: try Linear.linear(l, "attention.self.value", in: e, out: e),
-                attentionOutput: try Linear.linear(l, "attention.output.dense", in: e, out: e),
-                attentionNorm: try LayerNorm(l, "attention.output.LayerNorm", dim: e, eps: eps),
-                crossQuery: try Linear.linear(l, "crossattention.self.query", in: e, out: e),
-                crossKey: try Linear.linear(l, "crossattention.self.key", in: dv, out: e),
-                crossValue: try Linear.linear(l, "crossattention.self.value", in: dv, out: e),
-                crossOutput: try Linear.linear(l, "crossattention.output.dense", in: e, out: e),
+            // nn.Linear weights are stored [out, in]; Dv = encoder_hidden_size (the image embeddings' width).
+            return DecoderBlock(
+                selfQKV: [try Linear.linear(l, "attention.self.query", in: e, out: e),               // [E, E]
+                          try Linear.linear(l, "attention.self.key", in: e, out: e),                 // [E, E]
+                          try Linear.linear(l, "attention.self.value", in: e, out: e)],              // [E, E]
+                selfOutput: try Linear.linear(l, "attention.output.dense", in: e, out: e),           // [E, E]
+                selfNorm: try LayerNorm(l, "attention.output.LayerNorm", dim: e, eps: eps),
+                crossQuery: try Linear.linear(l, "crossattention.self.query", in: e, out: e),        // [E, E]
+                crossKeyValue: [try Linear.linear(l, "crossattention.self.key", in: dv, out: e),     // [E, Dv]
+                                try Linear.linear(l, "crossattention.self.value", in: dv, out: e)],  // [E, Dv]
+                crossOutput: try Linear.linear(l, "crossattention.output.dense", in: e, out: e),     // [E, E]
                 crossNorm: try LayerNorm(l, "crossattention.output.LayerNorm", dim: e, eps: eps),
-                intermediate: try Linear.linear(l, "intermediate.dense", in: e, out: inner),
-                output: try Linear.linear(l, "output.dense", in: inner, out: e),
-                outputNorm: try LayerNorm(l, "output.LayerNorm", dim: e, eps: eps))
+                fc1: try Linear.linear(l, "intermediate.dense", in: e, out: inner),                  // [I, E]
+                fc2: try Linear.linear(l, "output.dense", in: inner, out: e),                        // [E, I]
+                mlpNorm: try LayerNorm(l, "output.LayerNorm", dim: e, eps: eps),
+                activation: config.activation)
         }
         transform = try Linear.linear(head, "transform.dense", in: e, out: e)
         transformNorm = try LayerNorm(head, "transform.LayerNorm", dim: e, eps: eps)
@@ -264,58 +254,28 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
         let e = config.hiddenSize
         for (l, block) in blocks.enumerated() {
             // torch (crossattention.self): key_layer = self.key(encoder_hidden_states); value_layer = self.value(...)
-            let kv = state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e)
-            block.crossKey(states, rows: rows, into: kv, outStride: 2 * e)
-            block.crossValue(states, rows: rows, into: kv + e, outStride: 2 * e)
+            block.crossKeysAndValues(states, rows: rows, width: e, into: state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e))
         }
         state.encoderRows = rows
         state.reset(slot: slot)
     }
 
-    func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+    func logits(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         let e = config.hiddenSize, heads = config.heads
         let rows = state.scheduledRows
         // torch: attention_scores / math.sqrt(self.attention_head_size)
         let scale = 1 / Float(e / heads).squareRoot()
-        let scores = state.prepareStep(layers: config.layers, heads: heads, inner: config.intermediateSize,
-                                       capture: captureCrossAttention)
-        let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
-        let context = state.context.pointer, mlp = state.mlp.pointer
+        let buffers = state.prepareStep(layers: config.layers, heads: heads, inner: config.intermediateSize,
+                                        capture: captureCrossAttention)
+        let h = buffers.hidden, normed = buffers.normed, context = buffers.context
 
         // torch (BlipTextEmbeddings): position_ids = arange(cache_length, cache_length + seq_length)
         //        embeddings = LayerNorm(word_embeddings(input_ids) + position_embeddings(position_ids))
         state.embed(tokenTable: wordEmbeddings, positionTable: positionEmbeddings, into: h)
         embeddingNorm(h, rows: rows, into: h)
-
-        for l in 0..<blocks.count {
-            let block = blocks[l]
-            // Causal self-attention (post-LN): x = LayerNorm(dense(attn(x)) + x); new K/V appended per beam.
-            block.query(h, rows: rows, into: qkv, outStride: 3 * e)
-            block.key(h, rows: rows, into: qkv + e, outStride: 3 * e)
-            block.value(h, rows: rows, into: qkv + 2 * e, outStride: 3 * e)
-            state.cachedSelfAttention(layer: l, qkv: qkv, heads: heads, scale: scale,
-                                      scores: scores, into: context)
-            // torch (BlipTextSelfOutput): LayerNorm(dense(context) + input_tensor)
-            block.attentionOutput(context, rows: rows, into: normed)
-            Kernels.add(normed, h, count: rows * e)
-            block.attentionNorm(normed, rows: rows, into: h)
-
-            // Cross-attention over the image: x = LayerNorm(dense(attn(query(x), K_img, V_img)) + x).
-            block.crossQuery(h, rows: rows, into: qkv)
-            state.cachedCrossAttention(layer: l, query: qkv, heads: heads, scale: scale,
-                                       scores: scores, capture: captureCrossAttention, into: context)
-            block.crossOutput(context, rows: rows, into: normed)
-            Kernels.add(normed, h, count: rows * e)
-            block.crossNorm(normed, rows: rows, into: h)
-
-            // torch (feed_forward_chunk): LayerNorm(output.dense(act(intermediate.dense(x))) + x)
-            block.intermediate(h, rows: rows, into: mlp)
-            Kernels.activate(mlp, count: rows * config.intermediateSize, config.activation)
-            block.output(mlp, rows: rows, into: normed)
-            Kernels.add(normed, h, count: rows * e)
-            block.outputNorm(normed, rows: rows, into: h)
+        for (l, block) in blocks.enumerated() {
+            block.runPostNorm(layer: l, state: state, buffers: buffers, heads: heads, scale: scale, capture: captureCrossAttention)
         }
-        state.finishStep(capture: captureCrossAttention)
 
         // torch (cls.predictions): decoder(LayerNorm(act(transform.dense(x)))) — only the rows generation needs.
         let outRows = allPositions ? rows : state.outputRowCount
@@ -337,16 +297,29 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
 
 /// The BLIP family: the one place that maps `BlipForConditionalGeneration` checkpoints
 /// (`vision_model.*`, `text_decoder.*`) to layers, and encodes its prompt and generation rules.
-public enum BLIP {
+public struct BLIP: CaptionFamily {
+    public init() {}
+    public var name: String { "blip" }
+    public var displayName: String { "BLIP (BlipForConditionalGeneration)" }
+
+    public var decoderPrefix: String { "text_decoder." }
+
+    public func recognizes(architectures: [String], modelType: String?) -> Bool {
+        architectures.contains("BlipForConditionalGeneration") || modelType == "blip"
+    }
+
     /// Loads the vision model and text decoder from a `BlipConfig` config.json and its weights.
-    static func load(config: JSONConfig, weights: WeightLoader) throws -> (ImageEncoder, TextDecoder) {
-        let (vision, text) = try configs(config)
+    public func load(config: JSONConfig, weights: WeightLoader) throws -> (ImageEncoder, TextDecoder) {
+        let (vision, text) = try Self.configs(config)
         // BlipForConditionalGeneration and BlipTextLMHeadModel both declare the tie; either config enables it.
         let tie = try config.bool("tie_word_embeddings", default: true) || text.tieWordEmbeddings
         let encoder = try BlipVisionEncoder(config: vision, weights: weights.scoped("vision_model"))
         let decoder = try BlipTextDecoder(config: text, weights: weights.scoped("text_decoder"), tieWordEmbeddings: tie)
         return (encoder, decoder)
     }
+
+    /// BERT's position_ids buffer, saved by older transformers.
+    public func expectsUnused(_ name: String) -> Bool { name.hasSuffix(".position_ids") }
 
     /// The vision and text configs of a `BlipConfig` (absent sub-configs take transformers' defaults;
     /// text_config.encoder_hidden_size is set to vision_config.hidden_size, as BlipConfig.__post_init__ does).
@@ -365,22 +338,23 @@ public enum BLIP {
     ///     input_ids[:, 0] = bos_token_id
     ///     text_decoder.generate(input_ids=input_ids[:, :-1], eos_token_id=sep_token_id, pad_token_id=pad_token_id)
     ///
-    /// `tokenizedPrompt` is what the processor feeds it: `tokenizer(prompt)` *with* special tokens,
-    /// i.e. [CLS] w1 … wn [SEP]. Its first id is replaced by bos ([DEC]) and its last id dropped
-    /// whatever they are, exactly as transformers does. nil (no prompt) gives [bos].
-    public static func decoderPrompt(tokenizedPrompt: [Int]?, bosTokenId: Int) throws -> [Int] {
-        guard let ids = tokenizedPrompt else { return [bosTokenId] }
+    /// `ids` is what the processor feeds it: `tokenizer(prompt)` *with* special tokens,
+    /// i.e. [CLS] w1 … wn [SEP]. Its first id is replaced by bos ([DEC], the decoder start token of
+    /// `generationDefaults`) and its last id dropped whatever they are, exactly as transformers does.
+    /// nil (no prompt) gives [bos].
+    public func decoderPrompt(generateInputIds ids: [Int]?, parameters: GenerationParameters) throws -> [Int] {
+        let bos = parameters.decoderStartTokenId
+        guard let ids else { return [bos] }
         // One id would leave transformers an empty input_ids (it does not run); BertTokenizer gives >= 2.
         guard ids.count >= 2 else { throw ModelError.invalidInput("a tokenized BLIP prompt needs [CLS] … [SEP] (got \(ids))") }
-        return [bosTokenId] + ids.dropFirst().dropLast()
+        return [bos] + ids.dropFirst().dropLast()
     }
 
     /// The same rule for a prompt encoded *without* special tokens (`tokenizer.encode(text)` in Glimpse,
     /// `add_special_tokens=False`): BertTokenizer adds exactly one [CLS] before and one [SEP] after,
     /// which generate replaces and drops, so the decoder input is [bos] + ids. nil gives [bos].
-    /// Use as `BLIP.decoderPrompt(text, encode: tokenizer.encode, bosTokenId: parameters.decoderStartTokenId)`.
-    public static func decoderPrompt(_ text: String?, encode: (String) -> [Int], bosTokenId: Int) -> [Int] {
-        [bosTokenId] + (text.map(encode) ?? [])
+    public func decoderPrompt(_ text: String?, tokenizer: any Tokenizer, parameters: GenerationParameters) -> [Int] {
+        [parameters.decoderStartTokenId] + (text.map { tokenizer.encode($0) } ?? [])
     }
 
     /// Generation defaults as transformers 5.24 applies them to BLIP. `BlipForConditionalGeneration.generate`
@@ -394,15 +368,15 @@ public enum BLIP {
     /// - eos = text_config.sep_token_id ([SEP]) and pad = text_config.pad_token_id, passed explicitly;
     /// - the decoder prompt starts with text_config.bos_token_id ([DEC]) (see `decoderPrompt`).
     /// Options the user passes to generate (CLI flags) override these, as generate kwargs do.
-    /// `captureAttention` is kept from `parameters` (it is Glimpse's, not a transformers option).
-    public static func adjustDefaults(_ parameters: inout GenerationParameters, config: JSONConfig) throws {
-        let (_, text) = try configs(config)
+    /// `captureAttention` is kept from `checkpoint` (it is Glimpse's, not a transformers option).
+    public func generationDefaults(_ checkpoint: GenerationParameters, config: JSONConfig) throws -> GenerationParameters {
+        let (_, text) = try Self.configs(config)
         var p = GenerationParameters()
         p.maxNewTokens = 20
         p.decoderStartTokenId = text.bosTokenId
         p.eosTokenIds = [text.sepTokenId]
         p.padTokenId = text.padTokenId
-        p.captureAttention = parameters.captureAttention
-        parameters = p
+        p.captureAttention = checkpoint.captureAttention
+        return p
     }
 }

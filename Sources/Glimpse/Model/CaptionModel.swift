@@ -1,44 +1,11 @@
 import Foundation
 
-/// The model families Glimpse runs, chosen from config.json's `architectures` / `model_type`.
-public enum ModelFamily: String, Sendable {
-    case visionEncoderDecoder = "vision-encoder-decoder"
-    case blip
-
-    static func detect(_ config: JSONConfig) throws -> ModelFamily {
-        let architectures = (try? config.strings("architectures")) ?? nil
-        let type = try config.string("model_type")
-        if architectures?.contains("VisionEncoderDecoderModel") == true || type == "vision-encoder-decoder" { return .visionEncoderDecoder }
-        if architectures?.contains("BlipForConditionalGeneration") == true || type == "blip" { return .blip }
-        let named = architectures?.joined(separator: ", ") ?? type ?? "(no architectures or model_type)"
-        throw ModelError.unsupportedArchitecture("'\(named)' in \(config.file)")
-    }
-
-    /// Checkpoint tensors this family never reads and transformers drops without a word (its
-    /// `_keys_to_ignore_on_load_unexpected`; mlx-swift-examples' `sanitize`): not worth a note.
-    func expectsUnused(_ name: String) -> Bool {
-        switch self {
-        case .visionEncoderDecoder:
-            // VisionEncoderDecoderModel builds its ViT with add_pooling_layer=False, so a ViTModel
-            // checkpoint's pooler is never loaded; GPT-2's causal-mask buffers of older checkpoints.
-            return name.hasPrefix("encoder.pooler.") || name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias")
-        case .blip:
-            // BERT's position_ids buffer, saved by older transformers.
-            return name.hasSuffix(".position_ids")
-        }
-    }
-
-    /// The family of the model directory `directory` from its config.json (listing models without loading them).
-    public static func detect(directory: URL) throws -> ModelFamily {
-        try detect(JSONConfig(contentsOf: directory.appendingPathComponent("config.json")))
-    }
-}
-
 /// An immutable, thread-shareable captioning model loaded from a Hugging Face model directory.
 /// Per-image mutable state (KV caches, scratch) lives in `DecoderState`, made by `makeState`.
 public final class CaptionModel: @unchecked Sendable {
     public let directory: URL
-    public let family: ModelFamily
+    /// The family that recognized config.json and loaded the layers (`ModelFamilies.all`).
+    public let family: any CaptionFamily
     public let encoder: ImageEncoder
     public let decoder: TextDecoder
     public let tokenizer: any Tokenizer
@@ -67,7 +34,7 @@ public final class CaptionModel: @unchecked Sendable {
             throw ModelError.missingFile(directory)
         }
         let config = try JSONConfig(contentsOf: directory.appendingPathComponent("config.json"))
-        family = try ModelFamily.detect(config)
+        family = try ModelFamilies.captionFamily(for: config)
         // model.safetensors when present (no pickle at all), else pytorch_model.bin read natively.
         let file: SafeTensorsFile
         if let weightsURL = HubFiles.weightFiles.lazy.map(directory.appendingPathComponent).first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
@@ -83,10 +50,7 @@ public final class CaptionModel: @unchecked Sendable {
         }
         weightFiles = [file]
         let weights = try WeightLoader(files: weightFiles)
-        switch family {
-        case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
-        case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)
-        }
+        (encoder, decoder) = try family.load(config: config, weights: weights)
         unusedTensors = (weights.unusedTensorNames() + file.skippedTensors).filter { [family] in !family.expectsUnused($0) }
         // The image processor makes RGB pixel values; a patch embedding over other channel counts
         // would read past (or short of) them.
@@ -97,7 +61,7 @@ public final class CaptionModel: @unchecked Sendable {
         var counts: [String: Int] = [:]
         for name in matrixTensors.keys { if let info = file.info(name) { counts[info.dtype.rawValue, default: 0] += 1 } }
         var stored = 0.0, fp32 = 0.0
-        for name in matrixTensors.keys where name.hasPrefix("decoder.") || name.hasPrefix("text_decoder.") {
+        for name in matrixTensors.keys where name.hasPrefix(family.decoderPrefix) {
             guard let info = file.info(name) else { continue }
             stored += Double(info.byteRange.count + (file.info(name + "_scale")?.byteRange.count ?? 0))
             fp32 += Double(info.count * 4)
@@ -120,9 +84,7 @@ public final class CaptionModel: @unchecked Sendable {
             throw ModelError.invalidConfig(file: directory.path, detail: "the tokenizer has \(tokenizer.vocabularySize) tokens but the "
                 + "decoder's vocabulary (vocab_size in config.json) has \(decoder.vocabularySize): they were not made for each other")
         }
-        var defaults = try GenerationParameters(modelDirectory: directory, config: config)
-        if family == .blip { try BLIP.adjustDefaults(&defaults, config: config) }
-        self.defaults = defaults
+        defaults = try family.generationDefaults(GenerationParameters(modelDirectory: directory, config: config), config: config)
         loadMilliseconds = Double((ContinuousClock.now - clock).components.attoseconds) / 1e15
             + Double((ContinuousClock.now - clock).components.seconds) * 1000
     }
@@ -152,13 +114,7 @@ public final class CaptionModel: @unchecked Sendable {
 
     /// Decoder input ids for an optional text prompt, as transformers builds them for this family.
     public func decoderPrompt(_ text: String?, parameters: GenerationParameters) -> [Int] {
-        switch family {
-        case .visionEncoderDecoder:
-            // transformers: decoder_input_ids = [decoder_start_token_id] + tokenizer(prompt, add_special_tokens=False)
-            return [parameters.decoderStartTokenId] + (text.map { tokenizer.encode($0) } ?? [])
-        case .blip:
-            return BLIP.decoderPrompt(text, encode: tokenizer.encode, bosTokenId: parameters.decoderStartTokenId)
-        }
+        family.decoderPrompt(text, tokenizer: tokenizer, parameters: parameters)
     }
 
     /// Generates captions for one image from its encoder states (a view [sequenceLength, hiddenSize]).

@@ -4,8 +4,10 @@ import Foundation
 /// `slotCapacity` images decoded together (continuous batching: an image takes a free slot at a
 /// step boundary and gives it back when its search ends). Per slot: self-attention KV caches for
 /// every live beam, the encoder's cross-attention K/V (computed once per image per layer and shared
-/// by all its beams), cached length and beam count. Scratch buffers are shared by all slots and
-/// reused at every step; everything a step needs is allocated here, never in the step.
+/// by all its beams) and cached length. Scratch buffers are shared by all slots and reused at every
+/// step; everything a step needs is allocated here, never in the step. The state keeps its own books:
+/// a step is `beginStep`, `schedule` per slot (its beam count given by the search that owns it), the
+/// decoder's layers, then `endStep` (called by `TextDecoder.forwardScheduled`, not by each decoder).
 public final class DecoderState {
     let layers: Int
     let width: Int                 // decoder hidden size E
@@ -14,8 +16,6 @@ public final class DecoderState {
     public let slotCapacity: Int
     /// Positions already cached in each slot (the same for all its beams).
     var slotLength: [Int]
-    /// Live beams of each slot.
-    var slotBeams: [Int]
 
     /// keys[l], values[l]: [slotCapacity · beamCapacity, lengthCapacity, E]
     let keys: [UnsafeMutablePointer<Float>]
@@ -57,7 +57,6 @@ public final class DecoderState {
         self.lengthCapacity = lengthCapacity
         self.slotCapacity = slotCapacity
         slotLength = [Int](repeating: 0, count: slotCapacity)
-        slotBeams = [Int](repeating: 1, count: slotCapacity)
         let size = slotCapacity * beamCapacity * lengthCapacity * width
         keys = (0..<layers).map { _ in
             let p = UnsafeMutablePointer<Float>.allocate(capacity: size); p.initialize(repeating: 0, count: size); return p
@@ -87,11 +86,6 @@ public final class DecoderState {
         get { slotLength[0] }
         set { slotLength[0] = newValue }
     }
-    /// Live beams in slot 0 (the single-image API).
-    public internal(set) var beams: Int {
-        get { slotBeams[0] }
-        set { slotBeams[0] = newValue }
-    }
 
     /// Start of beam `b`'s cache rows in layer `l` of `slot`.
     @inline(__always) func keyRows(_ l: Int, beam b: Int, slot: Int = 0) -> UnsafeMutablePointer<Float> {
@@ -105,23 +99,22 @@ public final class DecoderState {
     /// Clears a slot's caches for a new sequence (its encoder K/V stay until the next image).
     public func reset(slot: Int = 0) {
         slotLength[slot] = 0
-        slotBeams[slot] = 1
     }
 
-    /// Empties the schedule of the next forward call.
+    /// Starts a step: empties the schedule of the next forward call.
     func beginStep() {
         segments.removeAll(keepingCapacity: true)
         stepTokens.removeAll(keepingCapacity: true)
         scheduledRows = 0
     }
 
-    /// Adds `slot`'s rows to the next forward call: its live beams × `steps` new positions, whose
-    /// tokens (row-major by beam) `write` appends to `stepTokens`. Returns the segment's index.
+    /// Adds `slot`'s rows to the next forward call: its `beams` live beams × `steps` new positions,
+    /// whose tokens (row-major by beam) `write` appends to `stepTokens`. Returns the segment's index.
     @discardableResult
-    func schedule(slot: Int, steps: Int, _ write: (inout [Int]) -> Void) -> Int {
+    func schedule(slot: Int, beams: Int, steps: Int, _ write: (inout [Int]) -> Void) -> Int {
         let before = stepTokens.count
         write(&stepTokens)
-        let beams = slotBeams[slot]
+        precondition(beams >= 1 && beams <= beamCapacity, "beams outside 1...beamCapacity")
         precondition(stepTokens.count - before == beams * steps, "tokens must be beams × positions")
         precondition(slotLength[slot] + steps <= lengthCapacity, "sequence longer than the cache")
         segments.append(Segment(slot: slot, beams: beams, steps: steps, start: slotLength[slot], firstRow: scheduledRows))
@@ -157,7 +150,6 @@ public final class DecoderState {
                 }
             }
         }
-        slotBeams[slot] = parents.count
     }
 
     /// Copies beam 0's cache of `slot` to beams 1..<count (after a shared prompt was run once).
@@ -170,7 +162,6 @@ public final class DecoderState {
                 valueRows(l, beam: b, slot: slot).update(from: valueRows(l, beam: 0, slot: slot), count: rowFloats)
             }
         }
-        slotBeams[slot] = count
     }
 }
 
@@ -188,13 +179,9 @@ public protocol TextDecoder: AnyObject, Sendable {
 
     /// Computes every layer's cross-attention K/V of `slot` from one image's encoder states [rows, encoderWidth].
     func setEncoderStates(_ states: UnsafePointer<Float>, rows: Int, state: DecoderState, slot: Int)
-    /// Runs the rows scheduled in `state` (`DecoderState.schedule`: per slot, its beams × new positions
-    /// from the slot's cached length; rows of all slots concatenated in schedule order), appends their K/V
-    /// to each slot's caches and returns logits: of each beam's last position, [Σ beams, V] in schedule
-    /// order, or of every row [Σ rows, V] when `allPositions`. Every weight matrix is read once for all rows;
-    /// attention stays within each slot (self-attention per beam, cross-attention over the slot's image).
-    /// When `captureCrossAttention`, the cross-attention probabilities of every row are stored in the state.
-    func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float>
+    /// The layers over the rows scheduled in `state`, called by `forwardScheduled` (which keeps the
+    /// state's books): writes their K/V at each slot's cached length and returns the logits rows.
+    func logits(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float>
 }
 
 extension TextDecoder {
@@ -211,13 +198,25 @@ extension TextDecoder {
         setEncoderStates(states, rows: rows, state: state, slot: 0)
     }
 
-    /// Runs `tokens` ([state.beams × newPositions], row-major by beam) of slot 0 at positions
+    /// Runs the rows scheduled in `state` (`DecoderState.schedule`: per slot, its beams × new positions
+    /// from the slot's cached length; rows of all slots concatenated in schedule order), appends their K/V
+    /// to each slot's caches and returns logits: of each beam's last position, [Σ beams, V] in schedule
+    /// order, or of every row [Σ rows, V] when `allPositions`. Every weight matrix is read once for all rows;
+    /// attention stays within each slot (self-attention per beam, cross-attention over the slot's image).
+    /// When `captureCrossAttention`, the cross-attention probabilities of every row are stored in the state.
+    public func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+        let out = logits(state: state, allPositions: allPositions, captureCrossAttention: captureCrossAttention)
+        state.endStep(capture: captureCrossAttention)
+        return out
+    }
+
+    /// Runs `tokens` ([beams × newPositions], row-major by beam) of slot 0 at positions
     /// state.length...: the single-image form of `forwardScheduled`.
-    public func forward(tokens: [Int], state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
-        let beams = state.slotBeams[0]
+    public func forward(tokens: [Int], beams: Int = 1, state: DecoderState, allPositions: Bool,
+                        captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         precondition(beams > 0 && tokens.count % beams == 0, "tokens must be beams × positions")
         state.beginStep()
-        state.schedule(slot: 0, steps: tokens.count / beams) { $0.append(contentsOf: tokens) }
+        state.schedule(slot: 0, beams: beams, steps: tokens.count / beams) { $0.append(contentsOf: tokens) }
         return forwardScheduled(state: state, allPositions: allPositions, captureCrossAttention: captureCrossAttention)
     }
 }
@@ -226,13 +225,17 @@ extension TextDecoder {
 
 extension DecoderState {
     /// Token + absolute position embeddings of the scheduled tokens into `out` [rows, E]
-    /// (torch: inputs_embeds + position_embeds with position_ids = arange(past, past + steps), per slot).
-    func embed(tokenTable: Tensor, positionTable: Tensor, into out: UnsafeMutablePointer<Float>) {
+    /// (torch: inputs_embeds * scale + position_embeds with position_ids = arange(past, past + steps)
+    /// + positionOffset, per slot). BART's learned positions start at row 2 (`offset = 2`) and its
+    /// token embeddings may be scaled by sqrt(d_model) (`scale_embedding`); GPT-2 and BERT use neither.
+    func embed(tokenTable: Tensor, positionTable: Tensor, positionOffset: Int = 0, scale: Float = 1,
+               into out: UnsafeMutablePointer<Float>) {
         for segment in segments {
             for r in 0..<segment.rows {
-                let row = segment.firstRow + r
-                Kernels.embeddingRow(tokenTable.data, index: stepTokens[row], dim: width, into: out + row * width)
-                Kernels.add(out + row * width, positionTable.data + (segment.start + r % segment.steps) * width, count: width)
+                let row = segment.firstRow + r, x = out + row * width
+                Kernels.embeddingRow(tokenTable.data, index: stepTokens[row], dim: width, into: x)
+                if scale != 1 { for i in 0..<width { x[i] *= scale } }
+                Kernels.add(x, positionTable.data + (positionOffset + segment.start + r % segment.steps) * width, count: width)
             }
         }
     }
@@ -287,23 +290,26 @@ extension DecoderState {
         }
     }
 
-    /// Reserves the scratch the scheduled forward call needs and returns the score buffer.
-    func prepareStep(layers: Int, heads: Int, inner: Int, capture: Bool) -> UnsafeMutablePointer<Float> {
+    /// The scratch of one forward call, sized by `prepareStep` for the scheduled rows.
+    struct StepBuffers {
+        let hidden, normed, qkv, context, mlp, scores: UnsafeMutablePointer<Float>
+    }
+
+    /// Reserves the scratch the scheduled forward call needs (`inner`: the MLP width).
+    func prepareStep(layers: Int, heads: Int, inner: Int, capture: Bool) -> StepBuffers {
         precondition(!segments.isEmpty, "nothing scheduled")
         let rows = scheduledRows
-        hidden.reserve(rows * width)
-        normed.reserve(rows * width)
-        qkv.reserve(rows * 3 * width)
-        context.reserve(rows * width)
-        mlp.reserve(rows * inner)
         if capture { crossAttention.reserve(layers * rows * heads * encoderRows) }
         var scoreFloats = 0
         for s in segments { scoreFloats = max(scoreFloats, s.steps * (s.start + s.steps), s.rows * encoderRows) }
-        return scores.reserve(scoreFloats)
+        return StepBuffers(hidden: hidden.reserve(rows * width), normed: normed.reserve(rows * width),
+                           qkv: qkv.reserve(rows * 3 * width), context: context.reserve(rows * width),
+                           mlp: mlp.reserve(rows * inner), scores: scores.reserve(scoreFloats))
     }
 
-    /// After a forward call: each scheduled slot has `steps` more cached positions.
-    func finishStep(capture: Bool) {
+    /// Ends a step after the decoder's layers ran: each scheduled slot has `steps` more cached
+    /// positions, and the captured cross-attention holds this call's rows (none without capture).
+    func endStep(capture: Bool) {
         for s in segments { slotLength[s.slot] = s.start + s.steps }
         capturedRows = capture ? scheduledRows : 0
     }

@@ -36,25 +36,13 @@ public struct GPT2Config: Sendable {
     }
 }
 
-/// GPT-2 decoder with cross-attention (transformers `GPT2LMHeadModel`), weights under `decoder.`.
+/// GPT-2 decoder with cross-attention (transformers `GPT2LMHeadModel`), weights under `decoder.`:
+/// pre-LN blocks (`DecoderBlock.runPreNorm`).
 final class GPT2Decoder: TextDecoder, @unchecked Sendable {
-    struct Block {
-        let layerNorm1: LayerNorm          // h.N.ln_1
-        let attention: Linear              // h.N.attn.c_attn          Conv1D [E, 3E]
-        let attentionProjection: Linear    // h.N.attn.c_proj          Conv1D [E, E]
-        let layerNormCross: LayerNorm      // h.N.ln_cross_attn
-        let crossQuery: Linear             // h.N.crossattention.q_attn  Conv1D [E, E]
-        let crossKeyValue: Linear          // h.N.crossattention.c_attn  Conv1D [E, 2E]
-        let crossProjection: Linear        // h.N.crossattention.c_proj  Conv1D [E, E]
-        let layerNorm2: LayerNorm          // h.N.ln_2
-        let fc: Linear                     // h.N.mlp.c_fc             Conv1D [E, inner]
-        let projection: Linear             // h.N.mlp.c_proj           Conv1D [inner, E]
-    }
-
     let config: GPT2Config
     let tokenEmbedding: Tensor      // transformer.wte.weight [V, E]
     let positionEmbedding: Tensor   // transformer.wpe.weight [P, E]
-    let blocks: [Block]
+    let blocks: [DecoderBlock]      // transformer.h.N.*
     let finalLayerNorm: LayerNorm   // transformer.ln_f
     let lmHead: Linear              // lm_head.weight [V, E] (no bias), tied to wte when absent
     /// enc_to_dec_proj (top level, nn.Linear [E, encoderWidth]) when encoder and decoder widths differ.
@@ -73,25 +61,27 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
     init(config: GPT2Config, weights w: WeightLoader, encoderProjection: Linear?) throws {
         self.config = config
         self.encoderProjection = encoderProjection
-        let e = config.width
+        let e = config.width, eps = config.layerNormEps
         let t = w.scoped("transformer")
         tokenEmbedding = try t.tensor("wte.weight", shape: [config.vocabSize, e])
         positionEmbedding = try t.tensor("wpe.weight", shape: [config.positions, e])
         blocks = try (0..<config.layers).map { i in
             let h = t.scoped("h.\(i)")
-            return Block(
-                layerNorm1: try LayerNorm(h, "ln_1", dim: e, eps: config.layerNormEps),
-                attention: try Linear.conv1D(h, "attn.c_attn", in: e, out: 3 * e),
-                attentionProjection: try Linear.conv1D(h, "attn.c_proj", in: e, out: e),
-                layerNormCross: try LayerNorm(h, "ln_cross_attn", dim: e, eps: config.layerNormEps),
-                crossQuery: try Linear.conv1D(h, "crossattention.q_attn", in: e, out: e),
-                crossKeyValue: try Linear.conv1D(h, "crossattention.c_attn", in: e, out: 2 * e),
-                crossProjection: try Linear.conv1D(h, "crossattention.c_proj", in: e, out: e),
-                layerNorm2: try LayerNorm(h, "ln_2", dim: e, eps: config.layerNormEps),
-                fc: try Linear.conv1D(h, "mlp.c_fc", in: e, out: config.inner),
-                projection: try Linear.conv1D(h, "mlp.c_proj", in: config.inner, out: e))
+            // Conv1D weights are stored [in, out].
+            return DecoderBlock(
+                selfQKV: [try Linear.conv1D(h, "attn.c_attn", in: e, out: 3 * e)],                    // [E, 3E]
+                selfOutput: try Linear.conv1D(h, "attn.c_proj", in: e, out: e),                       // [E, E]
+                selfNorm: try LayerNorm(h, "ln_1", dim: e, eps: eps),
+                crossQuery: try Linear.conv1D(h, "crossattention.q_attn", in: e, out: e),             // [E, E]
+                crossKeyValue: [try Linear.conv1D(h, "crossattention.c_attn", in: e, out: 2 * e)],    // [E, 2E]
+                crossOutput: try Linear.conv1D(h, "crossattention.c_proj", in: e, out: e),            // [E, E]
+                crossNorm: try LayerNorm(h, "ln_cross_attn", dim: e, eps: eps),
+                fc1: try Linear.conv1D(h, "mlp.c_fc", in: e, out: config.inner),                      // [E, inner]
+                fc2: try Linear.conv1D(h, "mlp.c_proj", in: config.inner, out: e),                    // [inner, E]
+                mlpNorm: try LayerNorm(h, "ln_2", dim: e, eps: eps),
+                activation: config.activation)
         }
-        finalLayerNorm = try LayerNorm(t, "ln_f", dim: e, eps: config.layerNormEps)
+        finalLayerNorm = try LayerNorm(t, "ln_f", dim: e, eps: eps)
         lmHead = Linear(weight: try w.optionalWeightMatrix("lm_head.weight", out: config.vocabSize, in: e, layout: .outputMajor)
                             ?? t.weightMatrix("wte.weight", out: config.vocabSize, in: e, layout: .outputMajor), bias: nil)
     }
@@ -114,50 +104,25 @@ final class GPT2Decoder: TextDecoder, @unchecked Sendable {
         }
         for (l, block) in blocks.enumerated() {
             // torch: key, value = self.c_attn(encoder_hidden_states).split(self.split_size, dim=2)
-            block.crossKeyValue(source, rows: rows, into: state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e))
+            block.crossKeysAndValues(source, rows: rows, width: e, into: state.crossKeyValue(layer: l, slot: slot).reserve(rows * 2 * e))
         }
         state.encoderRows = rows
         state.reset(slot: slot)
     }
 
-    func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
+    func logits(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
         let e = config.width
         let rows = state.scheduledRows
-        let scores = state.prepareStep(layers: config.layers, heads: config.heads, inner: config.inner,
-                                       capture: captureCrossAttention)
-        let h = state.hidden.pointer, normed = state.normed.pointer, qkv = state.qkv.pointer
-        let context = state.context.pointer, mlp = state.mlp.pointer
+        let buffers = state.prepareStep(layers: config.layers, heads: config.heads, inner: config.inner,
+                                        capture: captureCrossAttention)
+        let h = buffers.hidden, normed = buffers.normed
 
         // torch: hidden_states = wte(input_ids) + wpe(position_ids)
         state.embed(tokenTable: tokenEmbedding, positionTable: positionEmbedding, into: h)
-
-        for l in 0..<blocks.count {
-            let block = blocks[l]
-            let scale = attentionScale(layer: l)
-            // Self-attention: x = x + c_proj(attn(ln_1(x))), new K/V appended to each beam's cache.
-            block.layerNorm1(h, rows: rows, into: normed)
-            block.attention(normed, rows: rows, into: qkv)
-            state.cachedSelfAttention(layer: l, qkv: qkv, heads: config.heads, scale: scale,
-                                      scores: scores, into: context)
-            block.attentionProjection(context, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * e)
-
-            // Cross-attention over the image: x = x + c_proj(attn(q_attn(ln_cross_attn(x)), K_enc, V_enc)).
-            block.layerNormCross(h, rows: rows, into: normed)
-            block.crossQuery(normed, rows: rows, into: qkv)
-            state.cachedCrossAttention(layer: l, query: qkv, heads: config.heads, scale: scale,
-                                       scores: scores, capture: captureCrossAttention, into: context)
-            block.crossProjection(context, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * e)
-
-            // MLP: x = x + c_proj(act(c_fc(ln_2(x))))
-            block.layerNorm2(h, rows: rows, into: normed)
-            block.fc(normed, rows: rows, into: mlp)
-            Kernels.activate(mlp, count: rows * config.inner, config.activation)
-            block.projection(mlp, rows: rows, into: normed)
-            Kernels.add(h, normed, count: rows * e)
+        for (l, block) in blocks.enumerated() {
+            block.runPreNorm(layer: l, state: state, buffers: buffers, heads: config.heads,
+                             scale: attentionScale(layer: l), capture: captureCrossAttention)
         }
-        state.finishStep(capture: captureCrossAttention)
 
         // torch: logits = lm_head(ln_f(x)) — only the rows generation needs.
         let outRows = allPositions ? rows : state.outputRowCount

@@ -15,7 +15,7 @@ public enum ModelError: Error, CustomStringConvertible, LocalizedError {
         case .invalidConfig(let file, let detail): return "\(file): \(detail)"
         case .unsupported(let what): return "unsupported \(what)"
         case .unsupportedArchitecture(let what):
-            return "unsupported model architecture \(what); supported families: VisionEncoderDecoder (ViT + GPT-2), BLIP (BlipForConditionalGeneration)"
+            return "unsupported model architecture \(what); supported families: \(ModelFamilies.supportedList)"
         case .nonFiniteLogits(let step): return "the decoder produced NaN or infinite logits at step \(step) (corrupt weights? try --check-weights)"
         case .invalidInput(let what): return what
         }

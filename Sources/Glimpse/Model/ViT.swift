@@ -82,3 +82,16 @@ final class ViTEncoder: @unchecked Sendable {
         return hidden
     }
 }
+
+extension ViTEncoder: ImageEncoder {
+    var imageSize: Int { config.imageSize }
+    var channels: Int { config.channels }
+    var hiddenSize: Int { config.hiddenSize }
+    var sequenceLength: Int { config.sequenceLength }
+    /// CLS first, then the patches.
+    var patches: PatchRows { PatchRows(first: 1, grid: config.gridSize) }
+    func encode(pixelValues: UnsafePointer<Float>, count: Int, prompt: [Int]) -> Tensor {
+        precondition(prompt.isEmpty, "ViT reads no prompt (VisionEncoderDecoder gives it to the decoder)")
+        return self(pixelValues: pixelValues, count: count)
+    }
+}

@@ -1,34 +1,19 @@
 import Foundation
 
-/// What captioning needs from an image encoder of any family.
-public protocol ImageEncoder: AnyObject, Sendable {
-    /// Input side (pixels) of the square image the encoder expects.
-    var imageSize: Int { get }
-    /// Channels of the pixel values the patch embedding reads (num_channels).
-    var channels: Int { get }
-    /// Patch grid side G: the encoder output holds `patchOffset` special rows, then G×G patches.
-    var gridSize: Int { get }
-    var patchOffset: Int { get }
-    var hiddenSize: Int { get }
-    var sequenceLength: Int { get }
-    /// Encodes `count` images' pixel values [count, 3, S, S] into hidden states [count, sequenceLength, hiddenSize].
-    func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor
-}
-
-extension ViTEncoder: ImageEncoder {
-    var imageSize: Int { config.imageSize }
-    var channels: Int { config.channels }
-    var gridSize: Int { config.gridSize }
-    var patchOffset: Int { 1 }
-    var hiddenSize: Int { config.hiddenSize }
-    var sequenceLength: Int { config.sequenceLength }
-    func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor { self(pixelValues: pixelValues, count: count) }
-}
-
 /// Hugging Face `VisionEncoderDecoderModel` with a ViT encoder and a GPT-2 decoder: the one place
 /// that maps this family's checkpoint names (`encoder.*`, `decoder.*`, `enc_to_dec_proj.*`) to layers.
-enum VisionEncoderDecoder {
-    static func load(config: JSONConfig, weights: WeightLoader) throws -> (ImageEncoder, TextDecoder) {
+public struct VisionEncoderDecoder: CaptionFamily {
+    public init() {}
+    public var name: String { "vision-encoder-decoder" }
+    public var displayName: String { "VisionEncoderDecoder (ViT + GPT-2)" }
+
+    public var decoderPrefix: String { "decoder." }
+
+    public func recognizes(architectures: [String], modelType: String?) -> Bool {
+        architectures.contains("VisionEncoderDecoderModel") || modelType == "vision-encoder-decoder"
+    }
+
+    public func load(config: JSONConfig, weights: WeightLoader) throws -> (ImageEncoder, TextDecoder) {
         guard let encoderConfig = try config.object("encoder"), let decoderConfig = try config.object("decoder") else {
             throw ModelError.invalidConfig(file: config.file, detail: "a VisionEncoderDecoder config needs 'encoder' and 'decoder' objects")
         }
@@ -48,5 +33,21 @@ enum VisionEncoderDecoder {
         }
         let decoder = try GPT2Decoder(config: gpt2, weights: weights.scoped("decoder"), encoderProjection: projection)
         return (encoder, decoder)
+    }
+
+    /// transformers: decoder_input_ids = [decoder_start_token_id] + tokenizer(prompt, add_special_tokens=False)
+    public func decoderPrompt(_ text: String?, tokenizer: any Tokenizer, parameters: GenerationParameters) -> [Int] {
+        [parameters.decoderStartTokenId] + (text.map { tokenizer.encode($0) } ?? [])
+    }
+
+    /// generate(decoder_input_ids=ids) decodes from exactly those ids; without them from the start token.
+    public func decoderPrompt(generateInputIds ids: [Int]?, parameters: GenerationParameters) throws -> [Int] {
+        ids ?? [parameters.decoderStartTokenId]
+    }
+
+    /// VisionEncoderDecoderModel builds its ViT with add_pooling_layer=False, so a ViTModel
+    /// checkpoint's pooler is never loaded; GPT-2's causal-mask buffers of older checkpoints.
+    public func expectsUnused(_ name: String) -> Bool {
+        name.hasPrefix("encoder.pooler.") || name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias")
     }
 }

@@ -52,8 +52,9 @@ public struct JSONConfig: @unchecked Sendable {
     }
 
     /// A JSON number with an integral value (within ±1e15, so it converts exactly), else nil:
-    /// `0.7` is not read as 0.
+    /// `0.7` is not read as 0. A Swift `Int` (options built in code, e.g. from CLI flags) is exact at any size.
     static func integer(_ value: Any?) -> Int? {
+        if let value, type(of: value) == Int.self { return value as? Int }
         guard let n = number(value) else { return nil }
         let d = n.doubleValue
         guard d.isFinite, d == d.rounded(), abs(d) < 1e15 else { return nil }

@@ -24,9 +24,9 @@ final class DecodeBatchTests: XCTestCase {
             let image = c["image"] as? String ?? ""
             let states = try encoded[image] ?? f.encode(image)
             encoded[image] = states
-            var p = f.parameters(for: c["kwargs"] as? [String: Any] ?? [:])
+            var p = try f.parameters(for: c["kwargs"] as? [String: Any] ?? [:])
             p.captureAttention = capture
-            return Job(label: "\(image) \(c["label"] as? String ?? "?")", states: states, prompt: f.prompt(for: c, parameters: p), parameters: p)
+            return Job(label: "\(image) \(c["label"] as? String ?? "?")", states: states, prompt: try f.prompt(for: c, parameters: p), parameters: p)
         }
     }
 
@@ -73,7 +73,7 @@ final class DecodeBatchTests: XCTestCase {
 
     func testFixtureCasesBatchedEqualOneAtATime() throws {
         var checked = 0
-        for name in VisionEncoderDecoderParityTests.models + ["blip_tiny"] {
+        for name in ParityFixture.names {
             let f = try ParityFixture(name)
             let jobs = try self.jobs(f, capture: false)
             let reference = try jobs.map { try alone(f, $0) }

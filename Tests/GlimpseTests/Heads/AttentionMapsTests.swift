@@ -3,7 +3,7 @@ import XCTest
 
 final class AttentionMapsTests: XCTestCase {
     /// 2 layers × 2 heads × (1 CLS + 2×2 patches) per token.
-    let layout = AttentionLayout(layers: 2, heads: 2, patchOffset: 1, grid: 2)
+    let layout = AttentionLayout(layers: 2, heads: 2, encoderRows: 5, patchRows: PatchRows(first: 1, grid: 2))
 
     private func sequence(_ maps: [[Float]], prompt: Int = 1) -> GeneratedSequence {
         GeneratedSequence(tokens: Array(repeating: 7, count: prompt) + (0..<maps.count).map { 10 + $0 },

@@ -17,8 +17,9 @@ final class LearnedHeadsTests: XCTestCase {
         let f = try XCTUnwrap(try headsFixture("learned_heads.json") as? [String: Any])
         let configData = try JSONSerialization.data(withJSONObject: try XCTUnwrap(f["config"]))
         let config = try JSONDecoder().decode(HeadsConfig.self, from: configData)
+        let patchRows = PatchRows(first: f["patch_offset"] as? Int ?? 0, grid: config.grid[0])
         let layout = AttentionLayout(layers: f["layers"] as? Int ?? 0, heads: f["heads"] as? Int ?? 0,
-                                     patchOffset: f["patch_offset"] as? Int ?? 0, grid: config.grid[0])
+                                     encoderRows: patchRows.rows.upperBound, patchRows: patchRows)
         try config.validate(file: "learned_heads.json", layout: layout, encoderHiddenSize: config.encoderHiddenSize)
         var tensors: [String: Tensor] = [:]
         for (name, value) in try XCTUnwrap(f["weights"] as? [String: [String: Any]]) {
@@ -44,12 +45,12 @@ final class LearnedHeadsTests: XCTestCase {
         let layer = s.heads.config.attentionLayer
         let maps = try s.words.map { try s.attention.map(tokens: $0.tokens, layer: layer) }
         for (i, r) in s.results.enumerated() { assertClose(maps[i], floats(r["map"]), tolerance: 1e-5, "A_w \(i)") }
-        let x = try s.heads.features(maps: maps, encoderStates: s.encoder, patchOffset: 1)
+        let x = try s.heads.features(maps: maps, encoderStates: s.encoder, patchRows: s.attention.layout.patchRows)
         let din = s.heads.config.inputSize
         for (i, r) in s.results.enumerated() {
             assertClose(Array(x[i * din..<(i + 1) * din]), floats(r["features"]), tolerance: 1e-5, "x \(i)")
         }
-        let p = try s.heads.predict(maps: maps, encoderStates: s.encoder, patchOffset: 1)
+        let p = try s.heads.predict(maps: maps, encoderStates: s.encoder, patchRows: s.attention.layout.patchRows)
         for (i, r) in s.results.enumerated() {
             assertClose(p[i].boxFractions, floats(r["box_fractions"]), tolerance: 1e-5, "box \(i)")
             XCTAssertEqual(p[i].score, (r["score"] as? NSNumber)?.floatValue ?? -1, accuracy: 1e-5)
@@ -117,7 +118,7 @@ final class LearnedHeadsTests: XCTestCase {
     }
 
     func testValidationNamesFileAndKey() throws {
-        let layout = AttentionLayout(layers: 2, heads: 3, patchOffset: 1, grid: 3)
+        let layout = AttentionLayout(layers: 2, heads: 3, encoderRows: 10, patchRows: PatchRows(first: 1, grid: 3))
         var c = HeadsConfig(grid: 3, encoderHiddenSize: 5, attentionLayer: 1, hiddenSize: 7, maskSize: 4)
         XCTAssertNoThrow(try c.validate(file: "h.json", layout: layout, encoderHiddenSize: 5))
         XCTAssertThrowsError(try c.validate(file: "h.json", layout: layout, encoderHiddenSize: 6)) { e in
@@ -150,7 +151,7 @@ final class LearnedHeadsTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("heads.json")
         try Data(#"{"format": "glimpse-heads", "version": 1, "grid": [3, 3], "encoder_hidden_size": 5}"#.utf8).write(to: url)
-        let layout = AttentionLayout(layers: 2, heads: 3, patchOffset: 1, grid: 3)
+        let layout = AttentionLayout(layers: 2, heads: 3, encoderRows: 10, patchRows: PatchRows(first: 1, grid: 3))
         XCTAssertThrowsError(try HeadsConfig.load(url, layout: layout, encoderHiddenSize: 5)) { e in
             guard case .invalidHeads(let file, let key, _)? = e as? HeadsError else { return XCTFail("\(e)") }
             XCTAssertEqual(file, url.path)
@@ -170,10 +171,10 @@ final class LearnedHeadsTests: XCTestCase {
         if (try? SafeTensorsFile(url: missing)) != nil { throw XCTSkip("safetensors loader is a stub here") }
         let s = try setup()
         let dir = try XCTUnwrap(headsFixtureURL("heads.json")).deletingLastPathComponent()
-        let layout = AttentionLayout(layers: 2, heads: 3, patchOffset: 1, grid: 3)
+        let layout = AttentionLayout(layers: 2, heads: 3, encoderRows: 10, patchRows: PatchRows(first: 1, grid: 3))
         let heads = try XCTUnwrap(try LearnedHeads.load(directory: dir, layout: layout, encoderHiddenSize: 5))
         let maps = try s.words.map { try s.attention.map(tokens: $0.tokens, layer: 1) }
-        let p = try heads.predict(maps: maps, encoderStates: s.encoder, patchOffset: 1)
+        let p = try heads.predict(maps: maps, encoderStates: s.encoder, patchRows: layout.patchRows)
         for (i, r) in s.results.enumerated() { assertClose(p[i].maskLogits, floats(r["seg"]), tolerance: 1e-4) }
     }
 }

@@ -239,7 +239,7 @@ final class HubClientTests: XCTestCase {
         let both = try client(hub, cache: cache).pull(HubModelID(parsing: "glimpse/both"))
         XCTAssertTrue(both.files.contains("model.safetensors"))
         XCTAssertFalse(both.files.contains("pytorch_model.bin"))
-        XCTAssertEqual(try CaptionModel(directory: pt.snapshot).family, .visionEncoderDecoder)
+        XCTAssertEqual(try CaptionModel(directory: pt.snapshot).family.name, "vision-encoder-decoder")
     }
 
     func testModelLocatorUsesTheCacheOfflineAndExplainsAMissingModel() throws {

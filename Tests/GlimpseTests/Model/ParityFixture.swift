@@ -5,36 +5,49 @@ import XCTest
 /// A model fixture made by tools/make_fixtures.py: an HF model directory plus transformers'
 /// reference tensors (reference.safetensors) and generate() cases (reference.json).
 struct ParityFixture {
+    /// Every fixture directory (Fixtures/models/*/reference.json), sorted: what the parity tests walk.
+    static var names: [String] {
+        guard let base = Bundle.module.url(forResource: "Fixtures/models", withExtension: nil),
+              let entries = try? FileManager.default.contentsOfDirectory(atPath: base.path) else { return [] }
+        return entries.filter { FileManager.default.fileExists(atPath: base.appendingPathComponent("\($0)/reference.json").path) }.sorted()
+    }
+
+    let name: String
     let directory: URL
     let config: JSONConfig
     let reference: SafeTensorsFile
     let json: [String: Any]
     let encoder: ImageEncoder
     let decoder: TextDecoder
+    /// The checkpoint as loaded (its unused tensors are what `CaptionModel` would report).
+    let weights: WeightLoader
+    let family: any CaptionFamily
+    /// The family's generation defaults (as `CaptionModel.defaults`).
     let defaults: GenerationParameters
 
     /// `weights` replaces model.safetensors (a pytorch_model.bin of the same model, say).
-    init(_ name: String, weights: URL? = nil) throws {
+    init(_ name: String, weights replacement: URL? = nil) throws {
         guard let base = Bundle.module.url(forResource: "Fixtures/models/\(name)", withExtension: nil) else {
             throw XCTSkip("fixture models/\(name) missing")
         }
+        self.name = name
         directory = base
         config = try JSONConfig(contentsOf: base.appendingPathComponent("config.json"))
         reference = try SafeTensorsFile(url: base.appendingPathComponent("reference.safetensors"))
         let data = try Data(contentsOf: base.appendingPathComponent("reference.json"))
         json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let file = try weights.map { try SafeTensorsFile(pytorchCheckpoint: $0) } ?? SafeTensorsFile(url: base.appendingPathComponent("model.safetensors"))
-        let weights = try WeightLoader(files: [file])
-        switch try ModelFamily.detect(config) {
-        case .visionEncoderDecoder: (encoder, decoder) = try VisionEncoderDecoder.load(config: config, weights: weights)
-        case .blip: (encoder, decoder) = try BLIP.load(config: config, weights: weights)
-        }
-        defaults = try GenerationParameters(modelDirectory: base, config: config)
+        let file = try replacement.map { try SafeTensorsFile(pytorchCheckpoint: $0) } ?? SafeTensorsFile(url: base.appendingPathComponent("model.safetensors"))
+        weights = try WeightLoader(files: [file])
+        family = try ModelFamilies.captionFamily(for: config)
+        (encoder, decoder) = try family.load(config: config, weights: weights)
+        defaults = try family.generationDefaults(GenerationParameters(modelDirectory: base, config: config), config: config)
     }
 
     var imageNames: [String] { ((json["images"] as? [String: Any]) ?? [:]).keys.sorted() }
     var cases: [[String: Any]] { (json["cases"] as? [[String: Any]]) ?? [] }
     var teacherForcedIds: [Int] { (json["teacher_forced_ids"] as? [Int]) ?? [] }
+    func int(_ key: String) throws -> Int { try XCTUnwrap(json[key] as? Int, "\(name)/reference.json lacks \(key)") }
+    func ints(_ key: String) throws -> [Int] { try XCTUnwrap(json[key] as? [Int], "\(name)/reference.json lacks \(key)") }
 
     func tensor(_ name: String) throws -> Tensor { try reference.tensor(name) }
 
@@ -44,32 +57,46 @@ struct ParityFixture {
         return encoder.encode(pixelValues: pixels.data, count: 1)[index: 0]
     }
 
-    /// GenerationParameters for a case's generate() kwargs, on top of the checkpoint defaults.
-    func parameters(for kwargs: [String: Any]) -> GenerationParameters {
+    /// Generates from one image's encoder states [N, D] as `CaptionModel.generate` does.
+    func generate(_ hidden: Tensor, prompt: [Int], parameters: GenerationParameters) throws -> [GeneratedSequence] {
+        let state = decoder.makeState(beamCapacity: parameters.beamWidth, lengthCapacity: decoder.maxPositions)
+        decoder.setEncoderStates(hidden.data, rows: encoder.sequenceLength, state: state)
+        return try Generator(decoder: decoder, parameters: parameters).generate(prompt: prompt, state: state)
+    }
+
+    /// GenerationParameters for a case's generate() kwargs on top of the family's defaults, read by
+    /// the same reader as generation_config.json and the CLI; a kwarg Glimpse does not implement fails.
+    func parameters(for kwargs: [String: Any], file: StaticString = #filePath, line: UInt = #line) throws -> GenerationParameters {
         var p = defaults
-        if let v = kwargs["num_beams"] as? Int { p.beamWidth = v }
-        if let v = kwargs["max_new_tokens"] as? Int { p.maxNewTokens = v }
-        if let v = kwargs["min_new_tokens"] as? Int { p.minNewTokens = v }
-        if let v = kwargs["length_penalty"] as? Double { p.lengthPenalty = Float(v) }
-        if let v = kwargs["no_repeat_ngram_size"] as? Int { p.noRepeatNgramSize = v }
-        if let v = kwargs["repetition_penalty"] as? Double { p.repetitionPenalty = Float(v) }
-        if let v = kwargs["num_return_sequences"] as? Int { p.returnCount = v }
-        if let v = kwargs["early_stopping"] as? String, v == "never" { p.earlyStopping = .never }
-        else if let v = kwargs["early_stopping"] as? Bool { p.earlyStopping = v ? .stopWhenFull : .heuristic }
+        let notImplemented = try p.set(transformersOptions: JSONConfig(values: kwargs, file: "\(directory.lastPathComponent)/reference.json kwargs"))
+        XCTAssertEqual(notImplemented, [], "generate kwargs Glimpse does not implement", file: file, line: line)
         return p
     }
 
-    /// The decoder prompt of a case: its decoder_input_ids / input_ids, else the decoder start token.
-    func prompt(for testCase: [String: Any], parameters: GenerationParameters) -> [Int] {
+    /// The decoder prompt of a case: the family's rule applied to the ids it passed to generate
+    /// (`decoder_input_ids`, or BLIP's processor `input_ids`), else the decoder start token.
+    func prompt(for testCase: [String: Any], parameters: GenerationParameters) throws -> [Int] {
         let inputs = testCase["inputs"] as? [String: Any] ?? [:]
-        if let ids = (inputs["decoder_input_ids"] ?? inputs["input_ids"]) as? [[Int]], let first = ids.first { return first }
-        return [parameters.decoderStartTokenId]
+        let ids = ((inputs["decoder_input_ids"] ?? inputs["input_ids"]) as? [[Int]])?.first
+        return try family.decoderPrompt(generateInputIds: ids, parameters: parameters)
     }
 }
 
-/// Max |a - b| over two equally long buffers.
-func maxAbsDifference(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
-    var worst: Float = 0
-    for i in 0..<count { worst = max(worst, abs(a[i] - b[i])) }
-    return worst
+/// Asserts max |actual - expected| < tolerance over `count` floats (and that the counts agree).
+func assertClose(_ actual: UnsafePointer<Float>, _ expected: Tensor, count: Int, tolerance: Float,
+                 _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(expected.count, count, "\(what): element count", file: file, line: line)
+    var worst: Float = 0, at = 0
+    for i in 0..<min(count, expected.count) {
+        let d = abs(actual[i] - expected.data[i])
+        if !(d <= worst) { worst = d; at = i }
+    }
+    XCTAssertLessThan(worst, tolerance, "\(what): max |Δ| \(worst) at \(at)", file: file, line: line)
+}
+
+func assertClose(_ actual: [Float], _ expected: Tensor, count: Int, tolerance: Float, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    actual.withUnsafeBufferPointer { buffer in
+        if let base = buffer.baseAddress { assertClose(base, expected, count: count, tolerance: tolerance, what, file: file, line: line) }
+    }
 }

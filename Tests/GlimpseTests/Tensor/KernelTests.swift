@@ -110,7 +110,6 @@ final class KernelTests: XCTestCase {
     func testBeamReorderMovesOnlyChangedBeams() {
         let state = DecoderState(layers: 1, width: 2, beamCapacity: 3, lengthCapacity: 4)
         state.length = 2
-        state.beams = 3
         for b in 0..<3 { for i in 0..<4 { state.keyRows(0, beam: b)[i] = Float(b * 10 + i); state.valueRows(0, beam: b)[i] = Float(100 + b) } }
         state.reorder(parents: [2, 0, 0])   // beam 0 <- 2, beam 1 <- 0, beam 2 <- 0
         XCTAssertEqual(Array(UnsafeBufferPointer(start: state.keyRows(0, beam: 0), count: 4)), [20, 21, 22, 23])
