@@ -535,6 +535,7 @@ def prerender(seed, count, size, grid, procs, path):
                 segs[i, k] = np.round(o["seg"] * 255)
             if (i + 1) % 2000 == 0:
                 print(f"prerender {path}: {i + 1}/{N}", file=sys.stderr, flush=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp.npz"
     np.savez(tmp, images=images, nobj=nobj, attrs=attrs, boxes=boxes, grids=grids, segs=segs,
              captions=np.array(captions), seed=seed, size=size, grid=grid)

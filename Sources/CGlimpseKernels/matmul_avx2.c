@@ -4,7 +4,7 @@
 #include "internal.h"
 #ifdef GK_X86
 #include <immintrin.h>
-#include <string.h>
+#include "kn_stream.h"
 
 #define GK_AVX2 __attribute__((target("avx2,fma")))
 #define GK_INLINE static inline __attribute__((always_inline)) GK_AVX2
@@ -76,67 +76,6 @@ static GK_AVX2 void avx2_##SUFFIX##_nk(int m, int n0, int n1, int k, const float
 }
 
 
-// KN form for few rows (M <= KN_STREAM_ROWS): streams W row by row across a wide column chunk
-// (four rows at a time, each a contiguous run: the pattern hardware prefetchers follow) and keeps
-// the partial sums in an L1 buffer. Each column's chain still runs over k in order from zero, so
-// the bits equal the tiled kernel's (which stays faster from a few rows up).
-#define GK_KN_STREAM_256(T, SUFFIX)                                                            \
-static GK_AVX2 void kn_stream_##SUFFIX(int m, int n0, int n1, int k, const float *a, long lda,     \
-                                   const T *w, long ldw, const float *scale, float alpha,         \
-                                   float *c, long ldc, int accumulate) {                           \
-    float acc[KN_STREAM_FLOATS] __attribute__((aligned(64)));                                     \
-    int cw = (KN_STREAM_FLOATS / m) / 8 * 8;                                          \
-    for (int c0 = n0; c0 < n1; c0 += cw) {                                                        \
-        int width = n1 - c0 < cw ? n1 - c0 : cw, nv = width / 8;                             \
-        memset(acc, 0, sizeof(float) * (size_t)(m * nv * 8));                                \
-        int kk = 0;                                                                               \
-        for (; kk + 4 <= k; kk += 4) {                                                             \
-            const T *r0 = w + (long)kk * ldw + c0, *r1 = r0 + ldw, *r2 = r1 + ldw, *r3 = r2 + ldw;  \
-            __m256 x[KN_STREAM_ROWS][4];                                                              \
-            for (int i = 0; i < m; i++)                                                           \
-                for (int q = 0; q < 4; q++) x[i][q] = _mm256_set1_ps(a[(long)i * lda + kk + q]);           \
-            for (int v = 0; v < nv; v++) {                                                        \
-                __m256 w0 = load8_##SUFFIX(r0 + 8 * v), w1 = load8_##SUFFIX(r1 + 8 * v);                 \
-                __m256 w2 = load8_##SUFFIX(r2 + 8 * v), w3 = load8_##SUFFIX(r3 + 8 * v);                 \
-                if (kk + 8 <= k && (v * sizeof(T) * 8) % 64 == 0) {                            \
-                    _mm_prefetch((const char *)(r0 + 4 * ldw + 8 * v), _MM_HINT_T0);          \
-                    _mm_prefetch((const char *)(r1 + 4 * ldw + 8 * v), _MM_HINT_T0);          \
-                    _mm_prefetch((const char *)(r2 + 4 * ldw + 8 * v), _MM_HINT_T0);          \
-                    _mm_prefetch((const char *)(r3 + 4 * ldw + 8 * v), _MM_HINT_T0);          \
-                }                                                                                 \
-                for (int i = 0; i < m; i++) {                                                     \
-                    float *p = acc + (i * nv + v) * 8;                                      \
-                    __m256 s = _mm256_load_ps(p);                                                         \
-                    s = _mm256_fmadd_ps(x[i][0], w0, s);                                                  \
-                    s = _mm256_fmadd_ps(x[i][1], w1, s);                                                  \
-                    s = _mm256_fmadd_ps(x[i][2], w2, s);                                                  \
-                    s = _mm256_fmadd_ps(x[i][3], w3, s);                                                  \
-                    _mm256_store_ps(p, s);                                                               \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        for (; kk < k; kk++) {                                                                     \
-            const T *r0 = w + (long)kk * ldw + c0;                                                \
-            for (int v = 0; v < nv; v++) {                                                        \
-                __m256 w0 = load8_##SUFFIX(r0 + 8 * v);                                               \
-                for (int i = 0; i < m; i++) {                                                     \
-                    float *p = acc + (i * nv + v) * 8;                                      \
-                    _mm256_store_ps(p, _mm256_fmadd_ps(_mm256_set1_ps(a[(long)i * lda + kk]), w0, _mm256_load_ps(p)));          \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        for (int i = 0; i < m; i++)                                                               \
-            for (int j = 0; j < nv * 8; j++)                                                \
-                gk_store(c + (long)i * ldc + c0 + j, acc[(i * nv + j / 8) * 8 + j % 8], scale, c0 + j, alpha, accumulate); \
-        for (int n = c0 + nv * 8; n < c0 + width; n++)                                      \
-            for (int i = 0; i < m; i++) {                                                         \
-                const float *x1 = a + (long)i * lda;                                              \
-                float sum = 0;                                                                    \
-                for (int q = 0; q < k; q++) sum = fmaf(x1[q], load1_##SUFFIX(w + (long)q * ldw + n), sum); \
-                gk_store(c + (long)i * ldc + n, sum, scale, n, alpha, accumulate);                \
-            }                                                                                     \
-    }                                                                                             \
-}
 
 // KN (axpy) form: a tile of MT activation rows × NV·8 columns; each output lane is one fma chain
 // over k (the portable order), with W[k, n..n+8·NV) streamed row by row. K is cut into blocks of
@@ -221,6 +160,7 @@ static GK_AVX2 void avx2_##SUFFIX##_kn(int m, int n0, int n1, int k, const float
 GK_NK_TILE(float, f32)
 GK_NK_TILE(uint16_t, bf16)
 GK_NK_TILE(int8_t, i8)
+#define GK_KN_STREAM_256(T, SUFFIX) GK_KN_STREAM(T, SUFFIX, GK_AVX2, __m256, 8, load8_, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_load_ps, _mm256_store_ps)
 GK_KN_STREAM_256(float, f32)
 GK_KN_STREAM_256(uint16_t, bf16)
 GK_KN_STREAM_256(int8_t, i8)

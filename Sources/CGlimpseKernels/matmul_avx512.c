@@ -9,7 +9,7 @@
 #include "internal.h"
 #ifdef GK_X86
 #include <immintrin.h>
-#include <string.h>
+#include "kn_stream.h"
 
 #define GK_512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 #define GK_INLINE static inline __attribute__((always_inline)) GK_512
@@ -45,67 +45,6 @@ GK_INLINE float load1_bf16(const uint16_t *p) { return gk_bf16(*p); }
 GK_INLINE float load1_i8(const int8_t *p) { return (float)*p; }
 
 
-// KN form for few rows (M <= KN_STREAM_ROWS): streams W row by row across a wide column chunk
-// (four rows at a time, each a contiguous run: the pattern hardware prefetchers follow) and keeps
-// the partial sums in an L1 buffer. Each column's chain still runs over k in order from zero, so
-// the bits equal the tiled kernel's (which stays faster from a few rows up).
-#define GK_KN_STREAM_512(T, SUFFIX)                                                            \
-static GK_512 void kn_stream_##SUFFIX(int m, int n0, int n1, int k, const float *a, long lda,     \
-                                   const T *w, long ldw, const float *scale, float alpha,         \
-                                   float *c, long ldc, int accumulate) {                           \
-    float acc[KN_STREAM_FLOATS] __attribute__((aligned(64)));                                     \
-    int cw = (KN_STREAM_FLOATS / m) / 16 * 16;                                          \
-    for (int c0 = n0; c0 < n1; c0 += cw) {                                                        \
-        int width = n1 - c0 < cw ? n1 - c0 : cw, nv = width / 16;                             \
-        memset(acc, 0, sizeof(float) * (size_t)(m * nv * 16));                                \
-        int kk = 0;                                                                               \
-        for (; kk + 4 <= k; kk += 4) {                                                             \
-            const T *r0 = w + (long)kk * ldw + c0, *r1 = r0 + ldw, *r2 = r1 + ldw, *r3 = r2 + ldw;  \
-            __m512 x[KN_STREAM_ROWS][4];                                                              \
-            for (int i = 0; i < m; i++)                                                           \
-                for (int q = 0; q < 4; q++) x[i][q] = _mm512_set1_ps(a[(long)i * lda + kk + q]);           \
-            for (int v = 0; v < nv; v++) {                                                        \
-                __m512 w0 = load16_##SUFFIX(r0 + 16 * v), w1 = load16_##SUFFIX(r1 + 16 * v);                 \
-                __m512 w2 = load16_##SUFFIX(r2 + 16 * v), w3 = load16_##SUFFIX(r3 + 16 * v);                 \
-                if (kk + 8 <= k && (v * sizeof(T) * 16) % 64 == 0) {                            \
-                    _mm_prefetch((const char *)(r0 + 4 * ldw + 16 * v), _MM_HINT_T0);          \
-                    _mm_prefetch((const char *)(r1 + 4 * ldw + 16 * v), _MM_HINT_T0);          \
-                    _mm_prefetch((const char *)(r2 + 4 * ldw + 16 * v), _MM_HINT_T0);          \
-                    _mm_prefetch((const char *)(r3 + 4 * ldw + 16 * v), _MM_HINT_T0);          \
-                }                                                                                 \
-                for (int i = 0; i < m; i++) {                                                     \
-                    float *p = acc + (i * nv + v) * 16;                                      \
-                    __m512 s = _mm512_load_ps(p);                                                         \
-                    s = _mm512_fmadd_ps(x[i][0], w0, s);                                                  \
-                    s = _mm512_fmadd_ps(x[i][1], w1, s);                                                  \
-                    s = _mm512_fmadd_ps(x[i][2], w2, s);                                                  \
-                    s = _mm512_fmadd_ps(x[i][3], w3, s);                                                  \
-                    _mm512_store_ps(p, s);                                                               \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        for (; kk < k; kk++) {                                                                     \
-            const T *r0 = w + (long)kk * ldw + c0;                                                \
-            for (int v = 0; v < nv; v++) {                                                        \
-                __m512 w0 = load16_##SUFFIX(r0 + 16 * v);                                               \
-                for (int i = 0; i < m; i++) {                                                     \
-                    float *p = acc + (i * nv + v) * 16;                                      \
-                    _mm512_store_ps(p, _mm512_fmadd_ps(_mm512_set1_ps(a[(long)i * lda + kk]), w0, _mm512_load_ps(p)));          \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        for (int i = 0; i < m; i++)                                                               \
-            for (int j = 0; j < nv * 16; j++)                                                \
-                gk_store(c + (long)i * ldc + c0 + j, acc[(i * nv + j / 16) * 16 + j % 16], scale, c0 + j, alpha, accumulate); \
-        for (int n = c0 + nv * 16; n < c0 + width; n++)                                      \
-            for (int i = 0; i < m; i++) {                                                         \
-                const float *x1 = a + (long)i * lda;                                              \
-                float sum = 0;                                                                    \
-                for (int q = 0; q < k; q++) sum = fmaf(x1[q], load1_##SUFFIX(w + (long)q * ldw + n), sum); \
-                gk_store(c + (long)i * ldc + n, sum, scale, n, alpha, accumulate);                \
-            }                                                                                     \
-    }                                                                                             \
-}
 
 // KN form: a tile of MT rows × NV·16 columns, each lane one fma chain over k. As in the AVX2 file,
 // K is cut into blocks of KB rows whose weights stay in L1 while every row tile of the pass uses
@@ -257,6 +196,7 @@ static GK_512 void avx512_##SUFFIX##_nk(int m, int n0, int n1, int k, const floa
     if (n < n1) avx2_set.kernel[DTYPE][GK_FORM_NK](m, n, n1, k, a, lda, wv, ldw, scale, alpha, c, ldc, accumulate); \
 }
 
+#define GK_KN_STREAM_512(T, SUFFIX) GK_KN_STREAM(T, SUFFIX, GK_512, __m512, 16, load16_, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_load_ps, _mm512_store_ps)
 GK_KN_STREAM_512(float, f32)
 GK_KN_STREAM_512(uint16_t, bf16)
 GK_KN_STREAM_512(int8_t, i8)

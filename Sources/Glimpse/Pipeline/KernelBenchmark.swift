@@ -9,6 +9,9 @@ public enum KernelBenchmark {
         public var m, n, k: Int
         public var glimpseGFLOPS: Double
         public var openBLASGFLOPS: Double
+        /// The same product with bf16 weights through the door (oneDNN or widened into OpenBLAS,
+        /// as `BF16MatMul.engine` says).
+        public var bf16GFLOPS: Double
     }
 
     static func bestSeconds(repeats: Int, _ body: () -> Void) -> Double {
@@ -22,6 +25,15 @@ public enum KernelBenchmark {
         return best
     }
 
+    /// A bf16 matrix rounded from an fp32 tensor stored as `layout`.
+    static func bf16Matrix(_ stored: Tensor, layout: WeightMatrix.Layout, n: Int, k: Int) -> WeightMatrix {
+        let bits = TensorStorage(count: (stored.count + 1) / 2)
+        let base = UnsafeMutableRawPointer(bits.pointer).bindMemory(to: UInt16.self, capacity: stored.count)
+        gk_f32_to_bf16(stored.data, base, stored.count)
+        return WeightMatrix(element: .bf16, layout: layout, outFeatures: n, inFeatures: k,
+                            base: UnsafeRawPointer(base), owner: bits, scales: nil)
+    }
+
     /// GFLOPS of C = A·Bᵀ (nn.Linear layout) for each shape, through `Linear` and through cblas_sgemm.
     public static func gemm(shapes: [(Int, Int, Int)] = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (3, 50257, 768)],
                             repeats: Int = 5) -> [GemmFigure] {
@@ -30,13 +42,16 @@ public enum KernelBenchmark {
             for i in 0..<a.count { a.data[i] = Float(i % 7) * 0.01 }
             for i in 0..<w.count { w.data[i] = Float(i % 5) * 0.01 }
             let layer = Linear(weight: WeightMatrix(w, layout: .outputMajor), bias: bias)
+            let bf16 = bf16Matrix(w, layout: .outputMajor, n: n, k: k)
             let flops = 2.0 * Double(m) * Double(n) * Double(k)
             let ours = bestSeconds(repeats: repeats) { layer(a.data, rows: m, into: c.data) }
             let direct = bestSeconds(repeats: repeats) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
                             a.data, Int32(k), w.data, Int32(k), 0, c.data, Int32(n))
             }
-            return GemmFigure(m: m, n: n, k: k, glimpseGFLOPS: flops / ours / 1e9, openBLASGFLOPS: flops / direct / 1e9)
+            let reduced = bestSeconds(repeats: repeats) { BLAS.product(a.data, rows: m, weight: bf16, into: c.data) }
+            return GemmFigure(m: m, n: n, k: k, glimpseGFLOPS: flops / ours / 1e9, openBLASGFLOPS: flops / direct / 1e9,
+                              bf16GFLOPS: flops / reduced / 1e9)
         }
     }
 
@@ -60,38 +75,45 @@ public enum KernelBenchmark {
         var figures: [ProductFigure] = []
         for shape in shapes {
             let (n, k) = (shape.n, shape.k), count = n * k
-            let stored = Tensor(zeros: shape.layout == .outputMajor ? [n, k] : [k, n])
-            for i in 0..<count { stored.data[i] = Float(i % 17 - 8) * 0.01 }
-            let fp32 = WeightMatrix(stored, layout: shape.layout)
-            let bits = TensorStorage(count: (count + 1) / 2)   // bf16 storage
-            let bf16Base = UnsafeMutableRawPointer(bits.pointer).bindMemory(to: UInt16.self, capacity: count)
-            gk_f32_to_bf16(stored.data, bf16Base, count)
-            let bytes = TensorStorage(count: (count + 3) / 4)   // int8 storage
-            let q = UnsafeMutableRawPointer(bytes.pointer).bindMemory(to: Int8.self, capacity: count)
-            for i in 0..<count { q[i] = Int8(i % 255 - 127) }
+            // As in a decode step, weights come from memory, not cache: each timing walks enough
+            // copies of the matrix (≥ 256 MB of fp32) that none is still cached when it is read again.
+            let copies = max(1, (256 << 20) / (count * 4))
+            let stored = Tensor(zeros: shape.layout == .outputMajor ? [copies * n, k] : [copies * k, n])
+            for i in 0..<count * copies { stored.data[i] = Float(i % 17 - 8) * 0.01 }
+            let bits = TensorStorage(count: (count * copies + 1) / 2)   // bf16 storage
+            let bf16Base = UnsafeMutableRawPointer(bits.pointer).bindMemory(to: UInt16.self, capacity: count * copies)
+            gk_f32_to_bf16(stored.data, bf16Base, count * copies)
+            let bytes = TensorStorage(count: (count * copies + 3) / 4)   // int8 storage
+            let q = UnsafeMutableRawPointer(bytes.pointer).bindMemory(to: Int8.self, capacity: count * copies)
+            for i in 0..<count * copies { q[i] = Int8(i % 255 - 127) }
             let scales = Tensor(shape: [n], values: [Float](repeating: 0.01, count: n))
-            let bf16 = WeightMatrix(element: .bf16, layout: shape.layout, outFeatures: n, inFeatures: k,
-                                    base: UnsafeRawPointer(bf16Base), owner: bits, scales: nil)
-            let int8 = WeightMatrix(element: .int8, layout: shape.layout, outFeatures: n, inFeatures: k,
-                                    base: UnsafeRawPointer(q), owner: bytes, scales: scales)
+            let elements: [(WeightMatrix.Element, UnsafeRawPointer)] = [
+                (.f32, UnsafeRawPointer(stored.data)), (.bf16, UnsafeRawPointer(bf16Base)), (.int8, UnsafeRawPointer(q)),
+            ]
             for m in rows {
                 let a = Tensor(zeros: [m, k]), c = Tensor(zeros: [m, n])
                 for i in 0..<a.count { a.data[i] = Float(i % 7) * 0.01 }
                 let outputMajor = shape.layout == .outputMajor
+                let ldw = outputMajor ? k : n
                 let direct = bestSeconds(repeats: repeats) {
-                    BLAS.openBLAS(m: m, n: n, k: k, a: a.data, lda: k, b: stored.data, ldb: outputMajor ? k : n,
-                                  transposeB: outputMajor, c: c.data, ldc: n, beta: 0)
-                }
-                func ours(_ w: WeightMatrix) -> Double {
-                    bestSeconds(repeats: repeats) {
-                        SmallMatMul.run(element: w.element, outputMajor: outputMajor, m: m, n: n, k: k, a: a.data, lda: k,
-                                        w: w.base, ldw: w.rowStride, scales: w.scales.map { UnsafePointer($0.data) },
-                                        alpha: 1, c: c.data, ldc: n, accumulate: false)
+                    for copy in 0..<copies {
+                        BLAS.openBLAS(m: m, n: n, k: k, a: a.data, lda: k, b: stored.data + copy * count, ldb: ldw,
+                                      transposeB: outputMajor, c: c.data, ldc: n, beta: 0)
                     }
+                } / Double(copies)
+                let ours = elements.map { element, base in
+                    bestSeconds(repeats: repeats) {
+                        for copy in 0..<copies {
+                            SmallMatMul.run(element: element, outputMajor: outputMajor, m: m, n: n, k: k, a: a.data, lda: k,
+                                            w: base + copy * count * element.byteSize, ldw: ldw,
+                                            scales: element == .int8 ? UnsafePointer(scales.data) : nil,
+                                            alpha: 1, c: c.data, ldc: n, accumulate: false)
+                        }
+                    } / Double(copies)
                 }
                 let door = SmallMatMul.handles(rows: m, element: .f32) ? "glimpse \(SmallMatMul.path)" : "openblas"
                 figures.append(ProductFigure(m: m, n: n, k: k, layout: shape.layout, openBLAS: direct * 1000,
-                                             fp32: ours(fp32) * 1000, bf16: ours(bf16) * 1000, int8: ours(int8) * 1000,
+                                             fp32: ours[0] * 1000, bf16: ours[1] * 1000, int8: ours[2] * 1000,
                                              doorPath: door))
             }
         }

@@ -141,6 +141,20 @@ final class SmallMatMulTests: XCTestCase {
         }
     }
 
+    /// `body` with the problem's bf16 and its int8 weights as matrices of its layout.
+    func forEachReducedPrecisionMatrix(_ p: Problem, _ body: (WeightMatrix.Element, WeightMatrix) -> Void) {
+        p.bf16.withUnsafeBytes { bf in
+            p.int8.withUnsafeBytes { q in
+                let scales = Tensor(shape: [p.n], values: p.scales)
+                let layout: WeightMatrix.Layout = p.outputMajor ? .outputMajor : .inputMajor
+                for (element, base) in [(WeightMatrix.Element.bf16, bf.baseAddress!), (.int8, q.baseAddress!)] {
+                    body(element, WeightMatrix(element: element, layout: layout, outFeatures: p.n, inFeatures: p.k,
+                                               base: base, owner: scales.storage, scales: element == .int8 ? scales : nil))
+                }
+            }
+        }
+    }
+
     /// Many rows with bf16/int8 weights go through the fp32 conversion into OpenBLAS (several panels).
     func testReducedPrecisionLargeProductsConvertIntoOpenBLAS() {
         BF16MatMul.select(.openBLAS)
@@ -148,18 +162,10 @@ final class SmallMatMulTests: XCTestCase {
         for outputMajor in [true, false] {
             let p = problem(m: 40, n: 1100, k: 520, outputMajor: outputMajor, seed: 3)   // 40 > maxRows, panels of 1008
             XCTAssertGreaterThan(p.m, SmallMatMul.maxRows)
-            p.bf16.withUnsafeBytes { bf in
-                p.int8.withUnsafeBytes { q in
-                    let scales = Tensor(shape: [p.n], values: p.scales)
-                    let layout: WeightMatrix.Layout = outputMajor ? .outputMajor : .inputMajor
-                    for (element, base) in [(WeightMatrix.Element.bf16, bf.baseAddress!), (.int8, q.baseAddress!)] {
-                        let matrix = WeightMatrix(element: element, layout: layout, outFeatures: p.n, inFeatures: p.k,
-                                                  base: base, owner: scales.storage, scales: element == .int8 ? scales : nil)
-                        var c = [Float](repeating: 0, count: p.m * p.n)
-                        BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
-                        assertMatchesReference(c, p, element, "\(element) conversion path outputMajor=\(outputMajor)")
-                    }
-                }
+            forEachReducedPrecisionMatrix(p) { element, matrix in
+                var c = [Float](repeating: 0, count: p.m * p.n)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+                assertMatchesReference(c, p, element, "\(element) conversion path outputMajor=\(outputMajor)")
             }
         }
     }
@@ -174,26 +180,18 @@ final class SmallMatMulTests: XCTestCase {
         for (m, outputMajor) in [(33, true), (197, false), (64, false), (40, true)] {
             let p = problem(m: m, n: 136, k: 200, outputMajor: outputMajor, seed: UInt64(m))
             let stride = p.n + 8
-            p.bf16.withUnsafeBytes { bf in
-                p.int8.withUnsafeBytes { q in
-                    let scales = Tensor(shape: [p.n], values: p.scales)
-                    let layout: WeightMatrix.Layout = outputMajor ? .outputMajor : .inputMajor
-                    for (element, base) in [(WeightMatrix.Element.bf16, bf.baseAddress!), (.int8, q.baseAddress!)] {
-                        let matrix = WeightMatrix(element: element, layout: layout, outFeatures: p.n, inFeatures: p.k,
-                                                  base: base, owner: scales.storage, scales: element == .int8 ? scales : nil)
-                        let what = "oneDNN \(element) m=\(m) outputMajor=\(outputMajor)"
-                        var c = [Float](repeating: 0, count: p.m * p.n)
-                        BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
-                        assertMatchesReference(c, p, element, what, tolerance: 1.0 / 256)
-                        XCTAssertGreaterThan(matrix.packedForOneDNN?.byteCount ?? 0, 0, "\(what): no packed copy")
-                        // Strided output, accumulated onto a bias-like prefill: the same values plus it.
-                        var strided = [Float](repeating: 0.5, count: p.m * stride)
-                        BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
-                        for i in 0..<p.m {
-                            for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
-                            for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
-                        }
-                    }
+            forEachReducedPrecisionMatrix(p) { element, matrix in
+                let what = "oneDNN \(element) m=\(m) outputMajor=\(outputMajor)"
+                var c = [Float](repeating: 0, count: p.m * p.n)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+                assertMatchesReference(c, p, element, what, tolerance: 1.0 / 256)
+                XCTAssertGreaterThan(matrix.packedForOneDNN?.byteCount ?? 0, 0, "\(what): no packed copy")
+                // Strided output, accumulated onto a bias-like prefill: the same values plus it.
+                var strided = [Float](repeating: 0.5, count: p.m * stride)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
+                for i in 0..<p.m {
+                    for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
+                    for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
                 }
             }
         }

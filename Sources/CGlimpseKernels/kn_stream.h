@@ -1,0 +1,69 @@
+// The KN form's few-row kernel, written once for every vector width (included by the AVX2 and
+// AVX-512 files with their intrinsics; see internal.h for KN_STREAM_ROWS / KN_STREAM_FLOATS).
+#ifndef GLIMPSE_KN_STREAM_H
+#define GLIMPSE_KN_STREAM_H
+#include <string.h>
+
+// KN form for few rows (M <= KN_STREAM_ROWS): streams W row by row across a wide column chunk
+// (four rows at a time, each a contiguous run: the pattern hardware prefetchers follow) and keeps
+// the partial sums in an L1 buffer. Each column's chain still runs over k in order from zero, so
+// the bits equal the tiled kernel's (which stays faster from a few rows up).
+#define GK_KN_STREAM(T, SUFFIX, ATTR, VEC, LANES, LOADW, SET1, FMADD, LOADA, STOREA)                                                            \
+static ATTR void kn_stream_##SUFFIX(int m, int n0, int n1, int k, const float *a, long lda,     \
+                                   const T *w, long ldw, const float *scale, float alpha,         \
+                                   float *c, long ldc, int accumulate) {                           \
+    float acc[KN_STREAM_FLOATS] __attribute__((aligned(64)));                                     \
+    int cw = (KN_STREAM_FLOATS / m) / LANES * LANES;                                          \
+    for (int c0 = n0; c0 < n1; c0 += cw) {                                                        \
+        int width = n1 - c0 < cw ? n1 - c0 : cw, nv = width / LANES;                             \
+        memset(acc, 0, sizeof(float) * (size_t)(m * nv * LANES));                                \
+        int kk = 0;                                                                               \
+        for (; kk + 4 <= k; kk += 4) {                                                             \
+            const T *r0 = w + (long)kk * ldw + c0, *r1 = r0 + ldw, *r2 = r1 + ldw, *r3 = r2 + ldw;  \
+            VEC x[KN_STREAM_ROWS][4];                                                              \
+            for (int i = 0; i < m; i++)                                                           \
+                for (int q = 0; q < 4; q++) x[i][q] = SET1(a[(long)i * lda + kk + q]);           \
+            for (int v = 0; v < nv; v++) {                                                        \
+                VEC w0 = LOADW##SUFFIX(r0 + LANES * v), w1 = LOADW##SUFFIX(r1 + LANES * v);                 \
+                VEC w2 = LOADW##SUFFIX(r2 + LANES * v), w3 = LOADW##SUFFIX(r3 + LANES * v);                 \
+                if (kk + 8 <= k && (v * sizeof(T) * LANES) % 64 == 0) {                            \
+                    _mm_prefetch((const char *)(r0 + 4 * ldw + LANES * v), _MM_HINT_T0);          \
+                    _mm_prefetch((const char *)(r1 + 4 * ldw + LANES * v), _MM_HINT_T0);          \
+                    _mm_prefetch((const char *)(r2 + 4 * ldw + LANES * v), _MM_HINT_T0);          \
+                    _mm_prefetch((const char *)(r3 + 4 * ldw + LANES * v), _MM_HINT_T0);          \
+                }                                                                                 \
+                for (int i = 0; i < m; i++) {                                                     \
+                    float *p = acc + (i * nv + v) * LANES;                                      \
+                    VEC s = LOADA(p);                                                         \
+                    s = FMADD(x[i][0], w0, s);                                                  \
+                    s = FMADD(x[i][1], w1, s);                                                  \
+                    s = FMADD(x[i][2], w2, s);                                                  \
+                    s = FMADD(x[i][3], w3, s);                                                  \
+                    STOREA(p, s);                                                               \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (; kk < k; kk++) {                                                                     \
+            const T *r0 = w + (long)kk * ldw + c0;                                                \
+            for (int v = 0; v < nv; v++) {                                                        \
+                VEC w0 = LOADW##SUFFIX(r0 + LANES * v);                                               \
+                for (int i = 0; i < m; i++) {                                                     \
+                    float *p = acc + (i * nv + v) * LANES;                                      \
+                    STOREA(p, FMADD(SET1(a[(long)i * lda + kk]), w0, LOADA(p)));          \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < m; i++)                                                               \
+            for (int j = 0; j < nv * LANES; j++)                                                \
+                gk_store(c + (long)i * ldc + c0 + j, acc[(i * nv + j / LANES) * LANES + j % LANES], scale, c0 + j, alpha, accumulate); \
+        for (int n = c0 + nv * LANES; n < c0 + width; n++)                                      \
+            for (int i = 0; i < m; i++) {                                                         \
+                const float *x1 = a + (long)i * lda;                                              \
+                float sum = 0;                                                                    \
+                for (int q = 0; q < k; q++) sum = fmaf(x1[q], load1_##SUFFIX(w + (long)q * ldw + n), sum); \
+                gk_store(c + (long)i * ldc + n, sum, scale, n, alpha, accumulate);                \
+            }                                                                                     \
+    }                                                                                             \
+}
+
+#endif
