@@ -1,6 +1,7 @@
 // The portable kernels: plain C defining the reduction order every other path reproduces bit for
 // bit (see glimpse_kernels.h). fmaf keeps each step a single rounding, as the vector FMAs do.
 #include "internal.h"
+#include <string.h>
 
 #define GK_PORTABLE(NAME, TYPE, LOAD)                                                              \
 static void NAME##_nk(int m, int n0, int n1, int k, const float *a, long lda, const void *wv,      \
@@ -62,13 +63,12 @@ void gk_bf16_to_f32(const uint16_t *src, float *dst, long count) {
 }
 
 void gk_f32_to_bf16(const float *src, uint16_t *dst, long count) {
+    // Branch-free, so the compiler vectorizes it (it rounds every encoder activation for oneDNN).
     for (long i = 0; i < count; i++) {
-        union { float f; uint32_t u; } x = { src[i] };
-        if ((x.u & 0x7F800000u) == 0x7F800000u && (x.u & 0x007FFFFFu)) {
-            dst[i] = (uint16_t)((x.u >> 16) | 0x0040u);   // NaN stays NaN (quiet)
-        } else {
-            uint32_t rounding = 0x7FFFu + ((x.u >> 16) & 1u);   // to nearest, ties to even
-            dst[i] = (uint16_t)((x.u + rounding) >> 16);
-        }
+        uint32_t u;
+        memcpy(&u, src + i, sizeof u);
+        uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;   // to nearest, ties to even
+        uint32_t quiet = (u >> 16) | 0x0040u;                        // NaN stays NaN (quiet)
+        dst[i] = (uint16_t)((u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : rounded);
     }
 }

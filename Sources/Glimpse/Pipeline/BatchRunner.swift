@@ -101,7 +101,6 @@ public final class BatchRunner {
         for w in 0..<workers {
             let queue = queues[w]
             let thread = Thread {
-                BF16MatMul.setThreadCount(workers > 1 ? 1 : BLAS.threadBudget)
                 for g in stride(from: w, to: work.count, by: workers) {
                     if queue.isCancelled { break }
                     let group = work[g]

@@ -1,5 +1,6 @@
 import CGlimpseDNNL
 import Foundation
+import Synchronization
 
 /// Large products (more rows than `SmallMatMul` takes: encoder passes, prompt prefill, wide
 /// batches) with bf16 or int8 weights, through oneDNN's matmul where the CPU has bf16 instructions
@@ -43,16 +44,31 @@ public enum BF16MatMul {
         return (.oneDNN, library)
     }()
 
-    /// out = x · W (+ out when `accumulate`) through oneDNN; false when this product stays with
-    /// OpenBLAS (engine, or oneDNN could not pack or run it), `out` then unchanged.
+    /// out = x · W (+ out when `accumulate`) through oneDNN, as far as it can: returns the row
+    /// ranges it left to the caller (all rows when OpenBLAS is the engine or the matrix cannot be
+    /// packed; a part oneDNN failed on, its rows of `out` unchanged).
+    ///
+    /// Each core's thread runs oneDNN single-threaded on its share of the rows: an OpenMP team
+    /// waiting at its barriers for a core that OpenBLAS's pool is spinning on ran 5–8× slower here.
     static func run(_ x: UnsafePointer<Float>, rows: Int, lda: Int, weight w: WeightMatrix,
-                    into out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) -> Bool {
-        guard engine == .oneDNN, w.element != .f32, let packed = w.packedForOneDNN?.handle(for: w) else { return false }
-        return gd_matmul(packed, Int32(rows), x, lda, out, ldc, accumulate ? 1 : 0) == 0
+                    into out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) -> [Range<Int>] {
+        guard engine == .oneDNN, w.element != .f32, let packed = w.packedForOneDNN?.handle(for: w) else { return [0..<rows] }
+        let workers = rows >= 2 * minimumRowsPerThread ? min(SmallMatMul.idleThreads, rows / minimumRowsPerThread) : 1
+        let failed = Atomic<Int>(0)   // bit t: part t left to the caller
+        DispatchQueue.concurrentPerform(iterations: workers) { t in
+            let lo = rows * t / workers, hi = rows * (t + 1) / workers
+            gd_set_threads(1)
+            if gd_matmul(packed, Int32(hi - lo), x + lo * lda, lda, out + lo * ldc, ldc, accumulate ? 1 : 0) != 0 {
+                failed.bitwiseOr(1 << t, ordering: .relaxed)
+            }
+        }
+        let mask = failed.load(ordering: .relaxed)
+        return (0..<workers).filter { mask & (1 << $0) != 0 }.map { rows * $0 / workers..<rows * ($0 + 1) / workers }
     }
 
-    /// Team size of the calling thread's later oneDNN products (OpenMP threads are per caller).
-    public static func setThreadCount(_ count: Int) { gd_set_threads(Int32(count)) }
+    /// Fewer rows per thread cost more in oneDNN's per-call setup than the split saves.
+    static let minimumRowsPerThread = 32
+
 }
 
 /// A weight matrix's packed copy for oneDNN, made on first use by any thread, freed with the matrix.

@@ -43,9 +43,17 @@ public enum BLAS {
                      c: out, ldc: ldc, beta: accumulate ? 1 : 0)
             return
         }
-        if BF16MatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) { return }
-        // bf16 / int8 weights and many rows without bf16 instructions: widen a panel of output
-        // channels to fp32 at a time (at most ~2 MB) and let OpenBLAS multiply it.
+        for part in BF16MatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) {
+            widenedProduct(x + part.lowerBound * lda, rows: part.count, lda: lda, weight: w,
+                           into: out + part.lowerBound * ldc, ldc: ldc, accumulate: accumulate)
+        }
+    }
+
+    /// bf16 / int8 weights and many rows without bf16 instructions: widen a panel of output
+    /// channels to fp32 at a time (at most ~2 MB) and let OpenBLAS multiply it.
+    static func widenedProduct(_ x: UnsafePointer<Float>, rows: Int, lda: Int, weight w: WeightMatrix,
+                               into out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let n = w.outFeatures, k = w.inFeatures, outputMajor = w.layout == .outputMajor
         let panel = max(16, min(n, (1 << 19) / max(k, 1)) / 16 * 16)
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panel * k)
         defer { buffer.deallocate() }
