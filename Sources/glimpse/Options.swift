@@ -98,28 +98,13 @@ struct GenerationOptions: ParsableArguments {
     }
 
     func parameters(defaults: GenerationParameters) throws -> GenerationParameters {
-        var p = defaults
-        if let beams { p.beamWidth = beams }
-        if let maxTokens { p.maxNewTokens = maxTokens }
-        if let minTokens { p.minNewTokens = minTokens }
-        if let lengthPenalty { p.lengthPenalty = lengthPenalty }
-        if let noRepeatNgram { p.noRepeatNgramSize = noRepeatNgram }
-        if let repetitionPenalty { p.repetitionPenalty = repetitionPenalty }
-        if let nBest {
-            p.returnCount = nBest
-            // A convenience: --n-best alone widens the beam. With an explicit --beams (or a checkpoint
-            // default) that is too narrow, validate() refuses it as transformers does; nothing is clamped.
-            if beams == nil && p.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { p.beamWidth = nBest }
+        var o = GenerationOverrides()
+        o.beams = beams; o.maxTokens = maxTokens; o.minTokens = minTokens
+        o.lengthPenalty = lengthPenalty; o.noRepeatNgram = noRepeatNgram; o.repetitionPenalty = repetitionPenalty
+        o.nBest = nBest; o.earlyStopping = earlyStopping
+        do { return try o.applied(to: defaults) } catch let invalid as GenerationOverrides.Invalid {
+            throw ValidationError("--" + invalid.message)
         }
-        switch earlyStopping?.lowercased() {
-        case nil: break
-        case "true": p.earlyStopping = .stopWhenFull
-        case "false": p.earlyStopping = .heuristic
-        case "never": p.earlyStopping = .never
-        case let other?: throw ValidationError("--early-stopping must be true, false or never (got '\(other)')")
-        }
-        try p.validate()
-        return p
     }
 }
 

@@ -130,3 +130,54 @@ public struct GenerationParameters: Sendable, Equatable {
         }
     }
 }
+
+/// The generation options a caller may set over a checkpoint's defaults (the CLI's flags, the HTTP
+/// service's query parameters); unset ones keep the defaults. One place, so every front end
+/// widens, parses and validates them alike.
+public struct GenerationOverrides: Sendable {
+    public var beams: Int?
+    public var maxTokens: Int?
+    public var minTokens: Int?
+    public var lengthPenalty: Float?
+    public var noRepeatNgram: Int?
+    public var repetitionPenalty: Float?
+    public var nBest: Int?
+    /// `true`, `false` or `never` (early_stopping).
+    public var earlyStopping: String?
+
+    public init() {}
+
+    /// Why an override was refused: the option's name (as the caller spells it is up to the caller) and the message.
+    public struct Invalid: Error, CustomStringConvertible {
+        public var option: String
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// `defaults` with these overrides, validated (messages name the option as transformers does).
+    public func applied(to defaults: GenerationParameters) throws -> GenerationParameters {
+        var p = defaults
+        if let beams { p.beamWidth = beams }
+        if let maxTokens { p.maxNewTokens = maxTokens }
+        if let minTokens { p.minNewTokens = minTokens }
+        if let lengthPenalty { p.lengthPenalty = lengthPenalty }
+        if let noRepeatNgram { p.noRepeatNgramSize = noRepeatNgram }
+        if let repetitionPenalty { p.repetitionPenalty = repetitionPenalty }
+        if let nBest {
+            p.returnCount = nBest
+            // A convenience: n-best alone widens the beam. With explicit beams (or a checkpoint
+            // default) that is too narrow, validate() refuses it as transformers does; nothing is clamped.
+            if beams == nil && p.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { p.beamWidth = nBest }
+        }
+        switch earlyStopping?.lowercased() {
+        case nil: break
+        case "true": p.earlyStopping = .stopWhenFull
+        case "false": p.earlyStopping = .heuristic
+        case "never": p.earlyStopping = .never
+        case let other?:
+            throw Invalid(option: "early_stopping", message: "early-stopping must be true, false or never (got '\(other)')")
+        }
+        try p.validate()
+        return p
+    }
+}
