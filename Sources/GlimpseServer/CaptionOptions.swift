@@ -65,7 +65,8 @@ struct CaptionOptions {
     static func option(for error: Error) -> String {
         if let invalid = error as? GenerationOverrides.Invalid { return invalid.option }
         let text = String(describing: error)
-        let names = [("num_beams", "beams"), ("num_return_sequences", "n_best"), ("max_new_tokens", "max_tokens"),
+        // num_return_sequences first: its messages also name num_beams.
+        let names = [("num_return_sequences", "n_best"), ("num_beams", "beams"), ("max_new_tokens", "max_tokens"),
                      ("min_new_tokens", "min_tokens"), ("no_repeat_ngram_size", "no_repeat_ngram"),
                      ("length_penalty", "length_penalty"), ("repetition_penalty", "repetition_penalty")]
         return names.first { text.contains($0.0) }?.1 ?? "options"

@@ -16,12 +16,6 @@ public final class CaptionService: @unchecked Sendable {
     private let lock = NSLock()
     private var draining = false
 
-    /// Every route: method and path as the router registers them (the OpenAPI test compares the two).
-    static let routes: [(method: HTTPRequest.Method, path: String)] = [
-        (.post, "/v1/caption"), (.get, "/v1/models"), (.get, "/healthz"), (.get, "/readyz"),
-        (.get, "/metrics"), (.get, "/openapi.json"),
-    ]
-
     init(model: CaptionModel, limits: ServeLimits, worker: InferenceWorker, metrics: ServeMetrics) throws {
         self.model = model
         self.limits = limits
