@@ -7,7 +7,7 @@ GLIMPSE := .build/release/glimpse
 IMAGE   ?= samples/two-shapes-left-of.png
 PREFIX  ?= /usr/local
 
-.PHONY: setup build install test test-asan caption bench bench-compare fixtures train train-next eval fuzz venv clean
+.PHONY: setup build install test test-asan caption bench bench-serve bench-compare fixtures train train-next eval fuzz venv clean
 
 ## setup: install missing system packages (apt-get; sudo when not root)
 setup:
@@ -40,6 +40,12 @@ test: build
 ## bench: kernel, image, model and batch benchmarks (not tests)
 bench: build
 	$(GLIMPSE) bench
+
+## bench-serve: load on `glimpse serve` over loopback (1, 4, 16 clients; batched vs one image at a time);
+## BENCH_SERVE_SECONDS per level (default 60)
+BENCH_SERVE_SECONDS ?= 60
+bench-serve: build
+	python3 tools/bench_serve.py --glimpse $(GLIMPSE) --seconds $(BENCH_SERVE_SECONDS)
 
 ## bench-compare: the same checkpoint through glimpse and transformers+PyTorch, 2 threads, side by side
 bench-compare: build

@@ -12,6 +12,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `glimpse serve` only: HTTP on SwiftNIO, logging, metrics and their Prometheus exposition,
+        // multipart bodies. Exact versions: the ones in the local package mirror.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/vapor/multipart-kit", exact: "4.7.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libopenblas-dev, libjpeg-dev, libpng-dev).
@@ -34,10 +42,21 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("dl")]),
         .target(name: "Glimpse", dependencies: ["COpenBLAS", "CImageCodecs", "CGlimpseKernels", "CGlimpseDNNL"],
                 swiftSettings: speed),
+        // The HTTP service behind `glimpse serve`: a library so tests can compare its routes with its
+        // OpenAPI document without a running server.
+        .target(name: "GlimpseServer",
+                dependencies: ["Glimpse",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Metrics", package: "swift-metrics"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "MultipartKit", package: "multipart-kit"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .executableTarget(name: "glimpse",
-                          dependencies: ["Glimpse", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["Glimpse", "GlimpseServer",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: speed),
-        .testTarget(name: "GlimpseTests", dependencies: ["Glimpse"],
+        .testTarget(name: "GlimpseTests", dependencies: ["Glimpse", "GlimpseServer"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageVersions: [.v5]

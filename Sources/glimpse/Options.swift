@@ -101,34 +101,15 @@ struct GenerationOptions: ParsableArguments {
         return decodeBatch
     }
 
-    /// The checkpoint's `defaults` with the flags given, read by their transformers names through
-    /// `GenerationParameters.set(transformersOptions:)` like generation_config.json, then validated.
+    /// The checkpoint's `defaults` with the flags given (`GenerationOverrides`, shared with `serve`).
     func parameters(defaults: GenerationParameters) throws -> GenerationParameters {
-        var options: [String: Any] = [:]
-        if let beams { options["num_beams"] = beams }
-        if let maxTokens { options["max_new_tokens"] = maxTokens }
-        if let minTokens { options["min_new_tokens"] = minTokens }
-        if let lengthPenalty { options["length_penalty"] = Double(lengthPenalty) }
-        if let noRepeatNgram { options["no_repeat_ngram_size"] = noRepeatNgram }
-        if let repetitionPenalty { options["repetition_penalty"] = Double(repetitionPenalty) }
-        if let nBest {
-            options["num_return_sequences"] = nBest
-            // A convenience: --n-best alone widens the beam. With an explicit --beams (or a checkpoint
-            // default) that is too narrow, validate() refuses it as transformers does; nothing is clamped.
-            if beams == nil && defaults.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { options["num_beams"] = nBest }
+        var o = GenerationOverrides()
+        o.beams = beams; o.maxTokens = maxTokens; o.minTokens = minTokens
+        o.lengthPenalty = lengthPenalty; o.noRepeatNgram = noRepeatNgram; o.repetitionPenalty = repetitionPenalty
+        o.nBest = nBest; o.earlyStopping = earlyStopping
+        do { return try o.applied(to: defaults) } catch let invalid as GenerationOverrides.Invalid {
+            throw ValidationError("--" + invalid.message)
         }
-        switch earlyStopping?.lowercased() {
-        case nil: break
-        case "true": options["early_stopping"] = true
-        case "false": options["early_stopping"] = false
-        case "never": options["early_stopping"] = "never"
-        case let other?: throw ValidationError("--early-stopping must be true, false or never (got '\(other)')")
-        }
-        var p = defaults
-        // Every key above is implemented: nothing can come back unimplemented.
-        _ = try p.set(transformersOptions: JSONConfig(values: options, file: "generation options"))
-        try p.validate()
-        return p
     }
 }
 

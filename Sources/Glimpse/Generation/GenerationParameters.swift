@@ -164,3 +164,59 @@ public struct GenerationParameters: Sendable, Equatable {
         }
     }
 }
+
+/// The generation options a caller may set over a checkpoint's defaults (the CLI's flags, the HTTP
+/// service's query parameters); unset ones keep the defaults. One place, so every front end
+/// widens, parses and validates them alike.
+public struct GenerationOverrides: Sendable {
+    public var beams: Int?
+    public var maxTokens: Int?
+    public var minTokens: Int?
+    public var lengthPenalty: Float?
+    public var noRepeatNgram: Int?
+    public var repetitionPenalty: Float?
+    public var nBest: Int?
+    /// `true`, `false` or `never` (early_stopping).
+    public var earlyStopping: String?
+
+    public init() {}
+
+    /// Why an override was refused: the option's name (as the caller spells it is up to the caller) and the message.
+    public struct Invalid: Error, CustomStringConvertible {
+        public var option: String
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// `defaults` with these overrides, read by their transformers names through
+    /// `GenerationParameters.set(transformersOptions:)` like generation_config.json, then validated
+    /// (messages name the option as transformers does).
+    public func applied(to defaults: GenerationParameters) throws -> GenerationParameters {
+        var options: [String: Any] = [:]
+        if let beams { options["num_beams"] = beams }
+        if let maxTokens { options["max_new_tokens"] = maxTokens }
+        if let minTokens { options["min_new_tokens"] = minTokens }
+        if let lengthPenalty { options["length_penalty"] = Double(lengthPenalty) }
+        if let noRepeatNgram { options["no_repeat_ngram_size"] = noRepeatNgram }
+        if let repetitionPenalty { options["repetition_penalty"] = Double(repetitionPenalty) }
+        if let nBest {
+            options["num_return_sequences"] = nBest
+            // A convenience: n-best alone widens the beam. With explicit beams (or a checkpoint
+            // default) that is too narrow, validate() refuses it as transformers does; nothing is clamped.
+            if beams == nil && defaults.beamWidth < nBest && nBest <= GenerationParameters.maxBeams { options["num_beams"] = nBest }
+        }
+        switch earlyStopping?.lowercased() {
+        case nil: break
+        case "true": options["early_stopping"] = true
+        case "false": options["early_stopping"] = false
+        case "never": options["early_stopping"] = "never"
+        case let other?:
+            throw Invalid(option: "early_stopping", message: "early-stopping must be true, false or never (got '\(other)')")
+        }
+        var p = defaults
+        // Every key above is implemented: nothing can come back unimplemented.
+        _ = try p.set(transformersOptions: JSONConfig(values: options, file: "generation options"))
+        try p.validate()
+        return p
+    }
+}

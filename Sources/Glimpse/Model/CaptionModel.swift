@@ -139,19 +139,12 @@ public final class CaptionModel: @unchecked Sendable {
     /// One image's failure (e.g. NaN logits) fails that image only.
     public func generate(encoderStates: [Tensor], prompt: [Int], parameters: GenerationParameters,
                          batchSize: Int) throws -> [Result<[GeneratedSequence], Error>] {
-        let batch = try makeDecodeBatch(parameters: parameters, promptLength: prompt.count, capacity: batchSize)
-        var results = [Result<[GeneratedSequence], Error>?](repeating: nil, count: encoderStates.count)
-        let record = { (id: Int, result: Result<[GeneratedSequence], Error>) in results[id] = result }
-        var next = 0
-        while next < encoderStates.count || batch.activeCount > 0 {
-            // Every free slot takes the next image at this step boundary (a fixed, timing-free schedule).
-            while batch.hasFreeSlot && next < encoderStates.count {
-                do { try batch.join(model: self, id: next, encoderStates: encoderStates[next], prompt: prompt, parameters: parameters) }
-                catch { results[next] = .failure(error) }
-                next += 1
-            }
-            batch.step(record)
+        let scheduler = try DecodeScheduler(model: self, parameters: parameters, promptLength: prompt.count, capacity: batchSize)
+        for (i, states) in encoderStates.enumerated() {
+            scheduler.submit(.init(id: i, encoderStates: states, prompt: prompt, parameters: parameters))
         }
+        var results = [Result<[GeneratedSequence], Error>?](repeating: nil, count: encoderStates.count)
+        scheduler.drain { results[$0.id] = $0.result }
         return results.map { $0 ?? .failure(ModelError.invalidInput("internal: image left the decode batch without a result")) }
     }
 

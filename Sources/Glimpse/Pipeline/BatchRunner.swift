@@ -71,7 +71,7 @@ public final class BatchRunner {
         var summary = Summary()
         let model = pipeline.model, request = pipeline.request
         let (parameters, prompt) = Captioner.generation(request, model: model)
-        let decoding = try model.makeDecodeBatch(parameters: parameters, promptLength: prompt.count, capacity: decodeBatch)
+        let decoding = try DecodeScheduler(model: model, parameters: parameters, promptLength: prompt.count, capacity: decodeBatch)
         let decodeGroup = decoding.capacity, encodeGroup = encoderBatch, count = listing.count
 
         // Decode groups with a wanted file are decoded whole; encoder groups with such a member are encoded whole.
@@ -145,19 +145,17 @@ public final class BatchRunner {
         /// Decodes one decode group together, then emits its wanted records in order.
         func decodeAndEmit(_ group: [Encoded]) throws {
             var results = [Result<CaptionResult, Error>?](repeating: nil, count: group.count)
-            let joined = ContinuousClock.now
             for (i, e) in group.enumerated() {
                 switch e.prepared {
                 case .failure(let error): results[i] = .failure(error)
                 case .success:
                     guard let states = e.states else { results[i] = .failure(ModelError.invalidInput("internal: image not encoded")); continue }
-                    do { try decoding.join(model: model, id: i, encoderStates: states, prompt: prompt, parameters: parameters) }
-                    catch { results[i] = .failure(error) }
+                    decoding.submit(.init(id: i, encoderStates: states, prompt: prompt, parameters: parameters))
                 }
             }
-            decoding.drain { i, result in
-                let e = group[i]
-                results[i] = result.flatMap { sequences in
+            decoding.drain { outcome in
+                let i = outcome.id, e = group[i]
+                results[i] = outcome.result.flatMap { sequences in
                     guard let states = e.states, case .success(let prepared) = e.prepared else {
                         return .failure(ModelError.invalidInput("internal: decoded an image that was not encoded"))
                     }
@@ -165,7 +163,7 @@ public final class BatchRunner {
                         file: e.file, image: prepared.image, sequences: sequences, texts: sequences.map { model.text(of: $0) },
                         encoderStates: states,
                         timing: .init(decodeMilliseconds: prepared.decodeMilliseconds, encodeMilliseconds: e.encodeMilliseconds,
-                                      generateMilliseconds: milliseconds(since: joined))))
+                                      generateMilliseconds: outcome.generateMilliseconds)))
                 }
             }
             for (i, e) in group.enumerated() where e.wanted {

@@ -32,6 +32,21 @@ public struct CaptionResult: @unchecked Sendable {
         public var decodeMilliseconds = 0.0
         public var encodeMilliseconds = 0.0
         public var generateMilliseconds = 0.0
+
+        public init(decodeMilliseconds: Double = 0, encodeMilliseconds: Double = 0, generateMilliseconds: Double = 0) {
+            self.decodeMilliseconds = decodeMilliseconds
+            self.encodeMilliseconds = encodeMilliseconds
+            self.generateMilliseconds = generateMilliseconds
+        }
+    }
+
+    public init(file: String, image: RGBImage, sequences: [GeneratedSequence], texts: [String], encoderStates: Tensor, timing: Timing) {
+        self.file = file
+        self.image = image
+        self.sequences = sequences
+        self.texts = texts
+        self.encoderStates = encoderStates
+        self.timing = timing
     }
 }
 
@@ -56,7 +71,7 @@ public final class Captioner {
     public let model: CaptionModel
     /// Images decoded together (bounded by `DecodeBatch.maximumCapacity` and its memory budget).
     public let decodeBatchSize: Int
-    private var batch: DecodeBatch?
+    private var decoding: DecodeScheduler?
 
     /// `beamWidth` is kept for source compatibility (the batch is sized from each request).
     public init(model: CaptionModel, beamWidth: Int = 1, decodeBatchSize: Int = 8) {
@@ -67,7 +82,17 @@ public final class Captioner {
     /// Decodes and preprocesses one file (safe to call from a prefetching thread).
     public static func prepare(file: String, model: CaptionModel, maxPixels: Int) throws -> PreparedImage {
         let start = ContinuousClock.now
-        let decoded = try ImageDecoder.decode(file: file, maxPixels: maxPixels)
+        return try prepare(try ImageDecoder.decode(file: file, maxPixels: maxPixels), file: file, model: model, start: start)
+    }
+
+    /// Decodes and preprocesses an image held in memory (an upload); `name` stands for its file in messages and records.
+    public static func prepare(data: Data, name: String, model: CaptionModel, maxPixels: Int) throws -> PreparedImage {
+        let start = ContinuousClock.now
+        return try prepare(try ImageDecoder.decode(data: data, name: name, maxPixels: maxPixels), file: name, model: model, start: start)
+    }
+
+    private static func prepare(_ decoded: DecodedImage, file: String, model: CaptionModel,
+                                start: ContinuousClock.Instant) throws -> PreparedImage {
         // A preprocessor_config.json with do_resize false passes images through at their own size; the
         // encoder only takes its image_size, so anything else is this file's error (it used to reach the
         // encoder's size precondition and abort the whole run).
@@ -92,59 +117,46 @@ public final class Captioner {
     }
 
     /// The generation parameters and decoder prompt of `request`.
-    static func generation(_ request: CaptionRequest, model: CaptionModel) -> (GenerationParameters, [Int]) {
+    public static func generation(_ request: CaptionRequest, model: CaptionModel) -> (GenerationParameters, [Int]) {
         var parameters = request.parameters
         parameters.captureAttention = request.needsAttention
         return (parameters, model.decoderPrompt(request.prompt, parameters: parameters))
     }
 
-    /// A decode batch fitting `parameters` (the previous one when it does).
-    func decodeBatch(parameters: GenerationParameters, promptLength: Int) throws -> DecodeBatch {
-        let length = min(parameters.resolvedMaxLength(promptLength: promptLength), model.decoder.maxPositions)
-        if let batch, batch.activeCount == 0, batch.state.beamCapacity >= parameters.beamWidth,
-           batch.state.lengthCapacity >= length { return batch }
-        let made = try model.makeDecodeBatch(parameters: parameters, promptLength: promptLength, capacity: decodeBatchSize)
-        batch = made
-        return made
-    }
-
     /// Encodes several prepared images in one encoder pass, then generates for them together.
     /// A generation failure (e.g. NaN logits) fails that image only.
-    /// `generate[i]` false encodes image i with the others but skips its generation (a batch runner's
-    /// padding image, encoded only so the batch composition stays fixed); its result is a failure.
-    public func caption(_ batch: [PreparedImage], request: CaptionRequest, generate: [Bool]? = nil) -> [Result<CaptionResult, Error>] {
+    public func caption(_ batch: [PreparedImage], request: CaptionRequest) -> [Result<CaptionResult, Error>] {
         guard !batch.isEmpty else { return [] }
         let (states, encodeMs) = Self.encode(batch, model: model)
         let (parameters, prompt) = Self.generation(request, model: model)
         var results = batch.map { item -> Result<CaptionResult, Error> in
-            .failure(ModelError.invalidInput("\(item.file): encoded as batch padding only"))
+            .failure(ModelError.invalidInput("\(item.file): internal: image left the decode batch without a result"))
         }
-        let decoding: DecodeBatch
-        do { decoding = try decodeBatch(parameters: parameters, promptLength: prompt.count) } catch {
+        let decoding: DecodeScheduler
+        do { decoding = try scheduler(parameters: parameters, promptLength: prompt.count) } catch {
             return batch.map { _ in .failure(error) }
         }
-        var started = [ContinuousClock.Instant](repeating: .now, count: batch.count)
-        let finish = { (i: Int, result: Result<[GeneratedSequence], Error>) in
-            results[i] = result.map { sequences in
+        for i in batch.indices {
+            decoding.submit(.init(id: i, encoderStates: states[index: i], prompt: prompt, parameters: parameters))
+        }
+        decoding.drain { outcome in
+            let i = outcome.id
+            results[i] = outcome.result.map { sequences in
                 CaptionResult(file: batch[i].file, image: batch[i].image, sequences: sequences,
                               texts: sequences.map { self.model.text(of: $0) }, encoderStates: states[index: i],
                               timing: .init(decodeMilliseconds: batch[i].decodeMilliseconds, encodeMilliseconds: encodeMs,
-                                            generateMilliseconds: milliseconds(since: started[i])))
+                                            generateMilliseconds: outcome.generateMilliseconds))
             }
-        }
-        var next = 0
-        while next < batch.count || decoding.activeCount > 0 {
-            // Every free slot takes the next image at this step boundary (a fixed, timing-free schedule).
-            while decoding.hasFreeSlot && next < batch.count {
-                defer { next += 1 }
-                if let generate, !generate[next] { continue }
-                started[next] = .now
-                do { try decoding.join(model: model, id: next, encoderStates: states[index: next], prompt: prompt, parameters: parameters) }
-                catch { results[next] = .failure(error) }
-            }
-            decoding.step(finish)
         }
         return results
+    }
+
+    /// The decode scheduler, made on first use (it remakes its batch when a request does not fit).
+    private func scheduler(parameters: GenerationParameters, promptLength: Int) throws -> DecodeScheduler {
+        if let decoding { return decoding }
+        let made = try DecodeScheduler(model: model, parameters: parameters, promptLength: promptLength, capacity: decodeBatchSize)
+        decoding = made
+        return made
     }
 
     /// Captions one file end to end.

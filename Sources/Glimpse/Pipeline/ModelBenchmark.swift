@@ -64,11 +64,13 @@ public enum ModelBenchmark {
         // The same image `batchImages` times, decoded together (every image runs exactly `newTokens` steps).
         let p = parameters(beams: beamWidth), prompt = model.decoderPrompt(nil, parameters: p)
         let images = max(1, batchImages)
-        let batch = try model.makeDecodeBatch(parameters: p, promptLength: prompt.count, capacity: images)
+        let batch = try DecodeScheduler(model: model, parameters: p, promptLength: prompt.count, capacity: images)
         func decodeTogether() throws -> Double {
             let start = ContinuousClock.now
-            for i in 0..<batch.capacity { try batch.join(model: model, id: i, encoderStates: states[index: 0], prompt: prompt, parameters: p) }
-            batch.drain { _, _ in }
+            for i in 0..<batch.capacity { batch.submit(.init(id: i, encoderStates: states[index: 0], prompt: prompt, parameters: p)) }
+            var failure: Error?
+            batch.drain { if case .failure(let error) = $0.result { failure = error } }
+            if let failure { throw failure }
             return milliseconds(since: start) / Double(batch.capacity)
         }
         _ = try decodeTogether()

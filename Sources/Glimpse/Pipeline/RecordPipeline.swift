@@ -10,14 +10,24 @@ public final class RecordPipeline {
     /// The model directory's learned heads (loaded once; nil when it has none or detection is off).
     public let heads: LearnedHeads?
 
-    public init(model: CaptionModel, request: CaptionRequest) throws {
+    public convenience init(model: CaptionModel, request: CaptionRequest) throws {
+        try Self.check(model: model, request: request)
+        // Loaded for the attention path too: its object/attribute words choose and label the grounded words.
+        try self.init(model: model, request: request, heads: request.detect ? try model.loadHeads() : nil)
+    }
+
+    /// A pipeline with heads loaded once by the caller (a service builds one pipeline per request).
+    public init(model: CaptionModel, request: CaptionRequest, heads: LearnedHeads?) throws {
+        try Self.check(model: model, request: request)
         self.model = model
         self.request = request
-        // Every command builds one: options are checked, and memory budgeted, before any image.
+        self.heads = request.detect ? heads : nil
+    }
+
+    /// Options are checked, and memory budgeted, before any image.
+    private static func check(model: CaptionModel, request: CaptionRequest) throws {
         try request.parameters.validate()
         try model.checkResources(request.parameters, captureAttention: request.needsAttention)
-        // Loaded for the attention path too: its object/attribute words choose and label the grounded words.
-        heads = request.detect ? try model.loadHeads() : nil
     }
 
     /// The record for one result; errors become `{"file", "error"}` records.

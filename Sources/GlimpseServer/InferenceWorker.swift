@@ -1,0 +1,190 @@
+import Foundation
+import Glimpse
+
+/// What a request gets back for one image.
+enum TicketOutcome: Sendable {
+    case record(CaptionRecord)
+    /// The request's deadline passed first (504).
+    case timedOut
+    /// The server stopped before the image was decoded (503).
+    case cancelled
+}
+
+/// One image's answer, handed from the inference thread to the request's task. The first
+/// `resolve` wins (the record, the deadline, or a cancelled request), so a late result is dropped.
+final class Ticket: @unchecked Sendable {
+    private let lock = NSLock()
+    private var outcome: TicketOutcome?
+    private var continuation: CheckedContinuation<TicketOutcome, Never>?
+
+    /// Whether an outcome is set (the worker skips such images).
+    var isResolved: Bool { lock.withLock { outcome != nil } }
+
+    func resolve(_ value: TicketOutcome) {
+        let waiting: CheckedContinuation<TicketOutcome, Never>? = lock.withLock {
+            guard outcome == nil else { return nil }
+            outcome = value
+            defer { continuation = nil }
+            return continuation
+        }
+        waiting?.resume(returning: value)
+    }
+
+    /// The outcome, once set; a cancelled task resolves its ticket as cancelled.
+    func wait() async -> TicketOutcome {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<TicketOutcome, Never>) in
+                let ready: TicketOutcome? = lock.withLock {
+                    if let outcome { return outcome }
+                    continuation = c
+                    return nil
+                }
+                if let ready { c.resume(returning: ready) }
+            }
+        } onCancel: { resolve(.cancelled) }
+    }
+}
+
+/// An image waiting for the model: decoded and preprocessed already, with its request's pipeline
+/// (options, heads) and the ticket its request waits on.
+struct InferenceJob: @unchecked Sendable {
+    var prepared: PreparedImage
+    var pipeline: RecordPipeline
+    var ticket: Ticket
+    var enqueued = ContinuousClock.now
+}
+
+/// The one thread that runs the model. Requests put decoded images on a bounded queue; the thread
+/// encodes what is waiting in one encoder pass and lets those images join one `DecodeScheduler`
+/// at the next step boundary (continuous batching: a finished image leaves, a waiting one joins).
+/// NIO's event loops never wait on it: requests await their `Ticket`s.
+final class InferenceWorker: @unchecked Sendable {
+    struct Limits: Sendable {
+        /// Images decoding at once (and encoded in one pass).
+        var maxBatch: Int
+        /// How long an idle worker waits for more images before starting a batch.
+        var maxWait: Duration
+        /// Images that may wait for the model; more are refused (503).
+        var queueCapacity: Int
+    }
+
+    let model: CaptionModel
+    let limits: Limits
+    let metrics: ServeMetrics
+    private let condition = NSCondition()
+    private var queue: [InferenceJob] = []
+    private var stopping = false
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(model: CaptionModel, limits: Limits, metrics: ServeMetrics) {
+        self.model = model
+        self.limits = limits
+        self.metrics = metrics
+    }
+
+    /// Images waiting for the model now.
+    var queueDepth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+
+    /// Queues all of `jobs`, or none when they would pass the queue's capacity (false).
+    func enqueue(_ jobs: [InferenceJob]) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        guard !stopping, queue.count + jobs.count <= limits.queueCapacity else { return false }
+        queue.append(contentsOf: jobs)
+        metrics.queueDepth(queue.count)
+        condition.broadcast()
+        return true
+    }
+
+    func start() {
+        let thread = Thread { [self] in run(); done.signal() }
+        thread.name = "glimpse-inference"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Finishes every queued and live image, then ends the thread (waits for it).
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        if thread != nil { done.wait() }
+    }
+
+    private struct Live {
+        var job: InferenceJob
+        var states: Tensor
+        var encodeMilliseconds: Double
+    }
+
+    private func run() {
+        var scheduler: DecodeScheduler?
+        var live: [Int: Live] = [:]
+        var nextID = 0
+        while true {
+            let idle = scheduler?.isIdle ?? true
+            guard let taken = take(blocking: idle, free: scheduler?.openSlots ?? limits.maxBatch) else { return }
+            // A request that timed out or went away while its image waited costs no encode.
+            let jobs = taken.filter { !$0.ticket.isResolved }
+            if !jobs.isEmpty {
+                let (states, encodeMs) = Captioner.encode(jobs.map(\.prepared), model: model)
+                for (i, job) in jobs.enumerated() {
+                    let (parameters, prompt) = Captioner.generation(job.pipeline.request, model: model)
+                    if scheduler == nil {
+                        do {
+                            scheduler = try DecodeScheduler(model: model, parameters: parameters, promptLength: prompt.count,
+                                                            capacity: limits.maxBatch)
+                        } catch {
+                            job.ticket.resolve(.record(job.pipeline.record(for: .failure(error), file: job.prepared.file)))
+                            continue
+                        }
+                    }
+                    let id = nextID
+                    nextID += 1
+                    live[id] = Live(job: job, states: states[index: i], encodeMilliseconds: encodeMs)
+                    scheduler?.submit(.init(id: id, encoderStates: states[index: i], prompt: prompt, parameters: parameters))
+                }
+            }
+            guard let scheduler else { continue }
+            if scheduler.activeCount + scheduler.waitingCount > 0 {
+                metrics.decodeBatch(scheduler.activeCount + min(scheduler.waitingCount, scheduler.capacity - scheduler.activeCount))
+            }
+            scheduler.step { outcome in
+                guard let entry = live.removeValue(forKey: outcome.id) else { return }
+                let job = entry.job
+                let result = outcome.result.map { sequences in
+                    CaptionResult(file: job.prepared.file, image: job.prepared.image, sequences: sequences,
+                                  texts: sequences.map { model.text(of: $0) }, encoderStates: entry.states,
+                                  timing: .init(decodeMilliseconds: job.prepared.decodeMilliseconds,
+                                                encodeMilliseconds: entry.encodeMilliseconds,
+                                                generateMilliseconds: outcome.generateMilliseconds))
+                }
+                metrics.imageDone()
+                job.ticket.resolve(.record(job.pipeline.record(for: result, file: job.prepared.file)))
+            }
+        }
+    }
+
+    /// Up to `free` queued images. When the model is idle, waits for the first one, then up to
+    /// `maxWait` from its arrival for a fuller batch. Nil when stopping with nothing left.
+    private func take(blocking: Bool, free: Int) -> [InferenceJob]? {
+        condition.lock(); defer { condition.unlock() }
+        if blocking {
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty { return nil }
+            let deadline = Date().addingTimeInterval(Self.seconds(limits.maxWait - (ContinuousClock.now - queue[0].enqueued)))
+            while queue.count < free && !stopping && Date() < deadline { _ = condition.wait(until: deadline) }
+        }
+        let count = min(free, queue.count)
+        let taken = Array(queue.prefix(count))
+        queue.removeFirst(count)
+        metrics.queueDepth(queue.count)
+        return taken
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
