@@ -21,7 +21,7 @@ struct CaptionOptions {
     func request(model: CaptionModel, limits: ServeLimits) throws -> CaptionRequest {
         if values["task"] != nil || values["text"] != nil {
             let name = values["task"] != nil ? "task" : "text"
-            throw ServeError(.badOption, "\(name): this model (\(model.family.rawValue)) takes no task prompts; task and text are for task-prompted families")
+            throw ServeError(.badOption, "\(name): this model (\(model.family.name)) takes no task prompts; task and text are for task-prompted families")
         }
         var o = GenerationOverrides()
         o.beams = try int("beams")

@@ -176,12 +176,14 @@ public final class CaptionService: @unchecked Sendable {
     func models() -> Response {
         let p = model.defaults
         let tasks = ["caption"] + (heads != nil ? ["detect", "segment"] : ["detect", "segment (training-free grounding)"])
-        let text = "{\"models\":[{\"path\":\(JSONText.quoted(model.directory.path)),\"family\":\(JSONText.quoted(model.family.rawValue))"
-            + ",\"tasks\":[\(tasks.map { JSONText.quoted($0) }.joined(separator: ","))]"
-            + ",\"learned_heads\":\(heads != nil),\"image_size\":\(model.encoder.imageSize)"
-            + ",\"defaults\":{\"beams\":\(p.beamWidth),\"max_length\":\(p.maxLength)}"
-            + ",\"limits\":{\"max_beams\":\(limits.maxBeams),\"max_tokens\":\(limits.maxTokens),\"max_pixels\":\(limits.maxPixels)"
-            + ",\"max_body_bytes\":\(limits.maxBodyBytes),\"max_images_per_request\":\(limits.maxImagesPerRequest)}}]}"
+        let taskList = tasks.map { JSONText.quoted($0) }.joined(separator: ",")
+        var text = "{\"models\":[{\"path\":" + JSONText.quoted(model.directory.path)
+        text += ",\"family\":" + JSONText.quoted(model.family.name)
+        text += ",\"tasks\":[" + taskList + "]"
+        text += ",\"learned_heads\":\(heads != nil),\"image_size\":\(model.encoder.imageSize)"
+        text += ",\"defaults\":{\"beams\":\(p.beamWidth),\"max_length\":\(p.maxLength)}"
+        text += ",\"limits\":{\"max_beams\":\(limits.maxBeams),\"max_tokens\":\(limits.maxTokens),\"max_pixels\":\(limits.maxPixels)"
+        text += ",\"max_body_bytes\":\(limits.maxBodyBytes),\"max_images_per_request\":\(limits.maxImagesPerRequest)}}]}"
         return jsonResponse(text)
     }
 }

@@ -66,9 +66,9 @@ public enum GlimpseHTTPServer {
                                  maxTokens: c.maxTokens, maxPixels: c.maxPixels,
                                  requestTimeout: .milliseconds(Int64(c.requestTimeoutSeconds * 1000)))
         let service = try CaptionService(model: model, limits: limits, worker: worker, metrics: metrics)
-        // The inference thread runs its matrix products single-threaded, as `caption` and `batch` do
-        // (so records equal theirs bit for bit); the other cores decode uploads and serve HTTP.
-        BLAS.setThreadCount(1)
+        // The inference thread is the one that computes: its products use the whole thread budget,
+        // as `caption` does for an image alone (so a request's record equals that one bit for bit).
+        BLAS.setThreadCount(BLAS.threadBudget)
         worker.start()
         defer { worker.stop() }
 

@@ -29,10 +29,8 @@ final class MappedFile: @unchecked Sendable {
         let size = Int(status.st_size)
         guard size >= 8 else { throw WeightError.truncated(file: path, size: size) }
         // PROT_READ: weights are never written through a mapping; a stray write faults loudly
-        // instead of silently changing the weights every later tensor sees. MAP_POPULATE maps every
-        // page now (loading is when reading the file belongs), not one fault at a time in the first
-        // encoder pass and decode steps.
-        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+        // instead of silently changing the weights every later tensor sees.
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let mapped, mapped != MAP_FAILED else {
             throw WeightError.unreadable(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
         }
@@ -42,6 +40,14 @@ final class MappedFile: @unchecked Sendable {
     }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// Maps every page now (loading is when reading the file belongs), not one fault at a time in
+    /// the first encoder pass and decode steps. Called once the header has been validated, so a
+    /// hostile file's size is never read. Best effort: kernels before 5.14 lack MADV_POPULATE_READ.
+    func populate() {
+        let populateRead: Int32 = 22   // MADV_POPULATE_READ
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), size, populateRead)
+    }
 
     deinit {
         MappedFileRegistry.unregister(base: UInt(bitPattern: base))
@@ -129,6 +135,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         mapping = try MappedFile(path: path)
         layout = try SafeTensorsLayout.parse(mapping.bytes, file: path)
         skippedTensors = []
+        mapping.populate()
     }
 
     /// Maps and validates a PyTorch zip checkpoint (`pytorch_model.bin`) read natively by
@@ -140,6 +147,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         let parsed = try PyTorchCheckpoint.parse(mapping.bytes, file: path)
         layout = parsed.layout
         skippedTensors = parsed.skipped.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }
+        mapping.populate()
     }
 
 
