@@ -33,8 +33,8 @@ struct BenchCommand: ParsableCommand {
             bandwidth = KernelBenchmark.readBandwidth()
             print(String(format: "\nread-only memory bandwidth: %.1f GB/s (loads only, all threads); copy: %.1f GB/s (read + write)",
                          bandwidth, KernelBenchmark.copyBandwidth()))
-            print("\n## encoder-size products (C = A·Bᵀ): fp32 through the door and OpenBLAS directly; bf16 weights"
-                  + " through the door (\(BF16MatMul.engine.rawValue)); best of 5")
+            print("\n## encoder-size products (C = A·Bᵀ): fp32 through the door (\(OneDNNMatMul.engine(.fp32).rawValue))"
+                  + " and OpenBLAS directly; bf16 weights through the door (\(OneDNNMatMul.engine(.reduced).rawValue)); best of 5")
             print(pad("M×N×K", 18) + pad("Glimpse fp32", 15) + pad("OpenBLAS fp32", 15) + "Glimpse bf16 weights")
             for f in KernelBenchmark.gemm() {
                 print(pad("\(f.m)×\(f.n)×\(f.k)", 18) + pad(String(format: "%.1f GF/s", f.glimpseGFLOPS), 15)

@@ -20,29 +20,58 @@ enum Attention {
         var causalOffset: Int?
     }
 
+    /// Heads run side by side on this many threads at most, each head's products single-threaded:
+    /// an encoder head's products (197×197×64) ran no faster on OpenBLAS's two threads than on one.
+    static func workerLimit(queryRows n: Int, keyRows m: Int, headDim d: Int, heads: Int) -> Int {
+        n * m * d * heads >= parallelWork ? max(1, min(heads, SmallMatMul.cores, BLAS.threadBudget)) : 1
+    }
+    /// Multiply-adds below which a second thread costs more than it saves (a decode step's heads).
+    static let parallelWork = 1 << 22
+
+    /// Floats `scores` must hold for `attend` on operands of these sizes.
+    static func scoreFloats(queryRows n: Int, keyRows m: Int, headDim d: Int, heads: Int) -> Int {
+        workerLimit(queryRows: n, keyRows: m, headDim: d, heads: heads) * n * m
+    }
+
     /// out[queryRows, heads·headDim] (row stride `outStride`) = softmax(scale · Q·Kᵀ + mask) · V per head.
-    /// `scores` must hold queryRows·keyRows floats. When `weights` is given, the attention
-    /// probabilities are also stored there as [heads, queryRows, keyRows].
+    /// `scores` must hold `scoreFloats(...)` floats (at least queryRows·keyRows). When `weights` is
+    /// given, the attention probabilities are also stored there as [heads, queryRows, keyRows].
+    /// Heads are independent, so the result is the same on any number of threads.
     static func attend(_ o: Operands, into out: UnsafeMutablePointer<Float>, outStride: Int,
                        scores: UnsafeMutablePointer<Float>, weights: UnsafeMutablePointer<Float>? = nil) {
-        let n = o.queryRows, m = o.keyRows, d = o.headDim
-        for h in 0..<o.heads {
-            // scores = scale · Q_h · K_hᵀ      (torch: attn_weights = q @ k.transpose(-1, -2) * scale)
-            BLAS.gemm(m: n, n: m, k: d, a: o.query + h * d, lda: o.queryStride,
-                      b: o.key + h * d, ldb: o.keyStride, transposeB: true,
-                      c: scores, ldc: m, alpha: o.scale)
-            if let offset = o.causalOffset {
-                for i in 0..<n {
-                    let first = offset + i + 1
-                    if first < m { for j in first..<m { scores[i * m + j] = -.infinity } }
+        let n = o.queryRows, m = o.keyRows
+        let workers = min(workerLimit(queryRows: n, keyRows: m, headDim: o.headDim, heads: o.heads), SmallMatMul.idleThreads)
+        guard workers > 1 else {
+            for h in 0..<o.heads { head(h, o, into: out, outStride: outStride, scores: scores, weights: weights) }
+            return
+        }
+        BLAS.singleThreaded {
+            DispatchQueue.concurrentPerform(iterations: workers) { t in
+                for h in stride(from: t, to: o.heads, by: workers) {
+                    head(h, o, into: out, outStride: outStride, scores: scores + t * n * m, weights: weights)
                 }
             }
-            Kernels.softmaxRows(scores, rows: n, cols: m)
-            if let weights { (weights + h * n * m).update(from: scores, count: n * m) }
-            // out_h = P · V_h
-            BLAS.gemm(m: n, n: d, k: m, a: scores, lda: m,
-                      b: o.value + h * d, ldb: o.valueStride,
-                      c: out + h * d, ldc: outStride)
         }
+    }
+
+    private static func head(_ h: Int, _ o: Operands, into out: UnsafeMutablePointer<Float>, outStride: Int,
+                             scores: UnsafeMutablePointer<Float>, weights: UnsafeMutablePointer<Float>?) {
+        let n = o.queryRows, m = o.keyRows, d = o.headDim
+        // scores = scale · Q_h · K_hᵀ      (torch: attn_weights = q @ k.transpose(-1, -2) * scale)
+        BLAS.gemm(m: n, n: m, k: d, a: o.query + h * d, lda: o.queryStride,
+                  b: o.key + h * d, ldb: o.keyStride, transposeB: true,
+                  c: scores, ldc: m, alpha: o.scale)
+        if let offset = o.causalOffset {
+            for i in 0..<n {
+                let first = offset + i + 1
+                if first < m { for j in first..<m { scores[i * m + j] = -.infinity } }
+            }
+        }
+        Kernels.softmaxRows(scores, rows: n, cols: m)
+        if let weights { (weights + h * n * m).update(from: scores, count: n * m) }
+        // out_h = P · V_h
+        BLAS.gemm(m: n, n: d, k: m, a: scores, lda: m,
+                  b: o.value + h * d, ldb: o.valueStride,
+                  c: out + h * d, ldc: outStride)
     }
 }

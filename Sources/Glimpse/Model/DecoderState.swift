@@ -301,7 +301,11 @@ extension DecoderState {
         let rows = scheduledRows
         if capture { crossAttention.reserve(layers * rows * heads * encoderRows) }
         var scoreFloats = 0
-        for s in segments { scoreFloats = max(scoreFloats, s.steps * (s.start + s.steps), s.rows * encoderRows) }
+        for s in segments {
+            scoreFloats = max(scoreFloats,
+                              Attention.scoreFloats(queryRows: s.steps, keyRows: s.start + s.steps, headDim: width / heads, heads: heads),
+                              Attention.scoreFloats(queryRows: s.rows, keyRows: encoderRows, headDim: width / heads, heads: heads))
+        }
         return StepBuffers(hidden: hidden.reserve(rows * width), normed: normed.reserve(rows * width),
                            qkv: qkv.reserve(rows * 3 * width), context: context.reserve(rows * width),
                            mlp: mlp.reserve(rows * inner), scores: scores.reserve(scoreFloats))

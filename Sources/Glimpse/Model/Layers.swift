@@ -58,17 +58,18 @@ struct LayerNorm {
 }
 
 /// Non-overlapping patch embedding, torch `nn.Conv2d(C, D, kernel_size=P, stride=P)` over a square
-/// image, run as im2col + one sgemm per image. Shared by every ViT-style encoder (ViT, BLIP).
+/// image, run as im2col + one product per image. Shared by every ViT-style encoder (ViT, BLIP).
 struct PatchEmbedding {
-    let weight: Tensor     // <prefix>.weight [D, C, P, P]
-    let bias: Tensor       // <prefix>.bias   [D]
+    let weight: WeightMatrix   // <prefix>.weight [D, C, P, P], read as [D, C·P·P] (nn.Linear layout)
+    let bias: Tensor           // <prefix>.bias   [D]
     let channels: Int
     let patchSize: Int
     var width: Int { bias.count }
 
     init(_ w: WeightLoader, _ name: String, channels: Int, patchSize: Int, width: Int) throws {
         let s = w.scoped(name)
-        weight = try s.tensor("weight", shape: [width, channels, patchSize, patchSize])
+        weight = WeightMatrix(try s.tensor("weight", shape: [width, channels, patchSize, patchSize])
+                                  .reshaped([width, channels * patchSize * patchSize]), layout: .outputMajor)
         bias = try s.tensor("bias", shape: [width])
         self.channels = channels
         self.patchSize = patchSize
@@ -97,8 +98,7 @@ struct PatchEmbedding {
             }
             let rows = out + b * imageStride
             Kernels.broadcastRows(bias.data, rows: g * g, cols: d, into: rows)
-            BLAS.gemm(m: g * g, n: d, k: k, a: patches, lda: k,
-                      b: weight.data, ldb: k, transposeB: true, c: rows, ldc: d, beta: 1)
+            BLAS.product(patches, rows: g * g, weight: weight, into: rows, accumulate: true)
         }
     }
 }
@@ -165,7 +165,7 @@ enum PreNormEncoder {
                     width d: Int, heads: Int, inner: Int, activation: Kernels.Activation) {
         let rows = count * n, headDim = d / heads
         let normed = Scratch(rows * d), qkv = Scratch(rows * 3 * d), context = Scratch(rows * d)
-        let mlp = Scratch(rows * inner), scores = Scratch(n * n)
+        let mlp = Scratch(rows * inner), scores = Scratch(Attention.scoreFloats(queryRows: n, keyRows: n, headDim: headDim, heads: heads))
         for block in blocks {
             // torch: x = x + attention(layernorm_before(x))
             block.layerNorm1(h, rows: rows, into: normed.pointer)

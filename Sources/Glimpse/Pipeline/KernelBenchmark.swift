@@ -10,7 +10,7 @@ public enum KernelBenchmark {
         public var glimpseGFLOPS: Double
         public var openBLASGFLOPS: Double
         /// The same product with bf16 weights through the door (oneDNN or widened into OpenBLAS,
-        /// as `BF16MatMul.engine` says).
+        /// as `OneDNNMatMul.engine(.reduced)` says).
         public var bf16GFLOPS: Double
     }
 

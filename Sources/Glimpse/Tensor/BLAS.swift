@@ -1,10 +1,12 @@
 import CGlimpseKernels
 import COpenBLAS
+import Dispatch
 
 /// The one door to matrix products: every product in Glimpse goes through `gemm` (activations ×
 /// any matrix) or `product` (activations × a layer's weights in fp32, bf16 or int8). Behind it,
 /// Glimpse's own kernels (`SmallMatMul`) take the few-row products of decode steps and every
-/// bf16/int8 product they can; OpenBLAS takes the large ones. Callers never choose.
+/// bf16/int8 product they can; the large ones go to oneDNN with packed weights where it is the
+/// faster engine on this CPU (`OneDNNMatMul`), else to OpenBLAS. Callers never choose.
 public enum BLAS {
     /// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, row-major.
     /// `transposeB` reads B stored as [n×k] (PyTorch `nn.Linear` weights are [out, in]).
@@ -21,8 +23,19 @@ public enum BLAS {
                             w: UnsafeRawPointer(b), ldw: ldb, scales: nil, alpha: alpha, c: c, ldc: ldc, accumulate: beta == 1)
             return
         }
-        openBLAS(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-                 c: c, ldc: ldc, alpha: alpha, beta: beta)
+        // Large products on a single-threaded OpenBLAS: rows split over the idle cores.
+        let workers = !transposeA && threadCount == 1 && m * n * k >= 1 << 22
+            ? min(SmallMatMul.idleThreads, m / OneDNNMatMul.minimumRowsPerThread) : 1
+        guard workers > 1 else {
+            openBLAS(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+                     c: c, ldc: ldc, alpha: alpha, beta: beta)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { t in
+            let lo = m * t / workers, hi = m * (t + 1) / workers
+            openBLAS(m: hi - lo, n: n, k: k, a: a + lo * lda, lda: lda, b: b, ldb: ldb, transposeB: transposeB,
+                     c: c + lo * ldc, ldc: ldc, alpha: alpha, beta: beta)
+        }
     }
 
     /// out[rows × outFeatures] (row stride `outStride`) = x[rows × inFeatures] · W (+ out when
@@ -38,14 +51,14 @@ public enum BLAS {
                             c: out, ldc: ldc, accumulate: accumulate)
             return
         }
-        if let floats = w.floats {
-            openBLAS(m: rows, n: n, k: k, a: x, lda: lda, b: floats, ldb: w.rowStride, transposeB: outputMajor,
-                     c: out, ldc: ldc, beta: accumulate ? 1 : 0)
-            return
-        }
-        for part in BF16MatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) {
-            widenedProduct(x + part.lowerBound * lda, rows: part.count, lda: lda, weight: w,
-                           into: out + part.lowerBound * ldc, ldc: ldc, accumulate: accumulate)
+        for part in OneDNNMatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) {
+            let x = x + part.lowerBound * lda, out = out + part.lowerBound * ldc
+            if let floats = w.floats {
+                openBLAS(m: part.count, n: n, k: k, a: x, lda: lda, b: floats, ldb: w.rowStride, transposeB: outputMajor,
+                         c: out, ldc: ldc, beta: accumulate ? 1 : 0)
+            } else {
+                widenedProduct(x, rows: part.count, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate)
+            }
         }
     }
 
@@ -91,9 +104,30 @@ public enum BLAS {
         return String(cString: name)
     }
 
+    /// OpenBLAS's own thread count now.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 
-    public static func setThreadCount(_ count: Int) { openblas_set_num_threads(Int32(count)) }
+    /// Gives the products of the calling work `count` threads. OpenBLAS itself gets them only where
+    /// it runs the large products; where oneDNN does (`OneDNNMatMul`), Glimpse's threads split every
+    /// product and OpenBLAS stays single-threaded: its idle pool spins on `sched_yield` for a while
+    /// after each call it threads, on the cores those threads need (a quarter of a caption's CPU time).
+    public static func setThreadCount(_ count: Int) {
+        _ = threadBudget   // read before the first change
+        openblas_set_num_threads(Int32(openBLASThreadsLeftToOthers ? 1 : max(1, count)))
+    }
+
+    /// Whether Glimpse's own threads split the products OpenBLAS would otherwise thread.
+    static let openBLASThreadsLeftToOthers =
+        OneDNNMatMul.Weights.allCases.allSatisfy { OneDNNMatMul.engine($0) == .oneDNN }
+
+    /// Runs `body` with OpenBLAS single-threaded: Glimpse's own threads then share out the work
+    /// (OpenBLAS's pool, called from several threads at once, spins and serializes instead).
+    static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        let count = threadCount
+        if count > 1 { setThreadCount(1) }
+        defer { if count > 1 { setThreadCount(count) } }
+        return try body()
+    }
 
     /// The thread budget of every product: OpenBLAS's count as the process started
     /// (`OPENBLAS_NUM_THREADS`, else one per core), read once, before anything lowers it for a while.

@@ -8,7 +8,11 @@ public enum KernelReport {
             "OpenBLAS kernel: \(OpenBLASKernel.selection)",
             "Glimpse kernels: \(SmallMatMul.path) (\(SmallMatMul.pathReason)); used for products of up to \(SmallMatMul.maxRows) rows" +
                 (SmallMatMul.handles(rows: 1, element: .f32) ? "" : " with bf16/int8 weights only (fp32 goes to OpenBLAS on this path)"),
-            "Large bf16/int8 products: \(BF16MatMul.engine.rawValue) (\(BF16MatMul.reason))",
+            "Large fp32 products: \(OneDNNMatMul.engine(.fp32).rawValue) (\(OneDNNMatMul.reason(.fp32)))",
+            "Large bf16/int8 products: \(OneDNNMatMul.engine(.reduced).rawValue) (\(OneDNNMatMul.reason(.reduced)))",
+            "Threads: \(BLAS.threadBudget) for products; " + (BLAS.openBLASThreadsLeftToOthers
+                ? "OpenBLAS single-threaded, Glimpse's threads split its products"
+                : "OpenBLAS threads its own products"),
         ]
     }
 }

@@ -118,6 +118,7 @@ public enum OpenBLASKernel {
         lock.lock()
         chosen = result
         lock.unlock()
+        BLAS.setThreadCount(BLAS.threadBudget)   // OpenBLAS's share of the budget (see setThreadCount)
         return result
     }
 

@@ -35,8 +35,8 @@ public struct WeightMatrix: @unchecked Sendable {
     private let owner: AnyObject
     /// int8: scales [outFeatures] (y = scale[n] · Σ x·q).
     let scales: Tensor?
-    /// bf16/int8: the packed copy large products use where `BF16MatMul` runs them.
-    let packedForOneDNN: OneDNNWeights?
+    /// The packed copy large products use where `OneDNNMatMul` runs them (made on first use).
+    let packedForOneDNN = OneDNNWeights()
 
     /// Elements between consecutive stored rows.
     var rowStride: Int { layout == .outputMajor ? inFeatures : outFeatures }
@@ -53,7 +53,6 @@ public struct WeightMatrix: @unchecked Sendable {
         base = UnsafeRawPointer(tensor.data)
         owner = tensor.storage
         scales = nil
-        packedForOneDNN = nil
     }
 
     /// A bf16 or int8 matrix over `base` (kept alive by `owner`); int8 needs `scales` [outFeatures].
@@ -67,7 +66,6 @@ public struct WeightMatrix: @unchecked Sendable {
         self.base = base
         self.owner = owner
         self.scales = element == .int8 ? scales : nil
-        packedForOneDNN = element == .f32 ? nil : OneDNNWeights()
     }
 
     /// The fp32 tensor of an fp32 matrix, in stored layout (nil for bf16/int8).

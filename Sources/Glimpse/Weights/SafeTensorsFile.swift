@@ -99,6 +99,20 @@ public enum MappedFileRegistry {
         return nil
     }
 
+    /// Drops the whole pages of `start..<start+count` from the resident set when the range lies in
+    /// one live mapping (a read-only file mapping: the pages come back from the page cache when
+    /// read again); does nothing for any other memory, whose contents `MADV_DONTNEED` would lose.
+    static func releasePages(_ start: UnsafeRawPointer, count: Int) {
+        let first = UInt(bitPattern: start), end = first + UInt(count)
+        lock.lock(); defer { lock.unlock() }
+        _ = initialized
+        guard count > 0, (0..<capacity).contains(where: { bases[$0] != 0 && first >= bases[$0] && end <= ends[$0] }) else { return }
+        let page = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (first + page - 1) / page * page, hi = end / page * page
+        guard hi > lo, let pointer = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        _ = madvise(pointer, Int(hi - lo), MADV_DONTNEED)
+    }
+
     /// Sets the table up (a lazy global must not be first touched inside a signal handler).
     public static func prepare() { lock.lock(); _ = initialized; lock.unlock() }
 }

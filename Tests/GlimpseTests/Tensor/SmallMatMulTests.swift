@@ -157,8 +157,8 @@ final class SmallMatMulTests: XCTestCase {
 
     /// Many rows with bf16/int8 weights go through the fp32 conversion into OpenBLAS (several panels).
     func testReducedPrecisionLargeProductsConvertIntoOpenBLAS() {
-        BF16MatMul.select(.openBLAS)
-        defer { BF16MatMul.select(nil) }
+        OneDNNMatMul.select(.openBLAS, for: .reduced)
+        defer { OneDNNMatMul.select(nil, for: .reduced) }
         for outputMajor in [true, false] {
             let p = problem(m: 40, n: 1100, k: 520, outputMajor: outputMajor, seed: 3)   // 40 > maxRows, panels of 1008
             XCTAssertGreaterThan(p.m, SmallMatMul.maxRows)
@@ -174,9 +174,9 @@ final class SmallMatMulTests: XCTestCase {
     /// rounded to bf16 (relative error ≤ 2^-9 each), fp32 accumulation, so |ours - exact| stays
     /// within 2^-8 · Σ|a·w|; strided and accumulating outputs too; the packed copy is made once.
     func testReducedPrecisionLargeProductsThroughOneDNN() throws {
-        try XCTSkipUnless(BF16MatMul.isAvailable, "oneDNN has no bf16 matmul on this CPU: \(BF16MatMul.reason)")
-        XCTAssertTrue(BF16MatMul.select(.oneDNN))
-        defer { BF16MatMul.select(nil) }
+        try XCTSkipUnless(OneDNNMatMul.isAvailable(.reduced), "oneDNN has no bf16 matmul on this CPU: \(OneDNNMatMul.reason(.reduced))")
+        XCTAssertTrue(OneDNNMatMul.select(.oneDNN, for: .reduced))
+        defer { OneDNNMatMul.select(nil, for: .reduced) }
         for (m, outputMajor) in [(33, true), (197, false), (64, false), (40, true)] {
             let p = problem(m: m, n: 136, k: 200, outputMajor: outputMajor, seed: UInt64(m))
             let stride = p.n + 8
@@ -185,8 +185,53 @@ final class SmallMatMulTests: XCTestCase {
                 var c = [Float](repeating: 0, count: p.m * p.n)
                 BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
                 assertMatchesReference(c, p, element, what, tolerance: 1.0 / 256)
-                XCTAssertGreaterThan(matrix.packedForOneDNN?.byteCount ?? 0, 0, "\(what): no packed copy")
+                XCTAssertGreaterThan(matrix.packedForOneDNN.byteCount, 0, "\(what): no packed copy")
                 // Strided output, accumulated onto a bias-like prefill: the same values plus it.
+                var strided = [Float](repeating: 0.5, count: p.m * stride)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
+                for i in 0..<p.m {
+                    for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
+                    for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
+                }
+            }
+        }
+    }
+
+    /// Large fp32 products on both engines: OpenBLAS, and oneDNN with packed fp32 weights where it
+    /// runs (no down-conversion: within 1e-5 of Σ|a·w| of the exact product, as OpenBLAS is). On
+    /// oneDNN a row's result must not depend on how many rows share the call nor where the thread
+    /// split falls (an encoder pass of one image and of a batch give the same features): bitwise
+    /// equal. OpenBLAS's sgemm blocks by rows, so there only the tolerance holds.
+    func testLargeFp32ProductsOnEveryEngine() throws {
+        let engines: [OneDNNMatMul.Engine] = OneDNNMatMul.isAvailable(.fp32) ? [.openBLAS, .oneDNN] : [.openBLAS]
+        defer { OneDNNMatMul.select(nil, for: .fp32) }
+        for engine in engines {
+            XCTAssertTrue(OneDNNMatMul.select(engine, for: .fp32))
+            for (m, outputMajor) in [(33, true), (197, false), (394, true), (64, false)] {
+                let p = problem(m: m, n: 136, k: 200, outputMajor: outputMajor, seed: UInt64(m) + 7)
+                let what = "\(engine) fp32 m=\(m) outputMajor=\(outputMajor)"
+                let matrix = WeightMatrix(Tensor(shape: outputMajor ? [p.n, p.k] : [p.k, p.n], values: p.w),
+                                          layout: outputMajor ? .outputMajor : .inputMajor)
+                var c = [Float](repeating: 0, count: p.m * p.n)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+                assertMatchesReference(c, p, .f32, what)
+                if engine == .oneDNN { XCTAssertGreaterThan(matrix.packedForOneDNN.byteCount, 0, "\(what): no packed copy") }
+                // The last 40 rows alone, and the first 33 alone: the same bits as in the whole call.
+                for rows in [max(0, m - 40)..<m, 0..<33] {
+                    var part = [Float](repeating: 0, count: rows.count * p.n)
+                    p.a.withUnsafeBufferPointer { a in
+                        BLAS.product(a.baseAddress! + rows.lowerBound * p.k, rows: rows.count, weight: matrix, into: &part)
+                    }
+                    var sub = p
+                    sub.m = rows.count
+                    sub.a = Array(p.a[(rows.lowerBound * p.k)..<(rows.upperBound * p.k)])
+                    assertMatchesReference(part, sub, .f32, "\(what): rows \(rows)")
+                    if engine == .oneDNN && rows.count > SmallMatMul.maxRows {
+                        XCTAssertEqual(part, Array(c[(rows.lowerBound * p.n)..<(rows.upperBound * p.n)]), "\(what): rows \(rows) alone differ")
+                    }
+                }
+                // Strided output accumulated onto a prefill (a bias): the same values plus it.
+                let stride = p.n + 8
                 var strided = [Float](repeating: 0.5, count: p.m * stride)
                 BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
                 for i in 0..<p.m {
