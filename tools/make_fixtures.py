@@ -716,6 +716,87 @@ def make_blip(name: str, spec: dict, out: Path, images: dict[str, Path], workdir
     )
 
 # ----------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
+# ViT image classification
+# ----------------------------------------------------------------------------------------------
+VIT_CLASSIFIER_SPECS = {
+    # odd sizes: 3 heads of 12, grid 5 (26 rows), 7 labels with multi-word names, ImageNet mean/std
+    "vit_cls_tiny": dict(
+        seed=44,
+        vit=dict(hidden_size=36, num_hidden_layers=3, num_attention_heads=3, intermediate_size=52,
+                 image_size=40, patch_size=8, hidden_act="gelu", layer_norm_eps=1e-12, qkv_bias=True),
+        labels=["tabby cat", "golden retriever", "red fox", "traffic light", "espresso", "daisy", "sports car"],
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    ),
+}
+
+
+def attention_rollout(attentions):
+    """Abnar & Zuidema (2020): per layer the head-mean attention plus the identity (the residual),
+    rows renormalized, multiplied from the first layer up; the class row over the patches."""
+    rollout = None
+    for a in attentions:
+        a = a[0].double().mean(dim=0)
+        a = 0.5 * a + 0.5 * torch.eye(a.shape[0], dtype=a.dtype)
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout
+    return rollout[0, 1:].float()
+
+
+def make_vit_classifier(name: str, spec: dict, out: Path, images: dict[str, Path]):
+    from transformers import ViTForImageClassification
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    model_dir = out / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    torch.manual_seed(spec["seed"])
+    labels = spec["labels"]
+    cfg = ViTConfig(**spec["vit"], num_labels=len(labels), initializer_range=0.1,
+                    id2label={i: l for i, l in enumerate(labels)}, label2id={l: i for i, l in enumerate(labels)})
+    model = ViTForImageClassification(cfg).eval()
+    with torch.no_grad():
+        # Spread the class probabilities (random init gives nearly uniform ones).
+        scale_(model.classifier.weight, 8.0)
+        # Peaked attention, so the rollout (and its test) tells patches apart.
+        for layer in model.vit.layers:
+            scale_(layer.attention.q_proj.weight, 6.0)
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+    size = spec["vit"]["image_size"]
+    proc = ViTImageProcessorPil(
+        do_resize=True, size={"height": size, "width": size}, resample=2, do_rescale=True,
+        rescale_factor=1 / 255, do_normalize=True, image_mean=spec["mean"], image_std=spec["std"],
+    )
+    proc.save_pretrained(str(model_dir))
+    model = ViTForImageClassification.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+
+    tensors, ref = {}, {"family": "vit-image-classification", "versions": versions(), "images": {},
+                        "id2label": {str(i): l for i, l in enumerate(labels)}}
+    for img_name, img_path in images.items():
+        pil = Image.open(img_path).convert("RGB")
+        pv = proc(images=pil, return_tensors="pt").pixel_values
+        with torch.no_grad():
+            o = model(pixel_values=pv, output_attentions=True, output_hidden_states=True, return_dict=True)
+            hidden = model.vit.layernorm(o.hidden_states[-1])
+        probs = torch.softmax(o.logits[0].double(), dim=-1)
+        order = torch.argsort(probs, descending=True, stable=True).tolist()
+        tensors[f"{img_name}.pixel_values"] = f32(pv)
+        tensors[f"{img_name}.encoder_hidden"] = f32(hidden)
+        tensors[f"{img_name}.logits"] = f32(o.logits)
+        for li, a in enumerate(o.attentions):
+            tensors[f"{img_name}.attentions.{li}"] = f32(a)
+        tensors[f"{img_name}.rollout"] = f32(attention_rollout(o.attentions))
+        ref["images"][img_name] = {
+            "file": f"images/{img_path.name}", "width": pil.width, "height": pil.height,
+            "top": [{"id": i, "label": labels[i], "score": float(probs[i])} for i in order],
+        }
+    save_file(tensors, str(model_dir / "reference.safetensors"))
+    ref["tensors"] = {k: list(v.shape) for k, v in sorted(tensors.items())}
+    write_json(model_dir / "reference.json", ref)
+    return ref
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(DEFAULT_OUT))
@@ -736,11 +817,15 @@ def main():
         if only and name not in only:
             continue
         refs[name] = make_blip(name, spec, out, images, workdir)
+    for name, spec in VIT_CLASSIFIER_SPECS.items():
+        if only and name not in only:
+            continue
+        make_vit_classifier(name, spec, out, images)
     shutil.rmtree(workdir)
     if args.summary:
         for name, ref in refs.items():
             print(f"== {name}")
-            for c in ref["cases"]:
+            for c in ref.get("cases", []):
                 lens = [len(s) for s in c["sequences"]]
                 print(f"  {c['image']:14s} {c['label']:22s} lens={lens} {c.get('sequences_scores', '')} "
                       f"{c['text']}")

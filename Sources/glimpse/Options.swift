@@ -57,11 +57,7 @@ struct ModelOptions: ParsableArguments {
         if verbose { for line in KernelReport.lines() { printError("glimpse: \(line)") } }
         let model = try CaptionModel(directory: modelDirectory(), checkWeights: checkWeights)
         if verbose { printError("glimpse: model \(model.directory.path): weights \(model.weightElements)") }
-        if !model.unusedTensors.isEmpty {
-            // Published checkpoints carry buffers captioning never reads (attn.bias, the ViT pooler, ...).
-            let names = model.unusedTensors.prefix(4).joined(separator: ", ") + (model.unusedTensors.count > 4 ? ", ..." : "")
-            printError("glimpse: note: \(model.unusedTensors.count) tensor(s) in the checkpoint are not used and were ignored (\(names))")
-        }
+        Self.noteUnused(model.unusedTensors)
         let notImplemented = GenerationParameters.notImplemented(inModelDirectory: model.directory)
         if !notImplemented.isEmpty {
             printError("glimpse: note: generation_config.json sets \(notImplemented.joined(separator: ", ")), which Glimpse does not implement (ignored)")
@@ -144,11 +140,35 @@ struct DetectionOptions: ParsableArguments {
 
 extension ModelOptions {
     /// Loads the model or exits with status 2 and a message naming the directory and how to choose one.
-    func loadOrExit() throws -> CaptionModel {
-        do { return try load() } catch {
+    func loadOrExit() throws -> CaptionModel { try orExit(load) }
+
+    /// Loads an image classifier (`glimpse classify`, `overlay` on a classifier), or exits as `loadOrExit`.
+    func loadClassifierOrExit() throws -> ClassificationModel {
+        try orExit {
+            if verbose { for line in KernelReport.lines() { printError("glimpse: \(line)") } }
+            let model = try ClassificationModel(directory: modelDirectory(), checkWeights: checkWeights)
+            Self.noteUnused(model.unusedTensors)
+            return model
+        }
+    }
+
+    /// Whether the chosen model is an image classifier (its config.json read, nothing loaded).
+    func isClassifier() throws -> Bool {
+        try orExit { try ModelFamilies.family(directory: modelDirectory()) is any ClassifierFamily }
+    }
+
+    private func orExit<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
             let dir = spec ?? resolvedDirectory()?.path
             printError("glimpse: cannot load model\(dir.map { " \($0)" } ?? ""): \(error)\nglimpse: \(DefaultModel.howToChoose)")
             throw ExitCode(2)
         }
+    }
+
+    /// Published checkpoints carry buffers inference never reads (attn.bias, the ViT pooler, ...).
+    static func noteUnused(_ names: [String]) {
+        guard !names.isEmpty else { return }
+        let listed = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", ..." : "")
+        printError("glimpse: note: \(names.count) tensor(s) in the checkpoint are not used and were ignored (\(listed))")
     }
 }

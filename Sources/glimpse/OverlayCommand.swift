@@ -12,7 +12,10 @@ struct OverlayCommand: ParsableCommand {
         for every word in reading order, and contact-sheet.png: the caption as its title, the \
         original image, every word's tile with the word under it, boxes and mask outlines from the \
         heads, and the colour scale. By default a word's map is the mean over heads of the last decoder \
-        layer; --layer/--head select a raw map instead. Prints the caption and the files written.
+        layer; --layer/--head select a raw map instead. Prints the caption and the files written. \
+        With an image classifier (glimpse classify), writes 00-rollout.png instead: the class token's \
+        attention rollout (Abnar & Zuidema 2020) over the image, and the contact sheet titled with the \
+        top class.
         """)
 
     @Argument(help: "Image file.")
@@ -33,6 +36,7 @@ struct OverlayCommand: ParsableCommand {
 
     func run() throws {
         guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
+        if try modelOptions.isClassifier() { return try runClassifier() }
         let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
         request.prompt = generation.prompt
@@ -59,6 +63,37 @@ struct OverlayCommand: ParsableCommand {
             throw ExitCode(1)
         } catch {
             printError("glimpse: \(image): \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension OverlayCommand {
+    /// The class token's attention rollout of a classifier over the image.
+    func runClassifier() throws {
+        guard layer == nil, head == nil else {
+            throw ValidationError("--layer and --head select a decoder's cross-attention map; a classifier's overlay is the attention rollout over all layers and heads")
+        }
+        let model = try modelOptions.loadClassifierOrExit()
+        do {
+            let decoded = try ImageDecoder.decode(file: image, maxPixels: maxPixels)
+            let pixels = try model.pixelValues(for: decoded, file: image)
+            let result = model.probabilities(pixelValues: pixels, count: 1, rollout: true)
+            guard let best = model.top(1, of: result.probabilities[0]).first, let rollout = result.rollouts.first else { throw ExitCode(1) }
+            let total = rollout.reduce(0, +)
+            let map = WordMap(word: CaptionWord(text: "rollout", tokens: [], tokenIndex: 0),
+                              map: total > 0 ? rollout.map { $0 / total } : rollout, grid: model.classifier.patches.grid)
+            let title = "\(best.label) (\(String(format: "%.3f", best.score)))"
+            let files = try OverlayExporter.export(image: decoded.image, words: [map], caption: title, to: URL(fileURLWithPath: out))
+            print(title)
+            for f in files { print(f.path) }
+        } catch let error as RenderError {
+            printError("glimpse: \(error)")        // names the output file and the problem
+            throw ExitCode(1)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            printError("glimpse: \(image): \(RecordPipeline.cause(of: error, file: image))")
             throw ExitCode(1)
         }
     }

@@ -7,7 +7,7 @@ struct GlimpseCommand: ParsableCommand {
         commandName: "glimpse",
         abstract: "Image captioning with transformers on the CPU.",
         version: Glimpse.version,
-        subcommands: [CaptionCommand.self, BatchCommand.self, OverlayCommand.self, ReportCommand.self, InfoCommand.self, EvalCommand.self, QuantizeCommand.self, PullCommand.self, ModelsCommand.self, ServeCommand.self, BenchCommand.self, BenchImageCommand.self]
+        subcommands: [CaptionCommand.self, ClassifyCommand.self, BatchCommand.self, OverlayCommand.self, ReportCommand.self, InfoCommand.self, EvalCommand.self, QuantizeCommand.self, PullCommand.self, ModelsCommand.self, ServeCommand.self, BenchCommand.self, BenchImageCommand.self]
     )
 }
 

@@ -120,6 +120,17 @@ public struct ImagePreprocessor: Equatable, Sendable {
                   doConvertRGB: try c.bool("do_convert_rgb", default: (try c.string("image_processor_type"))?.hasPrefix("Blip") == true))
     }
 
+    /// The model input of `file` for an encoder that takes `side`×`side` images. With do_resize false
+    /// images pass through at their own size, so any other size is this file's error (it would reach
+    /// the encoder's size precondition and abort the whole run).
+    public func pixelValues(_ decoded: DecodedImage, file: String, encoderSide side: Int) throws -> [Float] {
+        if !doResize && (decoded.image.width != side || decoded.image.height != side) {
+            throw ModelError.invalidInput("\(file): image is \(decoded.image.width)x\(decoded.image.height) but the model's "
+                + "preprocessor_config.json has do_resize false and the encoder takes \(side)x\(side)")
+        }
+        return pixelValues(decoded)
+    }
+
     /// The model input for a decoded file: `convert_to_rgb` first when `doConvertRGB`, then as below.
     public func pixelValues(_ decoded: DecodedImage) -> [Float] {
         guard doConvertRGB, let color = decoded.info.transparentColor, color.count == 3 else { return pixelValues(decoded.image) }

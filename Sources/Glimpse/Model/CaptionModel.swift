@@ -29,21 +29,11 @@ public final class CaptionModel: @unchecked Sendable {
     public init(directory: URL, checkWeights: Bool = false) throws {
         let clock = ContinuousClock.now
         self.directory = directory
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
-            throw ModelError.missingFile(directory)
-        }
+        try ModelDirectory.check(directory)
         let config = try JSONConfig(contentsOf: directory.appendingPathComponent("config.json"))
         family = try ModelFamilies.captionFamily(for: config)
-        // model.safetensors when present (no pickle at all), else pytorch_model.bin read natively.
-        let file: SafeTensorsFile
-        if let weightsURL = HubFiles.weightFiles.lazy.map(directory.appendingPathComponent).first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
-            file = weightsURL.lastPathComponent == "pytorch_model.bin" ? try SafeTensorsFile(pytorchCheckpoint: weightsURL) : try SafeTensorsFile(url: weightsURL)
-        } else {
-            throw ModelError.invalidConfig(file: directory.path, detail: "no model.safetensors or pytorch_model.bin")
-        }
+        let file = try ModelDirectory.weights(in: directory, checkFinite: checkWeights)
         if checkWeights {
-            try file.checkFinite()
             // The learned heads are weights too: a NaN there would reach every detection.
             let heads = directory.appendingPathComponent("heads.safetensors")
             if FileManager.default.fileExists(atPath: heads.path) { try SafeTensorsFile(url: heads).checkFinite() }
@@ -52,11 +42,6 @@ public final class CaptionModel: @unchecked Sendable {
         let weights = try WeightLoader(files: weightFiles)
         (encoder, decoder) = try family.load(config: config, weights: weights)
         unusedTensors = (weights.unusedTensorNames() + file.skippedTensors).filter { [family] in !family.expectsUnused($0) }
-        // The image processor makes RGB pixel values; a patch embedding over other channel counts
-        // would read past (or short of) them.
-        guard encoder.channels == 3 else {
-            throw ModelError.invalidConfig(file: config.file, detail: "num_channels \(encoder.channels): the image processor makes 3-channel (RGB) pixel values")
-        }
         matrixTensors = weights.matrixLayouts()
         var counts: [String: Int] = [:]
         for name in matrixTensors.keys { if let info = file.info(name) { counts[info.dtype.rawValue, default: 0] += 1 } }
@@ -68,16 +53,7 @@ public final class CaptionModel: @unchecked Sendable {
         }
         decoderWeightByteRatio = fp32 > 0 ? stored / fp32 : 1
         weightElements = counts.keys.sorted().map { "\($0) ×\(counts[$0] ?? 0)" }.joined(separator: ", ")
-        let pre = directory.appendingPathComponent("preprocessor_config.json")
-        var preprocessor = FileManager.default.fileExists(atPath: pre.path) ? try ImagePreprocessor(contentsOf: pre) : ImagePreprocessor()
-        if !FileManager.default.fileExists(atPath: pre.path) {
-            preprocessor.width = encoder.imageSize
-            preprocessor.height = encoder.imageSize
-        }
-        guard !preprocessor.doResize || (preprocessor.width == encoder.imageSize && preprocessor.height == encoder.imageSize) else {
-            throw ModelError.invalidConfig(file: pre.path, detail: "size \(preprocessor.width)x\(preprocessor.height) differs from the encoder's image_size \(encoder.imageSize) (interpolated position embeddings are not supported)")
-        }
-        self.preprocessor = preprocessor
+        preprocessor = try ModelDirectory.preprocessor(in: directory, imageSize: encoder.imageSize, channels: encoder.channels)
         tokenizer = try TokenizerLoader.load(directory: directory)
         // Ids the model can emit past the tokenizer's end would decode to nothing or to garbage.
         guard tokenizer.vocabularySize >= decoder.vocabularySize else {
@@ -85,8 +61,7 @@ public final class CaptionModel: @unchecked Sendable {
                 + "decoder's vocabulary (vocab_size in config.json) has \(decoder.vocabularySize): they were not made for each other")
         }
         defaults = try family.generationDefaults(GenerationParameters(modelDirectory: directory, config: config), config: config)
-        loadMilliseconds = Double((ContinuousClock.now - clock).components.attoseconds) / 1e15
-            + Double((ContinuousClock.now - clock).components.seconds) * 1000
+        loadMilliseconds = milliseconds(since: clock)
     }
 
     /// A decoding state sized for `beamWidth` beams (reuse it across images of a batch).

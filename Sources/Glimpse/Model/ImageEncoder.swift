@@ -39,3 +39,22 @@ extension ImageEncoder {
         encode(pixelValues: pixelValues, count: count, prompt: [])
     }
 }
+
+/// What `glimpse classify` needs from an image classifier of any family.
+public protocol ImageClassifier: AnyObject, Sendable {
+    /// Input side (pixels) of the square image it expects.
+    var imageSize: Int { get }
+    /// Channels of the pixel values its patch embedding reads (num_channels).
+    var channels: Int { get }
+    /// Number of classes its head scores.
+    var classCount: Int { get }
+    /// Rows of its encoder's sequence (class row and patches) and where the patches are.
+    var sequenceLength: Int { get }
+    var patches: PatchRows { get }
+    var layerCount: Int { get }
+    var headCount: Int { get }
+    /// Logits [count, classCount] for `count` images' pixel values [count, 3, S, S]; with `attentions`,
+    /// each encoder layer's attention probabilities are stored there as
+    /// [layerCount, count, headCount, sequenceLength, sequenceLength].
+    func logits(pixelValues: UnsafePointer<Float>, count: Int, attentions: UnsafeMutablePointer<Float>?) -> Tensor
+}

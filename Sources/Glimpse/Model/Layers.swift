@@ -160,13 +160,16 @@ struct PreNormEncoderBlock {
 }
 
 /// Runs pre-LN encoder blocks over `count` sequences of `length` rows in place (hidden [count·length, D]).
+/// With `attentions`, each block's attention probabilities are stored there as
+/// [blocks, count, heads, length, length] (transformers' `output_attentions`).
 enum PreNormEncoder {
     static func run(_ blocks: [PreNormEncoderBlock], hidden h: UnsafeMutablePointer<Float>, count: Int, length n: Int,
-                    width d: Int, heads: Int, inner: Int, activation: Kernels.Activation) {
+                    width d: Int, heads: Int, inner: Int, activation: Kernels.Activation,
+                    attentions: UnsafeMutablePointer<Float>? = nil) {
         let rows = count * n, headDim = d / heads
         let normed = Scratch(rows * d), qkv = Scratch(rows * 3 * d), context = Scratch(rows * d)
         let mlp = Scratch(rows * inner), scores = Scratch(Attention.scoreFloats(queryRows: n, keyRows: n, headDim: headDim, heads: heads))
-        for block in blocks {
+        for (l, block) in blocks.enumerated() {
             // torch: x = x + attention(layernorm_before(x))
             block.layerNorm1(h, rows: rows, into: normed.pointer)
             var column = 0
@@ -181,7 +184,8 @@ enum PreNormEncoder {
                                        value: base + 2 * d, valueStride: 3 * d, queryRows: n, keyRows: n,
                                        heads: heads, headDim: headDim,
                                        scale: 1 / Float(headDim).squareRoot(), causalOffset: nil),
-                                 into: context.pointer + b * n * d, outStride: d, scores: scores.pointer)
+                                 into: context.pointer + b * n * d, outStride: d, scores: scores.pointer,
+                                 weights: attentions.map { $0 + (l * count + b) * heads * n * n })
             }
             block.projection(context.pointer, rows: rows, into: normed.pointer)
             Kernels.add(h, normed.pointer, count: rows * d)

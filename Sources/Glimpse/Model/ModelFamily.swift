@@ -45,12 +45,23 @@ extension CaptionFamily {
     public func generationDefaults(_ checkpoint: GenerationParameters, config: JSONConfig) throws -> GenerationParameters { checkpoint }
 }
 
+/// A family whose models label a whole image with one of a fixed set of classes (`glimpse classify`).
+public protocol ClassifierFamily: ModelFamily {
+    /// The image classifier of a checkpoint, weights by their checkpoint names.
+    func load(config: JSONConfig, weights: WeightLoader) throws -> any ImageClassifier
+}
+
+extension ClassifierFamily {
+    public var tasks: [String] { ["classify"] }
+}
+
 /// The families Glimpse runs. The CLI, `ModelError`'s list and the parity tests read this list.
 public enum ModelFamilies {
     /// Every family, tried in this order against config.json. A new family is one line here.
     public static let all: [any ModelFamily] = [
         VisionEncoderDecoder(),
         BLIP(),
+        ViTImageClassification(),
     ]
 
     /// The family of a parsed config.json; an error naming what it found and what is supported otherwise.
@@ -69,6 +80,15 @@ public enum ModelFamilies {
             throw ModelError.unsupported("model \(config.file): \(family.displayName) does not caption (its tasks: \(family.tasks.joined(separator: ", ")))")
         }
         return captioning
+    }
+
+    /// The classifying family of a parsed config.json; a family that does not classify is an error saying what it does.
+    public static func classifierFamily(for config: JSONConfig) throws -> any ClassifierFamily {
+        let family = try family(for: config)
+        guard let classifying = family as? any ClassifierFamily else {
+            throw ModelError.unsupported("model \(config.file): \(family.displayName) does not classify images (its tasks: \(family.tasks.joined(separator: ", ")); use glimpse caption)")
+        }
+        return classifying
     }
 
     /// The family of the model directory `directory` from its config.json (listing models without loading them).

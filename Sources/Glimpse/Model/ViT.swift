@@ -68,8 +68,9 @@ final class ViTEncoder: @unchecked Sendable {
         finalLayerNorm = try LayerNorm(w, "layernorm", dim: d, eps: config.layerNormEps)
     }
 
-    /// Encodes `count` images of pixel values [count, C, S, S] into hidden states [count, 1+G², D].
-    func callAsFunction(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
+    /// Encodes `count` images of pixel values [count, C, S, S] into hidden states [count, 1+G², D];
+    /// with `attentions`, also each layer's attention probabilities [layers, count, heads, 1+G², 1+G²].
+    func callAsFunction(pixelValues: UnsafePointer<Float>, count: Int, attentions: UnsafeMutablePointer<Float>? = nil) -> Tensor {
         let cfg = config, d = cfg.hiddenSize, s = cfg.imageSize
         let n = cfg.sequenceLength, rows = count * n
         // torch: embeddings = cat(cls_token, projection(pixel_values).flatten(2).transpose(1, 2)) + position_embeddings
@@ -77,7 +78,7 @@ final class ViTEncoder: @unchecked Sendable {
                                               classToken: clsToken, positions: positionEmbeddings)
         let h = hidden.data
         PreNormEncoder.run(blocks, hidden: h, count: count, length: n, width: d, heads: cfg.heads,
-                           inner: cfg.intermediateSize, activation: cfg.activation)
+                           inner: cfg.intermediateSize, activation: cfg.activation, attentions: attentions)
         finalLayerNorm(h, rows: rows, into: h)
         return hidden
     }

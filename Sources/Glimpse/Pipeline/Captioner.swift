@@ -93,15 +93,7 @@ public final class Captioner {
 
     private static func prepare(_ decoded: DecodedImage, file: String, model: CaptionModel,
                                 start: ContinuousClock.Instant) throws -> PreparedImage {
-        // A preprocessor_config.json with do_resize false passes images through at their own size; the
-        // encoder only takes its image_size, so anything else is this file's error (it used to reach the
-        // encoder's size precondition and abort the whole run).
-        let side = model.encoder.imageSize
-        if !model.preprocessor.doResize && (decoded.image.width != side || decoded.image.height != side) {
-            throw ModelError.invalidInput("\(file): image is \(decoded.image.width)x\(decoded.image.height) but the model's "
-                + "preprocessor_config.json has do_resize false and the encoder takes \(side)x\(side)")
-        }
-        let pixels = model.pixelValues(for: decoded)
+        let pixels = try model.preprocessor.pixelValues(decoded, file: file, encoderSide: model.encoder.imageSize)
         return PreparedImage(file: file, image: decoded.image, pixelValues: pixels,
                              decodeMilliseconds: milliseconds(since: start))
     }

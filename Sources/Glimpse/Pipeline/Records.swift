@@ -42,6 +42,33 @@ public struct CaptionRecord: Codable, Sendable {
     public var isError: Bool { error != nil }
 }
 
+/// One line of `glimpse classify --json`: file, width, height, model, labels (best first), timing_ms;
+/// a failed file is `{"file": ..., "error": ...}` and nothing else.
+public struct ClassificationRecord: Sendable {
+    public var file: String
+    public var width: Int?
+    public var height: Int?
+    public var model: String?
+    public var labels: [ClassificationModel.Label]?
+    public var timingMilliseconds: [String: Double]?
+    public var error: String?
+
+    public init(file: String, error: String) {
+        self.file = file
+        self.error = error
+    }
+
+    public init(file: String, width: Int, height: Int, model: String, labels: [ClassificationModel.Label],
+                timingMilliseconds: [String: Double]) {
+        self.file = file
+        self.width = width
+        self.height = height
+        self.model = model
+        self.labels = labels
+        self.timingMilliseconds = timingMilliseconds
+    }
+}
+
 /// Compact per-token attention: each token's aggregate map, rounded to 4 decimals.
 public struct AttentionRecord: Codable, Sendable {
     public var grid: [Int]
@@ -80,12 +107,31 @@ public enum RecordCoding {
             out += ",\"tokens\":[\(a.tokens.map(String.init).joined(separator: ","))],\"maps\":["
             out += a.maps.map { "[" + $0.map { number(Double($0)) }.joined(separator: ",") + "]" }.joined(separator: ",") + "]}"
         }
-        if let timing = record.timingMilliseconds {
-            let order = ["decode", "encode", "generate", "ground", "load"]
-            let keys = order.filter { timing[$0] != nil } + timing.keys.filter { !order.contains($0) }.sorted()
-            out += ",\"timing_ms\":{" + keys.map { "\(JSONText.quoted($0)):\(number(timing[$0] ?? 0))" }.joined(separator: ",") + "}"
-        }
+        if let timing = record.timingMilliseconds { out += self.timing(timing) }
         return out + "}"
+    }
+
+    /// One compact JSON line of a classification: file, width, height, model, labels, timing_ms — or file, error.
+    public static func line(_ record: ClassificationRecord) -> String {
+        var out = "{\"file\":" + RawPath.jsonQuoted(record.file)
+        if let error = record.error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
+        if let w = record.width { out += ",\"width\":\(w)" }
+        if let h = record.height { out += ",\"height\":\(h)" }
+        if let m = record.model { out += ",\"model\":" + JSONText.quoted(m) }
+        if let labels = record.labels {
+            out += ",\"labels\":[" + labels.map {
+                "{\"label\":\(JSONText.quoted($0.label)),\"id\":\($0.id),\"score\":\(number(Double($0.score)))}"
+            }.joined(separator: ",") + "]"
+        }
+        if let timing = record.timingMilliseconds { out += self.timing(timing) }
+        return out + "}"
+    }
+
+    /// `,"timing_ms":{...}`: the stages in pipeline order, then any others by name.
+    private static func timing(_ timing: [String: Double]) -> String {
+        let order = ["decode", "encode", "generate", "ground", "load"]
+        let keys = order.filter { timing[$0] != nil } + timing.keys.filter { !order.contains($0) }.sorted()
+        return ",\"timing_ms\":{" + keys.map { "\(JSONText.quoted($0)):\(number(timing[$0] ?? 0))" }.joined(separator: ",") + "}"
     }
 
 

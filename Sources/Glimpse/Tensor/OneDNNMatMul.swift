@@ -6,9 +6,10 @@ import Synchronization
 /// batches) through oneDNN's matmul, with each weight matrix packed once into oneDNN's blocked
 /// layout (OpenBLAS packs the weights again on every call).
 ///
-/// - fp32 weights: fp32 throughout (no implicit down-conversion), 1.2–1.5× OpenBLAS's Cooperlake
-///   sgemm at encoder shapes on AVX-512 (`glimpse bench`, encoder-size products). Summation order
-///   differs from OpenBLAS's, so results agree with it to fp32 rounding, not bitwise.
+/// - fp32 weights, only when asked for (`GLIMPSE_F32_MATMUL=onednn`): fp32 throughout (no implicit
+///   down-conversion), 1.1–2.3× OpenBLAS's sgemm at encoder shapes on AVX-512 once packed, but the
+///   packing costs more than one image's encoder pass. Summation order differs from OpenBLAS's, so
+///   results agree with it to fp32 rounding, not bitwise.
 /// - bf16/int8 weights, where the CPU has bf16 instructions (AMX tiles or AVX512_BF16 dot products:
 ///   several times OpenBLAS's fp32 rate on the same cores): activations are rounded to bf16 and
 ///   products accumulate in fp32, so a result is within about 2^-8 of Σ|a·w| of the fp32 product,
@@ -60,10 +61,10 @@ public enum OneDNNMatMul {
         if wanted == .oneDNN { return (.oneDNN, "\(library) (\(variable)=onednn)") }
         switch weights {
         case .fp32:
-            // Measured faster than OpenBLAS on AVX-512 only; a reference (unvectorized) implementation never.
-            guard CPUFeatures.current.isSuperset(of: .avx512Core), !library.contains("ref") else {
-                return (.openBLAS, "\(library) not measured faster than OpenBLAS without AVX-512; \(otherwise)")
-            }
+            // Packing a ViT-base encoder's fp32 weights costs 0.4-0.8 s on first use (2-core AMD Zen 4,
+            // `glimpse caption` of one image: encoder 620-1010 ms against OpenBLAS's 250 ms), which
+            // only a long run earns back (warm encoder 204 ms against 303 ms): opt-in, never chosen.
+            return (.openBLAS, "OpenBLAS (\(variable)=onednn packs fp32 weights for oneDNN: slower for one image, faster for long runs)")
         case .reduced:
             // Without bf16 instructions oneDNN emulates bf16 more slowly than OpenBLAS runs fp32.
             guard CPUFeatures.current.contains(.avx512bf16) else {
