@@ -4,20 +4,16 @@ import Synchronization
 
 /// Large products (more rows than `SmallMatMul` takes: encoder passes, prompt prefill, wide
 /// batches) through oneDNN's matmul, with each weight matrix packed once into oneDNN's blocked
-/// layout (OpenBLAS packs the weights again on every call).
+/// layout (OpenBLAS packs the weights again on every call). Only when asked for
+/// (`GLIMPSE_F32_MATMUL` / `GLIMPSE_BF16_MATMUL` = `onednn`): the packing costs more than one
+/// image's encoder pass, so OpenBLAS is the default engine (see `choice`).
 ///
-/// - fp32 weights, only when asked for (`GLIMPSE_F32_MATMUL=onednn`): fp32 throughout (no implicit
-///   down-conversion), 1.1–2.3× OpenBLAS's sgemm at encoder shapes on AVX-512 once packed, but the
-///   packing costs more than one image's encoder pass. Summation order differs from OpenBLAS's, so
-///   results agree with it to fp32 rounding, not bitwise.
-/// - bf16/int8 weights, where the CPU has bf16 instructions (AMX tiles or AVX512_BF16 dot products:
-///   several times OpenBLAS's fp32 rate on the same cores): activations are rounded to bf16 and
-///   products accumulate in fp32, so a result is within about 2^-8 of Σ|a·w| of the fp32 product,
-///   the precision a user chose with `glimpse quantize`. Elsewhere such weights are widened to fp32
-///   panel by panel for OpenBLAS.
-///
-/// Each kind has its engine, chosen once from CPUID and `GLIMPSE_F32_MATMUL` /
-/// `GLIMPSE_BF16_MATMUL` (`openblas` or `onednn`).
+/// - fp32 weights: fp32 throughout (no implicit down-conversion), 1.1–2.3× OpenBLAS's sgemm at
+///   encoder shapes on AVX-512 once packed. Summation order differs from OpenBLAS's, so results
+///   agree with it to fp32 rounding, not bitwise.
+/// - bf16/int8 weights (AMX tiles or AVX512_BF16 dot products where the CPU has them): activations
+///   are rounded to bf16 and products accumulate in fp32, so a result is within about 2^-8 of Σ|a·w|
+///   of the fp32 product. On OpenBLAS such weights are widened to fp32 panel by panel instead.
 public enum OneDNNMatMul {
     public enum Engine: String, Sendable {
         case oneDNN = "onednn", openBLAS = "openblas"
@@ -59,19 +55,13 @@ public enum OneDNNMatMul {
         if wanted == .openBLAS { return (.openBLAS, "\(variable)=openblas") }
         guard gd_supported(Int32(weights.rawValue)) != 0 else { return (.openBLAS, "\(library); \(otherwise)") }
         if wanted == .oneDNN { return (.oneDNN, "\(library) (\(variable)=onednn)") }
-        switch weights {
-        case .fp32:
-            // Packing a ViT-base encoder's fp32 weights costs 0.4-0.8 s on first use (2-core AMD Zen 4,
-            // `glimpse caption` of one image: encoder 620-1010 ms against OpenBLAS's 250 ms), which
-            // only a long run earns back (warm encoder 204 ms against 303 ms): opt-in, never chosen.
-            return (.openBLAS, "OpenBLAS (\(variable)=onednn packs fp32 weights for oneDNN: slower for one image, faster for long runs)")
-        case .reduced:
-            // Without bf16 instructions oneDNN emulates bf16 more slowly than OpenBLAS runs fp32.
-            guard CPUFeatures.current.contains(.avx512bf16) else {
-                return (.openBLAS, "the CPU has no bf16 instructions; \(otherwise)")
-            }
-        }
-        return (.oneDNN, library)
+        // Packing a ViT-base encoder's weights for oneDNN costs more than it saves on one image (2-core
+        // AMD Zen 4, `glimpse caption` of one image: fp32 encoder 620-1010 ms against OpenBLAS's 250 ms,
+        // int8 470-670 ms against 280-300 ms widened into OpenBLAS; the AMX Xeon measured the same way
+        // round), and only a long run earns it back (warm fp32 encoder 204 ms against 303 ms, bf16
+        // products 380-420 GFLOPS against ~100): opt-in, never chosen by default.
+        let packed = weights == .fp32 ? "packs fp32 weights for oneDNN" : "computes in bf16 on oneDNN's packed weights"
+        return (.openBLAS, "\(otherwise) by default; \(variable)=onednn \(packed): slower for one image, faster for long runs")
     }
 
     /// out = x · W (+ out when `accumulate`) through oneDNN, as far as it can: returns the row
