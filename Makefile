@@ -41,11 +41,13 @@ test: build
 bench: build
 	$(GLIMPSE) bench
 
-## bench-serve: load on `glimpse serve` over loopback (1, 4, 16 clients; batched vs one image at a time);
+## bench-serve: load on `glimpse serve` over loopback (1, 4, 16 clients; batched vs one image at a time;
+## and transformers behind a one-request-at-a-time server when the tools venv exists);
 ## BENCH_SERVE_SECONDS per level (default 60)
 BENCH_SERVE_SECONDS ?= 60
 bench-serve: build
-	python3 tools/bench_serve.py --glimpse $(GLIMPSE) --seconds $(BENCH_SERVE_SECONDS)
+	python3 tools/bench_serve.py --glimpse $(GLIMPSE) --seconds $(BENCH_SERVE_SECONDS) \
+	  $(if $(wildcard $(PYTHON)),--transformers-python $(PYTHON))
 
 ## bench-compare: the same checkpoint through glimpse and transformers+PyTorch, 2 threads, side by side
 bench-compare: build

@@ -5,13 +5,18 @@ Starts the server on a loopback port for each mode, posts the sample images from
 concurrent clients for --seconds each, and prints requests/s, p50/p99 latency, failed requests,
 the decode batch sizes the server saw (from /metrics) and its peak RSS. Modes: `batched` (the
 defaults: images from concurrent requests decoded together) and `naive` (--max-batch 1: one image
-at a time, what a one-request-at-a-time server does). Standard library only.
+at a time, what a one-request-at-a-time server does), and with --transformers-python the same load on
+tools/serve_transformers.py (transformers + PyTorch behind Python's HTTP server, one request at a
+time). Standard library only (the comparison server runs in the tools venv).
 """
 import argparse, glob, os, re, statistics, subprocess, sys, threading, time, urllib.request, urllib.error
 
 
-def start(glimpse, model, extra):
-    cmd = [glimpse, "serve", "--port", "0", "--queue-depth", "1024"] + (["--model", model] if model else []) + extra
+def start(glimpse, model, extra, transformers_python=None):
+    if transformers_python:
+        cmd = [transformers_python, "tools/serve_transformers.py", "--model", model or "models/default", "--port", "0"]
+    else:
+        cmd = [glimpse, "serve", "--port", "0", "--queue-depth", "1024"] + (["--model", model] if model else []) + extra
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     m = re.search(r":(\d+)$", line.strip())
@@ -30,7 +35,10 @@ def rss_kb(pid):
 
 
 def batch_histogram(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except urllib.error.URLError:  # the comparison server has no metrics
+        return float("nan"), {}
     buckets = {}
     for le, count in re.findall(r'glimpse_decode_batch_images_bucket\{le="([^"]+)"\} (\d+)', text):
         buckets[le] = int(count)
@@ -81,14 +89,21 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--query", default="", help="options for every request, e.g. beams=3")
+    ap.add_argument("--transformers-python", default=None,
+                    help="python of the tools venv: also load tools/serve_transformers.py the same way")
+    ap.add_argument("--modes", default="batched,naive,transformers", help="which of batched, naive, transformers to run")
     args = ap.parse_args()
     files = sorted(glob.glob("samples/*.png") + glob.glob("samples/*.jpg"))
     images = [(f, open(f, "rb").read()) for f in files]
     print(f"{len(images)} sample images, {args.seconds:.0f} s per level, model {args.model or 'models/default'}, query '{args.query}'")
     print(f"{'mode':8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'done':>6} {'mean batch':>10} {'peak RSS MB':>11}")
-    for mode, extra in [("batched", []), ("naive", ["--max-batch", "1", "--max-wait-ms", "0"])]:
+    modes = [("batched", []), ("naive", ["--max-batch", "1", "--max-wait-ms", "0"])]
+    if args.transformers_python:
+        modes.append(("transformers", None))
+    modes = [m for m in modes if m[0] in args.modes.split(",")]
+    for mode, extra in modes:
         for clients in [int(c) for c in args.clients.split(",")]:
-            proc, port = start(args.glimpse, args.model, extra)
+            proc, port = start(args.glimpse, args.model, extra, args.transformers_python if extra is None else None)
             try:
                 load(port, images, 1, 1, args.query)  # warm-up
                 rate, p50, p99, failed, done = load(port, images, clients, args.seconds, args.query)

@@ -5,8 +5,8 @@ import Dispatch
 /// The one door to matrix products: every product in Glimpse goes through `gemm` (activations ×
 /// any matrix) or `product` (activations × a layer's weights in fp32, bf16 or int8). Behind it,
 /// Glimpse's own kernels (`SmallMatMul`) take the few-row products of decode steps and every
-/// bf16/int8 product they can; the large ones go to oneDNN with packed weights where it is the
-/// faster engine on this CPU (`OneDNNMatMul`), else to OpenBLAS. Callers never choose.
+/// bf16/int8 product they can; the large ones go to OpenBLAS, or to oneDNN with packed weights
+/// when the environment asks for it (`OneDNNMatMul`). Callers never choose.
 public enum BLAS {
     /// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, row-major.
     /// `transposeB` reads B stored as [n×k] (PyTorch `nn.Linear` weights are [out, in]).
