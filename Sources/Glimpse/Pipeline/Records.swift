@@ -81,12 +81,8 @@ public enum RecordCoding {
     /// One compact JSON line (no trailing newline), keys in the contract's order:
     /// file, width, height, model, captions, detections, attention, timing_ms — or file, error.
     public static func line(_ record: CaptionRecord) -> String {
-        // Raw bytes of a name that is not UTF-8 are written as \udcXX (see RawPath).
-        var out = "{\"file\":" + RawPath.jsonQuoted(record.file)
-        if let error = record.error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
-        if let w = record.width { out += ",\"width\":\(w)" }
-        if let h = record.height { out += ",\"height\":\(h)" }
-        if let m = record.model { out += ",\"model\":" + JSONText.quoted(m) }
+        var out = head(file: record.file, error: record.error, width: record.width, height: record.height, model: record.model)
+        if record.error != nil { return out }
         if let captions = record.captions {
             out += ",\"captions\":[" + captions.map { c in
                 "{\"text\":\(JSONText.quoted(c.text)),\"score\":\(number(c.score)),\"tokens\":[\(c.tokens.map(String.init).joined(separator: ","))]}"
@@ -113,11 +109,8 @@ public enum RecordCoding {
 
     /// One compact JSON line of a classification: file, width, height, model, labels, timing_ms — or file, error.
     public static func line(_ record: ClassificationRecord) -> String {
-        var out = "{\"file\":" + RawPath.jsonQuoted(record.file)
-        if let error = record.error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
-        if let w = record.width { out += ",\"width\":\(w)" }
-        if let h = record.height { out += ",\"height\":\(h)" }
-        if let m = record.model { out += ",\"model\":" + JSONText.quoted(m) }
+        var out = head(file: record.file, error: record.error, width: record.width, height: record.height, model: record.model)
+        if record.error != nil { return out }
         if let labels = record.labels {
             out += ",\"labels\":[" + labels.map {
                 "{\"label\":\(JSONText.quoted($0.label)),\"id\":\($0.id),\"score\":\(number(Double($0.score)))}"
@@ -125,6 +118,17 @@ public enum RecordCoding {
         }
         if let timing = record.timingMilliseconds { out += self.timing(timing) }
         return out + "}"
+    }
+
+    /// What every record starts with: file, width, height, model; or the whole error record
+    /// (`{"file", "error"}`, closed). Raw bytes of a name that is not UTF-8 are written as \udcXX (see RawPath).
+    private static func head(file: String, error: String?, width: Int?, height: Int?, model: String?) -> String {
+        var out = "{\"file\":" + RawPath.jsonQuoted(file)
+        if let error { return out + ",\"error\":" + JSONText.quoted(error) + "}" }
+        if let width { out += ",\"width\":\(width)" }
+        if let height { out += ",\"height\":\(height)" }
+        if let model { out += ",\"model\":" + JSONText.quoted(model) }
+        return out
     }
 
     /// `,"timing_ms":{...}`: the stages in pipeline order, then any others by name.
