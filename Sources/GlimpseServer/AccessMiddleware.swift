@@ -9,6 +9,7 @@ import Logging
 struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
     let metrics: ServeMetrics
+    let routes: RouteMethods
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -16,7 +17,7 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
         do { response = try await next(request, context) } catch let error as ServeError {
             response = error.response
         } catch let error as HTTPResponseError {
-            response = Self.serveError(for: error.status, path: request.uri.path).response
+            response = Self.serveError(for: error.status, path: request.uri.path, routes: routes).response
         } catch {
             response = ServeError(.captioningFailed, "internal error: \(RecordPipeline.describe(error))").response
         }
@@ -32,7 +33,11 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
         return response
     }
 
-    static func serveError(for status: HTTPResponse.Status, path: String) -> ServeError {
+    static func serveError(for status: HTTPResponse.Status, path: String, routes: RouteMethods) -> ServeError {
+        // The router answers 404 for a path it knows asked with a method it does not: that is 405.
+        if status == .notFound, let methods = routes.methods[path] {
+            return ServeError(.methodNotAllowed, "method not allowed on \(path) (allowed: \(methods.joined(separator: ", ")))", allow: methods)
+        }
         switch status {
         case .notFound: return ServeError(.notFound, "no route \(path.prefix(200)) (see /openapi.json)")
         case .methodNotAllowed: return ServeError(.methodNotAllowed, "method not allowed on \(path.prefix(200))")
@@ -40,5 +45,17 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
         case .badRequest: return ServeError(.badOption, "bad request")
         default: return ServeError(.captioningFailed, "HTTP \(status.code)")
         }
+    }
+}
+
+/// The methods each route path answers, read from the router once its routes are added (before the
+/// server starts; read-only afterwards).
+final class RouteMethods: @unchecked Sendable {
+    private(set) var methods: [String: [String]] = [:]
+
+    func record<Context>(_ router: Router<Context>) {
+        var byPath: [String: [String]] = [:]
+        for route in router.routes { byPath[route.path.description, default: []].append(route.method.rawValue) }
+        methods = byPath.mapValues { $0.sorted() }
     }
 }

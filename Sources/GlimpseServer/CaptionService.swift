@@ -31,7 +31,8 @@ public final class CaptionService: @unchecked Sendable {
     /// The router: access log and metrics around every route, errors as JSON bodies.
     func router(logger: Logger) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: AccessMiddleware(logger: logger, metrics: metrics))
+        let routes = RouteMethods()
+        router.add(middleware: AccessMiddleware(logger: logger, metrics: metrics, routes: routes))
         router.post("/v1/caption") { request, _ in try await self.caption(request) }
         router.get("/v1/models") { _, _ in self.models() }
         router.get("/healthz") { _, _ in jsonResponse("{\"status\":\"ok\"}") }
@@ -44,6 +45,7 @@ public final class CaptionService: @unchecked Sendable {
                      body: .init(byteBuffer: ByteBuffer(string: self.metrics.scrape())))
         }
         router.get("/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.json) }
+        routes.record(router)
         return router
     }
 

@@ -23,14 +23,12 @@ enum OpenAPIDocument {
           {"name": "n_best", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "Captions returned, best first."},
           {"name": "length_penalty", "in": "query", "schema": {"type": "number"}},
           {"name": "no_repeat_ngram", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-          {"name": "repetition_penalty", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0}},
+          {"name": "repetition_penalty", "in": "query", "schema": {"type": "number", "minimum": 1e-30}, "description": "Read as a 32-bit float, which must stay above 0."},
           {"name": "early_stopping", "in": "query", "schema": {"type": "string", "enum": ["true", "false", "never"]}},
           {"name": "prompt", "in": "query", "schema": {"type": "string"}, "description": "Text prefix the caption continues."},
           {"name": "detect", "in": "query", "schema": {"type": "boolean"}, "description": "Ground object words: boxes."},
           {"name": "segment", "in": "query", "schema": {"type": "boolean"}, "description": "Also masks (implies detect)."},
           {"name": "grounding", "in": "query", "schema": {"type": "string", "enum": ["auto", "learned", "attention"]}},
-          {"name": "task", "in": "query", "schema": {"type": "string"}, "description": "Task token of task-prompted families; refused (400) by the families this build serves."},
-          {"name": "text", "in": "query", "schema": {"type": "string"}, "description": "Task input text; refused (400) like task."},
           {"name": "filename", "in": "query", "schema": {"type": "string"}, "description": "The record's `file` for a raw body (default `upload`)."}
         ],
         "requestBody": {
@@ -47,8 +45,7 @@ enum OpenAPIDocument {
                   "beams": {"type": "integer"}, "max_tokens": {"type": "integer"}, "min_tokens": {"type": "integer"},
                   "n_best": {"type": "integer"}, "length_penalty": {"type": "number"}, "no_repeat_ngram": {"type": "integer"},
                   "repetition_penalty": {"type": "number"}, "early_stopping": {"type": "string"}, "prompt": {"type": "string"},
-                  "detect": {"type": "boolean"}, "segment": {"type": "boolean"}, "grounding": {"type": "string"},
-                  "task": {"type": "string"}, "text": {"type": "string"}
+                  "detect": {"type": "boolean"}, "segment": {"type": "boolean"}, "grounding": {"type": "string"}
                 }
               }
             }

@@ -35,11 +35,14 @@ struct ServeError: Error, CustomStringConvertible {
     var message: String
     /// Seconds a client should wait before retrying (503).
     var retryAfter: Int?
+    /// The methods the path answers (405's `Allow`).
+    var allow: [String]?
 
-    init(_ code: Code, _ message: String, retryAfter: Int? = nil) {
+    init(_ code: Code, _ message: String, retryAfter: Int? = nil, allow: [String]? = nil) {
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
+        self.allow = allow
     }
 
     var description: String { message }
@@ -48,6 +51,7 @@ struct ServeError: Error, CustomStringConvertible {
     var response: Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        if let allow { headers[.allow] = allow.joined(separator: ", ") }
         let body = "{\"error\":\(JSONText.quoted(message)),\"code\":\(JSONText.quoted(code.rawValue))}\n"
         return Response(status: code.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }

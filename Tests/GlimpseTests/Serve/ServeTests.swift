@@ -213,6 +213,13 @@ final class ServeTests: XCTestCase {
         expect(try server.send("/v1/caption", method: "POST", contentType: "image/png", body: truncated), 422, "undecodable_image", ["upload"])
         expect(try server.captionForm([], fields: [("beams", "2")]), 400, "bad_option", ["image"])
         expect(try server.send("/nowhere"), 404, "not_found", ["/nowhere"])
+        // A known path asked with a method it does not answer: 405 naming the methods, and `Allow`.
+        let wrongMethod = try server.send("/healthz", method: "DELETE")
+        expect(wrongMethod, 405, "method_not_allowed", ["/healthz", "GET"])
+        XCTAssertEqual(wrongMethod.headers["allow"], "GET")
+        let getCaption = try server.send("/v1/caption")
+        expect(getCaption, 405, "method_not_allowed", ["/v1/caption", "POST"])
+        XCTAssertEqual(getCaption.headers["allow"], "POST")
 
         // Queue full and timeout, on a server whose queue holds one image and whose requests get a millisecond.
         let tight = try ServeProcess(["--queue-depth", "1", "--timeout", "0.001"])
@@ -285,6 +292,35 @@ final class ServeOpenAPITests: XCTestCase {
             XCTAssertNotNil(operations?[route.method.rawValue.lowercased()], "\(route.method) \(route.path) is not in openapi.json")
         }
         XCTAssertEqual(Set(paths.keys), Set(routes.map { $0.path.description }))
+    }
+
+    /// The server fuzzed against its own OpenAPI document by schemathesis from the tools venv (skipped
+    /// without it; `make venv` installs it), bounded at 40 cases per operation: no 5xx, statuses,
+    /// content types, headers and bodies as the document says, schema-invalid input refused, 405 with
+    /// `Allow` for methods a path does not answer. Schema-valid bytes that are not an image are 422,
+    /// as they must be, so `positive_data_acceptance` is the one check left out.
+    func testSchemathesisFindsNothingAgainstTheDocument() throws {
+        let st = DefaultModelTests.root.appendingPathComponent(".venv/bin/st")
+        guard FileManager.default.isExecutableFile(atPath: st.path) else {
+            throw XCTSkip("schemathesis is not installed in the tools venv (make venv)")
+        }
+        let server = try ServeProcess([])
+        defer { XCTAssertEqual(server.stop(), 0) }
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-st-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let run = Process()
+        run.executableURL = st
+        run.arguments = ["run", "http://127.0.0.1:\(server.port)/openapi.json", "--checks", "all",
+                         "--exclude-checks", "positive_data_acceptance", "--max-examples", "40",
+                         "--request-timeout", "30", "--generation-deterministic", "--no-color"]
+        run.standardOutput = try FileHandle(forWritingTo: log)
+        run.standardError = run.standardOutput
+        try run.run()
+        run.waitUntilExit()
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        XCTAssertEqual(run.terminationStatus, 0, String(output.suffix(4000)))
+        XCTAssertTrue(output.contains("Tested: 5"), String(output.suffix(2000)))
     }
 
     /// The document through `openapi-spec-validator` when Python has it (skipped otherwise).
