@@ -47,6 +47,11 @@ struct ReportRecord: Equatable {
             guard let c = c as? [String: Any], let text = c["text"] as? String else { continue }
             captions.append(Caption(text: text, score: Self.finite(c["score"])))
         }
+        // A classification record (`glimpse classify --json`): its classes, best first, are its lines.
+        for l in o["labels"] as? [Any] ?? [] {
+            guard let l = l as? [String: Any], let label = l["label"] as? String else { continue }
+            captions.append(Caption(text: label, score: Self.finite(l["score"])))
+        }
         for d in o["detections"] as? [Any] ?? [] {
             guard let d = d as? [String: Any] else { continue }
             let label = (d["label"] as? String) ?? (d["word"] as? String) ?? ""

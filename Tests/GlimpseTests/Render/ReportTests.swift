@@ -72,6 +72,9 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(try record(#"{"file": "x.png", "error": {"code": 3}}"#)?.error, "error")
         XCTAssertNil(try record(#"{"file": "x.png", "width": 1e300, "height": -3}"#)?.width)
         XCTAssertEqual(try record(#"{"file": "x.png", "width": 4.0}"#)?.width, 4)
+        // A classification record shows its classes, best first, with their probabilities.
+        let classified = try XCTUnwrap(try record(#"{"file": "c.png", "width": 2, "height": 2, "labels": [{"label": "tabby cat", "id": 281, "score": 0.75}, {"label": 7, "id": 1}, {"label": "daisy", "id": 3, "score": "x"}]}"#))
+        XCTAssertEqual(classified.captions, [.init(text: "tabby cat", score: 0.75), .init(text: "daisy", score: nil)])
     }
 
     func testSHA256KnownAnswers() {
