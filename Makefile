@@ -87,8 +87,8 @@ train:
 TRAIN_RUN ?= runs/next
 train-next:
 	@test -x $(PYTHON) || $(MAKE) venv
-	@test -f runs/data/train-1100.npz || $(PYTHON) tools/scenes.py --seed 1100 --count 6000 --prerender runs/data/train-1100.npz --size 112 --grid 14 --procs 2 --variety
-	@test -f runs/data/heldout.npz || $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
+	@test -f runs/data/train-1100.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed 1100 --count 6000 --prerender runs/data/train-1100.npz --size 112 --grid 14 --procs 2 --variety
+	@test -f runs/data/heldout.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
 	start="--init models/default"; \
 	if [ -f $(TRAIN_RUN)/last.pt ]; then start="--resume"; elif [ -f training/resume/state.json ]; then start="--resume-compact training/resume"; fi; \
 	OMP_NUM_THREADS=1 nice -n 19 $(PYTHON) -u tools/train.py --threads 1 $$start \

@@ -699,6 +699,13 @@ def make_blip(name: str, spec: dict, out: Path, images: dict[str, Path], workdir
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     processor = BlipProcessor(image_processor=proc, tokenizer=tok)
     prompt_enc = processor(text=BLIP_PROMPT)
+    # transformers 5 saves a processor as processor_config.json with the image processor nested
+    # (and no preprocessor_config.json): kept beside the fixture for the loader's test of that layout.
+    with tempfile.TemporaryDirectory() as saved:
+        processor.save_pretrained(saved)
+        layout = out.parent / "processor" / name
+        layout.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(saved) / "processor_config.json", layout / "processor_config.json")
     teacher = [dec_id] + tok(BLIP_TEACHER, add_special_tokens=False).input_ids
     return record_reference(
         family="blip", model=model, model_dir=model_dir, tok=tok, proc=proc, images=images,

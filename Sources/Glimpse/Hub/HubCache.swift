@@ -175,7 +175,7 @@ public enum HubFiles {
     public static let weightFiles = ["model.safetensors", "pytorch_model.bin"]
     /// Everything else a model directory can use (configs, tokenizers, Glimpse's heads, the card).
     public static let supportFiles: Set<String> = [
-        "config.json", "generation_config.json", "preprocessor_config.json",
+        "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
         "vocab.json", "merges.txt", "vocab.txt",
         "heads.safetensors", "heads.json", "MODEL_CARD.md",

@@ -43,8 +43,27 @@ public struct ImagePreprocessor: Equatable, Sendable {
         } catch {
             throw PreprocessorConfigError(file: url.path, detail: "cannot read: \(error.localizedDescription)")
         }
+        try self.init(data: data, file: url.path)
+    }
+
+    /// Reads the image processor of a `processor_config.json`, where transformers 5 saves a
+    /// processor's parts (its `image_processor` object; no preprocessor_config.json is written then).
+    public init(processorConfig url: URL) throws {
+        let config: JSONConfig
+        do { config = try JSONConfig(contentsOf: url) } catch ModelError.invalidConfig(let file, let detail) {
+            throw PreprocessorConfigError(file: file, detail: detail)
+        }
+        guard let nested = config.values["image_processor"] as? [String: Any] else {
+            throw PreprocessorConfigError(file: url.path, detail: "no 'image_processor' object")
+        }
+        // Back to JSON text, so the exact decimal reading below applies to it too.
+        let data = try JSONSerialization.data(withJSONObject: nested)
+        try self.init(data: data, file: "\(url.path) [image_processor]")
+    }
+
+    private init(data: Data, file: String) throws {
         do {
-            try self.init(config: try JSONConfig(data: data, file: url.path))
+            try self.init(config: try JSONConfig(data: data, file: file))
         } catch ModelError.invalidConfig(let file, let detail) {
             // `file` is "PATH [size]" for a key inside the size object.
             throw PreprocessorConfigError(file: file, detail: detail)

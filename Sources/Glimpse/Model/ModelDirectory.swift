@@ -23,8 +23,7 @@ enum ModelDirectory {
         return file
     }
 
-    /// The checkpoint's image processor (preprocessor_config.json; without one, a plain resize to
-    /// the encoder's side), checked against the encoder's input size and channels.
+    /// The checkpoint's image processor, checked against the encoder's input size and channels.
     static func preprocessor(in directory: URL, imageSize: Int, channels: Int) throws -> ImagePreprocessor {
         // The image processor makes RGB pixel values; a patch embedding over other channel counts
         // would read past (or short of) them.
@@ -32,16 +31,23 @@ enum ModelDirectory {
             throw ModelError.invalidConfig(file: directory.appendingPathComponent("config.json").path,
                                            detail: "num_channels \(channels): the image processor makes 3-channel (RGB) pixel values")
         }
+        // preprocessor_config.json, else the image processor inside processor_config.json (how
+        // transformers 5 saves a processor), else a plain resize to the encoder's side.
         let url = directory.appendingPathComponent("preprocessor_config.json")
-        guard FileManager.default.fileExists(atPath: url.path) else {
+        let processor = directory.appendingPathComponent("processor_config.json")
+        let preprocessor: ImagePreprocessor, source: URL
+        if FileManager.default.fileExists(atPath: url.path) {
+            (preprocessor, source) = (try ImagePreprocessor(contentsOf: url), url)
+        } else if FileManager.default.fileExists(atPath: processor.path) {
+            (preprocessor, source) = (try ImagePreprocessor(processorConfig: processor), processor)
+        } else {
             var plain = ImagePreprocessor()
             plain.width = imageSize
             plain.height = imageSize
             return plain
         }
-        let preprocessor = try ImagePreprocessor(contentsOf: url)
         guard !preprocessor.doResize || (preprocessor.width == imageSize && preprocessor.height == imageSize) else {
-            throw ModelError.invalidConfig(file: url.path, detail: "size \(preprocessor.width)x\(preprocessor.height) differs from the encoder's image_size \(imageSize) (interpolated position embeddings are not supported)")
+            throw ModelError.invalidConfig(file: source.path, detail: "size \(preprocessor.width)x\(preprocessor.height) differs from the encoder's image_size \(imageSize) (interpolated position embeddings are not supported)")
         }
         return preprocessor
     }
