@@ -84,6 +84,17 @@ void gk_bf16_to_f32(const uint16_t *src, float *dst, long count);
 /// Rounds fp32 to bf16, round-to-nearest-even (NaN kept quiet).
 void gk_f32_to_bf16(const float *src, uint16_t *dst, long count);
 
+/// Activations of transformers' ACT2FN computed in place over `n` floats on the current path:
+/// GELU exact (erf to 1.5e-7: within 1.5e-7·(1+|x|) plus float rounding of the exact form), its tanh
+/// forms, quick GELU and SiLU. Bitwise equal on every path.
+enum { GK_ACT_GELU = 0, GK_ACT_GELU_TANH = 1, GK_ACT_GELU_FAST = 2, GK_ACT_QUICK_GELU = 3, GK_ACT_SILU = 4 };
+void gk_activate(int kind, float *x, long n);
+void gk_activate_on(int path, int kind, float *x, long n);
+/// x[i] = exp(x[i] - shift) in place; returns their sum (16 partial sums in a fixed order). A
+/// softmax row's exponentials; bitwise equal on every path.
+float gk_exp_sum(float *x, long n, float shift);
+float gk_exp_sum_on(int path, float *x, long n, float shift);
+
 /// Read-only memory bandwidth: sums `count` floats of `src` (wide loads, no stores), returns the sum
 /// so the reads cannot be optimized away.
 float gk_sum_read(const float *src, long count);

@@ -1,3 +1,4 @@
+import CGlimpseKernels
 import Foundation
 
 /// Element-wise and row-wise kernels of a transformer forward pass, on raw row-major buffers.
@@ -64,22 +65,14 @@ public enum Kernels {
 
     @inline(__always)
     static func apply(_ act: Activation, _ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        // Vectorized polynomial forms (CGlimpseKernels, bitwise equal on every path); relu needs none.
         switch act {
-        case .gelu:
-            for i in 0..<n { let v = x[i]; x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
-        case .geluNew, .geluPytorchTanh:
-            for i in 0..<n {
-                let v = x[i]
-                x[i] = 0.5 * v * (1 + tanhf(0.7978845608028654 * (v + 0.044715 * v * v * v)))
-            }
-        case .geluFast:
-            for i in 0..<n { let v = x[i]; x[i] = 0.5 * v * (1 + tanhf(v * 0.7978845608 * (1 + 0.044715 * v * v))) }
-        case .quickGelu:
-            for i in 0..<n { let v = x[i]; x[i] = v / (1 + expf(-1.702 * v)) }
-        case .relu:
-            for i in 0..<n where x[i] < 0 { x[i] = 0 }
-        case .silu:
-            for i in 0..<n { let v = x[i]; x[i] = v / (1 + expf(-v)) }
+        case .gelu: gk_activate(Int32(GK_ACT_GELU), x, n)
+        case .geluNew, .geluPytorchTanh: gk_activate(Int32(GK_ACT_GELU_TANH), x, n)
+        case .geluFast: gk_activate(Int32(GK_ACT_GELU_FAST), x, n)
+        case .quickGelu: gk_activate(Int32(GK_ACT_QUICK_GELU), x, n)
+        case .relu: for i in 0..<n where x[i] < 0 { x[i] = 0 }
+        case .silu: gk_activate(Int32(GK_ACT_SILU), x, n)
         }
     }
 
@@ -91,9 +84,7 @@ public enum Kernels {
             var maxv = -Float.infinity
             for i in 0..<cols where row[i] > maxv { maxv = row[i] }
             if maxv == -.infinity { for i in 0..<cols { row[i] = 0 }; continue }
-            var sum: Float = 0
-            for i in 0..<cols { let e = expf(row[i] - maxv); row[i] = e; sum += e }
-            let inv = 1 / sum
+            let inv = 1 / gk_exp_sum(row, cols, maxv)
             for i in 0..<cols { row[i] *= inv }
         }
     }

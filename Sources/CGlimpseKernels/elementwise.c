@@ -1,0 +1,111 @@
+// Element-wise transcendental steps of a transformer pass: the GELU family and the exponentials of
+// a softmax. libm's scalar erff/expf/tanhf took about 8% of a ViT-base encoder pass; these are
+// polynomial forms the compiler vectorizes, written once (GK_ELEMENTWISE) and compiled for each
+// path with its target attributes. Built with -ffp-contract=off and without reassociation, every
+// element goes through the same IEEE operations on every path, so all paths give the same bits
+// (the softmax sum keeps 16 fixed partial sums, combined in a fixed order).
+#include "internal.h"
+#include <stdint.h>
+#include <string.h>
+
+#define GK_ELEMENTWISE(SUFFIX, ATTR)                                                                        \
+/* exp(x), Cephes' expf: x = n·ln2 + r (ln2 split in two parts), a degree-6 polynomial in r, times 2^n; */ \
+/* inputs clamped to [-87.3, 88] (2^n stays a normal float; exp(88) = 1.7e38 stands for larger). */      \
+static inline ATTR float exp_##SUFFIX(float x) {                                                            \
+    x = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);                                                \
+    float t = x * 1.44269504088896341f + 0.5f;                                                              \
+    int n = (int)t;                                                                                         \
+    n -= (float)n > t;                                 /* floor */                                          \
+    float fn = (float)n;                                                                                    \
+    float r = x - fn * 0.693359375f;                                                                        \
+    r = r - fn * -2.12194440e-4f;                                                                           \
+    float p = 1.9875691500e-4f;                                                                             \
+    p = p * r + 1.3981999507e-3f;                                                                           \
+    p = p * r + 8.3334519073e-3f;                                                                           \
+    p = p * r + 4.1665795894e-2f;                                                                           \
+    p = p * r + 1.6666665459e-1f;                                                                           \
+    p = p * r + 5.0000001201e-1f;                                                                           \
+    p = p * (r * r) + r + 1.0f;                                                                             \
+    union { int32_t i; float f; } scale = { (n + 127) << 23 };                                              \
+    return p * scale.f;                                                                                     \
+}                                                                                                           \
+/* erf(x), Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): 1 - poly(t)·exp(-x²), t = 1/(1 + p|x|). */    \
+static inline ATTR float erf_##SUFFIX(float x) {                                                            \
+    float ax = x < 0 ? -x : x;                                                                              \
+    float t = 1.0f / (1.0f + 0.3275911f * ax);                                                              \
+    float y = 1.061405429f;                                                                                 \
+    y = y * t + -1.453152027f;                                                                              \
+    y = y * t + 1.421413741f;                                                                               \
+    y = y * t + -0.284496736f;                                                                              \
+    y = y * t + 0.254829592f;                                                                               \
+    y = 1.0f - y * t * exp_##SUFFIX(-ax * ax);                                                              \
+    return x < 0 ? -y : y;                                                                                  \
+}                                                                                                           \
+/* tanh(y) = sign(y)·(1 - 2/(exp(2|y|) + 1)). */                                                              \
+static inline ATTR float tanh_##SUFFIX(float y) {                                                           \
+    float ay = y < 0 ? -y : y;                                                                              \
+    float r = 1.0f - 2.0f / (exp_##SUFFIX(2.0f * ay) + 1.0f);                                               \
+    return y < 0 ? -r : r;                                                                                  \
+}                                                                                                           \
+static ATTR void activate_##SUFFIX(int kind, float *x, long n) {                                            \
+    switch (kind) {                                                                                         \
+    case GK_ACT_GELU:                                                                                       \
+        for (long i = 0; i < n; i++) { float v = x[i]; x[i] = 0.5f * v * (1.0f + erf_##SUFFIX(v * 0.70710678118654752f)); } \
+        break;                                                                                              \
+    case GK_ACT_GELU_TANH:                                                                                  \
+        for (long i = 0; i < n; i++) {                                                                      \
+            float v = x[i];                                                                                 \
+            x[i] = 0.5f * v * (1.0f + tanh_##SUFFIX(0.7978845608028654f * (v + 0.044715f * v * v * v)));  \
+        }                                                                                                   \
+        break;                                                                                              \
+    case GK_ACT_GELU_FAST:                                                                                  \
+        for (long i = 0; i < n; i++) {                                                                      \
+            float v = x[i];                                                                                 \
+            x[i] = 0.5f * v * (1.0f + tanh_##SUFFIX(v * 0.7978845608f * (1.0f + 0.044715f * v * v)));      \
+        }                                                                                                   \
+        break;                                                                                              \
+    case GK_ACT_QUICK_GELU:                                                                                 \
+        for (long i = 0; i < n; i++) { float v = x[i]; x[i] = v / (1.0f + exp_##SUFFIX(-1.702f * v)); }     \
+        break;                                                                                              \
+    case GK_ACT_SILU:                                                                                       \
+        for (long i = 0; i < n; i++) { float v = x[i]; x[i] = v / (1.0f + exp_##SUFFIX(-v)); }              \
+        break;                                                                                              \
+    }                                                                                                       \
+}                                                                                                           \
+static ATTR float exp_sum_##SUFFIX(float *x, long n, float shift) {                                         \
+    float part[16] = { 0 };                                                                                 \
+    long i = 0;                                                                                             \
+    for (; i + 16 <= n; i += 16)                                                                            \
+        for (int j = 0; j < 16; j++) { float e = exp_##SUFFIX(x[i + j] - shift); x[i + j] = e; part[j] += e; } \
+    for (int j = 0; i < n; i++, j++) { float e = exp_##SUFFIX(x[i] - shift); x[i] = e; part[j] += e; }      \
+    for (int w = 8; w >= 1; w /= 2)                                                                         \
+        for (int j = 0; j < w; j++) part[j] += part[j + w];                                                 \
+    return part[0];                                                                                         \
+}
+
+GK_ELEMENTWISE(portable, )
+#ifdef GK_X86
+GK_ELEMENTWISE(avx2, __attribute__((target("avx2,fma"))))
+GK_ELEMENTWISE(avx512, __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))))
+#endif
+
+void gk_activate_on(int path, int kind, float *x, long n) {
+#ifdef GK_X86
+    if (path == GK_PATH_AVX512) { activate_avx512(kind, x, n); return; }
+    if (path == GK_PATH_AVX2) { activate_avx2(kind, x, n); return; }
+#endif
+    (void)path;
+    activate_portable(kind, x, n);
+}
+
+float gk_exp_sum_on(int path, float *x, long n, float shift) {
+#ifdef GK_X86
+    if (path == GK_PATH_AVX512) return exp_sum_avx512(x, n, shift);
+    if (path == GK_PATH_AVX2) return exp_sum_avx2(x, n, shift);
+#endif
+    (void)path;
+    return exp_sum_portable(x, n, shift);
+}
+
+void gk_activate(int kind, float *x, long n) { gk_activate_on(gk_path(), kind, x, n); }
+float gk_exp_sum(float *x, long n, float shift) { return gk_exp_sum_on(gk_path(), x, n, shift); }
