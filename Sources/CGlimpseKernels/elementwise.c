@@ -10,14 +10,16 @@
 
 #define GK_ELEMENTWISE(SUFFIX, ATTR)                                                                        \
 /* exp(x), Cephes' expf: x = n·ln2 + r (ln2 split in two parts), a degree-6 polynomial in r, times 2^n; */ \
-/* inputs clamped to [-87.3, 88] (2^n stays a normal float; exp(88) = 1.7e38 stands for larger). */      \
+/* inputs clamped to [-87.3, 88] (2^n stays a normal float; exp(88) = 1.7e38 stands for larger); below */ \
+/* -87.3 the result is 0, as -inf's must be in a masked softmax; NaN stays NaN (never reaches the int). */  \
 static inline ATTR float exp_##SUFFIX(float x) {                                                            \
-    x = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);                                                \
-    float t = x * 1.44269504088896341f + 0.5f;                                                              \
+    float xc = x > -87.33654f ? x : -87.33654f;                                                             \
+    xc = xc < 88.0f ? xc : 88.0f;                                                                           \
+    float t = xc * 1.44269504088896341f + 0.5f;                                                             \
     int n = (int)t;                                                                                         \
     n -= (float)n > t;                                 /* floor */                                          \
     float fn = (float)n;                                                                                    \
-    float r = x - fn * 0.693359375f;                                                                        \
+    float r = xc - fn * 0.693359375f;                                                                       \
     r = r - fn * -2.12194440e-4f;                                                                           \
     float p = 1.9875691500e-4f;                                                                             \
     p = p * r + 1.3981999507e-3f;                                                                           \
@@ -27,7 +29,8 @@ static inline ATTR float exp_##SUFFIX(float x) {                                
     p = p * r + 5.0000001201e-1f;                                                                           \
     p = p * (r * r) + r + 1.0f;                                                                             \
     union { int32_t i; float f; } scale = { (n + 127) << 23 };                                              \
-    return p * scale.f;                                                                                     \
+    float y = x < -87.33654f ? 0.0f : p * scale.f;                                                          \
+    return x != x ? x : y;                                                                                  \
 }                                                                                                           \
 /* erf(x), Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): 1 - poly(t)·exp(-x²), t = 1/(1 + p|x|). */    \
 static inline ATTR float erf_##SUFFIX(float x) {                                                            \

@@ -71,6 +71,19 @@ final class ElementwiseKernelTests: XCTestCase {
                 }
             }
         }
+        // Masked scores (-inf) get exactly 0; NaN stays NaN (the logits check downstream must see it).
+        for path in paths {
+            var x: [Float] = [0, -.infinity, -200, .nan]
+            let sum = gk_exp_sum_on(path, &x, x.count, 0)
+            XCTAssertEqual(Array(x[0..<3]), [1, 0, 0], "path \(path)")
+            XCTAssertTrue(x[3].isNaN && sum.isNaN, "path \(path)")
+            for kind in [GK_ACT_GELU, GK_ACT_GELU_TANH, GK_ACT_QUICK_GELU, GK_ACT_SILU].map({ Int32($0) }) {
+                var y: [Float] = [.nan, .infinity, 3]
+                gk_activate_on(path, kind, &y, y.count)
+                XCTAssertTrue(y[0].isNaN, "activation \(kind) of NaN on path \(path)")
+                XCTAssertEqual(y[1], .infinity, "activation \(kind) of inf on path \(path)")
+            }
+        }
         // Rows of a softmax sum to 1 (a fully masked row is all zeros, as before).
         var rows: [Float] = [0.5, -1, 3, 2, -.infinity, -.infinity, -.infinity, -.infinity]
         Kernels.softmaxRows(&rows, rows: 2, cols: 4)
