@@ -36,7 +36,7 @@ public enum Kernels {
 
     /// Activations named as in transformers' ACT2FN.
     public enum Activation: String, Sendable {
-        case gelu                    // exact: 0.5·x·(1 + erf(x/√2))
+        case gelu                    // the erf form: 0.5·x·(1 + erf(x/√2)), erf to 1.5e-7 (elementwise.c)
         case geluNew = "gelu_new"    // tanh approximation (GPT-2)
         case geluPytorchTanh = "gelu_pytorch_tanh"
         case geluFast = "gelu_fast"
