@@ -5,17 +5,18 @@ import Foundation
 /// Â = ½·(mean over heads of A) + ½·I with rows renormalized; rollout = Â_L ⋯ Â_1.
 public enum AttentionRollout {
     /// The rollout row of `row` (the class row of a ViT: 0) over the patches, a G×G map (row-major)
-    /// from one image's attention probabilities [layers, heads, n, n] (layer-major). Only that row is
-    /// needed, so it is carried down from the last layer as a vector: O(L·n²), not O(L·n³).
+    /// from one image's attention probabilities, each layer's [heads, n, n] `layerStride` floats after
+    /// the one before (heads·n·n for one image's layers alone). Only that row is needed, so it is
+    /// carried down from the last layer as a vector: O(L·n²), not O(L·n³).
     public static func map(attentions: UnsafePointer<Float>, layers: Int, heads: Int, length n: Int,
-                           row: Int = 0, patches: PatchRows) -> [Float] {
+                           layerStride: Int? = nil, row: Int = 0, patches: PatchRows) -> [Float] {
         precondition(row >= 0 && row < n && patches.rows.upperBound <= n)
         var vector = [Double](repeating: 0, count: n), next = [Double](repeating: 0, count: n)
         var layerRow = [Double](repeating: 0, count: n)
         vector[row] = 1
         for l in stride(from: layers - 1, through: 0, by: -1) {
             for j in 0..<n { next[j] = 0 }
-            let a = attentions + l * heads * n * n
+            let a = attentions + l * (layerStride ?? heads * n * n)
             for i in 0..<n where vector[i] != 0 {
                 // Row i of Â: the head mean, plus the identity, renormalized.
                 var sum = 0.0

@@ -54,11 +54,10 @@ public final class ClassificationModel: @unchecked Sendable {
         Kernels.softmaxRows(logits.data, rows: count, cols: c.classCount)
         let probabilities = (0..<count).map { Array(UnsafeBufferPointer(start: logits.data + $0 * c.classCount, count: c.classCount)) }
         guard let attentions else { return (probabilities, []) }
+        // Image b's layer l is at (l · count + b) · perImage.
         let rollouts = (0..<count).map { b in
-            // One image's layers, gathered layer-major.
-            let mine = Tensor(zeros: [c.layerCount, perImage])
-            for l in 0..<c.layerCount { (mine.data + l * perImage).update(from: attentions.data + (l * count + b) * perImage, count: perImage) }
-            return AttentionRollout.map(attentions: mine.data, layers: c.layerCount, heads: c.headCount, length: n, patches: c.patches)
+            AttentionRollout.map(attentions: attentions.data + b * perImage, layers: c.layerCount, heads: c.headCount,
+                                 length: n, layerStride: count * perImage, patches: c.patches)
         }
         return (probabilities, rollouts)
     }

@@ -42,11 +42,9 @@ final class ViTClassifier: ImageClassifier, @unchecked Sendable {
     /// torch: logits = classifier(layernorm(vit(pixel_values))[:, 0, :])
     func logits(pixelValues: UnsafePointer<Float>, count: Int, attentions: UnsafeMutablePointer<Float>?) -> Tensor {
         let hidden = encoder(pixelValues: pixelValues, count: count, attentions: attentions)
-        let d = encoder.config.hiddenSize, n = sequenceLength
-        let classRows = Tensor(zeros: [count, d])
-        for b in 0..<count { (classRows.data + b * d).update(from: hidden.data + b * n * d, count: d) }
+        // Each image's class row, read in place (row stride: a whole sequence).
         let out = Tensor(zeros: [count, classCount])
-        head(classRows.data, rows: count, into: out.data)
+        head(hidden.data, rows: count, into: out.data, xStride: sequenceLength * encoder.config.hiddenSize)
         return out
     }
 }
