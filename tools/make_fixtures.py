@@ -9,11 +9,14 @@ Writes Tests/GlimpseTests/Fixtures/models/ (documented in the README.md kept the
                                     cross-attentions)
   <model>/reference.json            ids, generate() cases with exact kwargs, sequences, scores, text,
                                     tokenizer encode/decode cases
+  florence2_tiny/                   Florence2ForConditionalGeneration + Florence2Processor as transformers 5
+                                    saves them (processor_config.json with the image processor nested,
+                                    no preprocessor_config.json), prompts, post-processing cases
 
 Deterministic: running it twice gives byte-identical files (torch.manual_seed, sorted JSON,
 single-threaded torch).  Usage:
 
-    .venv/bin/python tools/make_fixtures.py [--only vit_gpt2_a,blip_tiny] [--out DIR]
+    .venv/bin/python tools/make_fixtures.py [--only vit_gpt2_a,blip_tiny,florence2_tiny] [--out DIR]
 
 Pinned versions: tools/requirements.txt.  The versions actually used are recorded in every
 reference.json ("versions").
@@ -804,6 +807,488 @@ def make_vit_classifier(name: str, spec: dict, out: Path, images: dict[str, Path
     return ref
 
 
+# ----------------------------------------------------------------------------------------------
+# Florence-2 (transformers 5 native Florence2ForConditionalGeneration, model_type "florence2")
+# ----------------------------------------------------------------------------------------------
+FLORENCE2_SPECS = {
+    # DaViT vision tower with 4 stages (96 px -> grids 24, 12, 6, 3; window 4, so stages 2 and 3 pad
+    # their windows), BART 2+2 layers.  Image tokens = 1 + 3*3 = 10.
+    "florence2_tiny": dict(
+        seed=8, bpe_vocab=600, image_size=96,
+        vision=dict(embed_dim=[8, 16, 24, 32], num_heads=[2, 2, 3, 4], num_groups=[2, 4, 3, 4],
+                    depths=[1, 1, 2, 1], patch_size=[7, 3, 3, 3], patch_stride=[4, 2, 2, 2],
+                    patch_padding=[3, 1, 1, 1], patch_prenorm=[False, True, True, True], window_size=4,
+                    mlp_ratio=4.0, qkv_bias=True, activation_function="gelu", projection_dim=32,
+                    max_position_embeddings=6, max_temporal_embeddings=10, drop_path_rate=0.1,
+                    initializer_range=0.1),
+        text=dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                  decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                  activation_function="gelu", max_position_embeddings=64, scale_embedding=False,
+                  init_std=0.1),
+        init=dict(weight=0.1, bias=0.05, norm=0.1),
+        # see florence2_shape_
+        shape=dict(ln_scale=3.0, cross=3.0, cross_q=2.0, shrink=0.05, loc_shift=-0.3, eos_ramp=0.1),
+    ),
+}
+
+# Florence2Processor's task prompts in transformers 5.24 (checked against the processor below); the
+# BPE corpus contains them so that their words are whole tokens.
+FLORENCE2_PROMPTS = {
+    "<OCR>": "What is the text in the image?",
+    "<OCR_WITH_REGION>": "What is the text in the image, with regions?",
+    "<CAPTION>": "What does the image describe?",
+    "<DETAILED_CAPTION>": "Describe in detail what is shown in the image.",
+    "<MORE_DETAILED_CAPTION>": "Describe with a paragraph what is shown in the image.",
+    "<OD>": "Locate the objects with category name in the image.",
+    "<DENSE_REGION_CAPTION>": "Locate the objects in the image, with their descriptions.",
+    "<REGION_PROPOSAL>": "Locate the region proposals in the image.",
+    "<CAPTION_TO_PHRASE_GROUNDING>": "Locate the phrases in the caption: {input}",
+    "<REFERRING_EXPRESSION_SEGMENTATION>": "Locate {input} in the image with mask",
+    "<REGION_TO_SEGMENTATION>": "What is the polygon mask of region {input}",
+    "<OPEN_VOCABULARY_DETECTION>": "Locate {input} in the image.",
+    "<REGION_TO_CATEGORY>": "What is the region {input}?",
+    "<REGION_TO_DESCRIPTION>": "What does the region {input} describe?",
+    "<REGION_TO_OCR>": "What text is in the region {input}?",
+}
+FLORENCE2_REGION = "<loc_100><loc_200><loc_300><loc_400>"
+# The text that follows the task token in the examples (tasks with an input only).
+FLORENCE2_TASK_INPUTS = {
+    "<CAPTION_TO_PHRASE_GROUNDING>": "a red circle",
+    "<REFERRING_EXPRESSION_SEGMENTATION>": "the blue square",
+    "<REGION_TO_SEGMENTATION>": FLORENCE2_REGION,
+    "<OPEN_VOCABULARY_DETECTION>": "a yellow triangle",
+    "<REGION_TO_CATEGORY>": "<loc_5><loc_10><loc_995><loc_999>",
+    "<REGION_TO_DESCRIPTION>": FLORENCE2_REGION,
+    "<REGION_TO_OCR>": "<loc_0><loc_0><loc_500><loc_250>",
+}
+# generate() cases: every task for both images, with the checkpoint defaults and greedy.
+FLORENCE2_GEN_TASKS = [
+    ("<CAPTION>", ""),
+    ("<OD>", ""),
+    ("<CAPTION_TO_PHRASE_GROUNDING>", "a red circle"),
+    ("<REGION_TO_DESCRIPTION>", FLORENCE2_REGION),
+    ("<OCR_WITH_REGION>", ""),
+]
+# The forward pass stored as tensors (encoder states, teacher-forced logits, attentions): one per image.
+FLORENCE2_FORWARD = {"shapes_40x30": ("<OD>", ""), "scene_64x64": ("<CAPTION_TO_PHRASE_GROUNDING>", "a red circle")}
+FLORENCE2_TEACHER = ["a red circle", (120, 340, 560, 780), "blue square", (10, 20, 30, 40)]
+
+# The tokens Florence-2 adds after BART's vocabulary, in its order (then "<image>").
+FLORENCE2_ADDED = (["<od>", "</od>", "<ocr>", "</ocr>"] + [f"<loc_{i}>" for i in range(1000)] + [
+    "<cap>", "</cap>", "<ncap>", "</ncap>", "<dcap>", "</dcap>", "<grounding>", "</grounding>", "<seg>",
+    "</seg>", "<sep>", "<region_cap>", "</region_cap>", "<region_to_desciption>", "</region_to_desciption>",
+    "<proposal>", "</proposal>", "<poly>", "</poly>", "<and>"])
+
+# post_processor_config as the florence-community checkpoints carry it (transformers' conversion script,
+# convert_florence2_original_pytorch_to_hf.py).  Florence2PostProcessor looks up every parse type it runs
+# in this dict, so all eight keys must be present.
+FLORENCE2_BANNED_GROUNDING = [
+    "it", "I", "me", "mine", "you", "your", "yours", "he", "him", "his", "she", "her", "hers", "they", "them",
+    "their", "theirs", "one", "oneself", "we", "us", "our", "ours", "you", "your", "yours", "they", "them",
+    "their", "theirs", "mine", "yours", "his", "hers", "its", "ours", "yours", "theirs", "myself", "yourself",
+    "himself", "herself", "itself", "ourselves", "yourselves", "themselves", "this", "that", "these", "those",
+    "who", "whom", "whose", "which", "what", "who", "whom", "whose", "which", "that", "all", "another", "any",
+    "anybody", "anyone", "anything", "each", "everybody", "everyone", "everything", "few", "many", "nobody",
+    "none", "one", "several", "some", "somebody", "someone", "something", "each other", "one another",
+    "myself", "yourself", "himself", "herself", "itself", "ourselves", "yourselves", "themselves", "the image",
+    "image", "images", "the", "a", "an", "a group", "other objects", "lots", "a set",
+]
+FLORENCE2_POST_PROCESSOR_CONFIG = {
+    "ocr": {
+        "pattern": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>",
+        "area_threshold": 0.0,
+    },
+    "phrase_grounding": {"banned_grounding_tokens": FLORENCE2_BANNED_GROUNDING},
+    "pure_text": {},
+    "description_with_bboxes": {},
+    "description_with_polygons": {},
+    "polygons": {},
+    "bboxes": {},
+    "description_with_bboxes_or_polygons": {},
+}
+
+# Hand-written generations run through processor.post_process_generation (parsers the random model's
+# outputs do not reach).  (task, text with special tokens, image_size (width, height)).
+FLORENCE2_POST_CASES = [
+    ("<CAPTION>", "</s><s>A green car parked in front of a yellow building.</s>", (40, 30)),
+    ("<CAPTION>", "<s>a red circle<loc_1></s><pad><pad>", (40, 30)),
+    ("<OD>", "</s><s>car<loc_54><loc_375><loc_906><loc_707>door<loc_710><loc_276><loc_908><loc_537>"
+             "wheel<loc_708><loc_531><loc_906><loc_704><loc_0><loc_0><loc_999><loc_999></s>", (640, 480)),
+    ("<OD>", "</s><s><loc_1><loc_2><loc_3><loc_4>red circle<loc_10><loc_20><loc_30></s>", (40, 30)),
+    # [^<]+ also matches the "loc_1>" left after a "<": a label "loc_1>" with the next four locations
+    ("<OD>", "</s><s><loc_1><loc_2><loc_3><loc_4><loc_5></s>", (40, 30)),
+    ("<DENSE_REGION_CAPTION>", "</s><s> a large red circle <loc_0><loc_100><loc_200><loc_300>a blue"
+                               " square<loc_500><loc_600><loc_700><loc_800></s>", (64, 64)),
+    ("<REGION_PROPOSAL>", "</s><s><loc_0><loc_100><loc_200><loc_300><loc_500><loc_600><loc_700><loc_800>"
+                          "x<loc_1><loc_2><loc_3><loc_4></s>", (40, 30)),
+    ("<CAPTION_TO_PHRASE_GROUNDING>", "</s><s>a red circle<loc_10><loc_20><loc_30><loc_40><loc_50><loc_60>"
+                                      "<loc_70><loc_80> the image<loc_1><loc_2><loc_3><loc_4>blue square"
+                                      "<loc_100><loc_200><loc_300><loc_400></s>", (40, 30)),
+    ("<OCR>", "</s><s>HELLO WORLD</s>", (40, 30)),
+    ("<OCR_WITH_REGION>", "</s><s>HELLO<loc_10><loc_20><loc_90><loc_20><loc_90><loc_60><loc_10><loc_60>"
+                          "WORLD 2<loc_100><loc_200><loc_900><loc_200><loc_900><loc_600><loc_100><loc_600>"
+                          "tail<loc_1></s>", (640, 480)),
+    ("<REFERRING_EXPRESSION_SEGMENTATION>", "</s><s><loc_100><loc_200><loc_300><loc_200><loc_300><loc_400>"
+                                            "<loc_100><loc_401><sep><loc_500><loc_500><loc_600><loc_500>"
+                                            "<loc_600><loc_600></s>", (64, 64)),
+    ("<REGION_TO_SEGMENTATION>", "</s><s><poly><loc_10><loc_20><loc_30><loc_40><loc_50><loc_60></poly>"
+                                 "<poly><loc_1><loc_2><loc_3><loc_4><loc_5></poly></s>", (40, 30)),
+    ("<OPEN_VOCABULARY_DETECTION>", "</s><s>a yellow triangle<loc_100><loc_200><loc_300><loc_400></s>",
+     (64, 64)),
+    ("<OPEN_VOCABULARY_DETECTION>", "</s><s>a yellow triangle<poly><loc_100><loc_200><loc_300><loc_400>"
+                                    "<loc_500><loc_600></poly></s>", (64, 64)),
+    ("<REGION_TO_CATEGORY>", "</s><s>circle<loc_1><loc_2><loc_3><loc_4></s>", (40, 30)),
+    ("<REGION_TO_DESCRIPTION>", "</s><s>a red circle</s>", (40, 30)),
+    ("<REGION_TO_OCR>", "</s><s>HELLO</s>", (40, 30)),
+]
+
+
+def florence2_corpus():
+    lines = corpus_lines()
+    fillers = ["a red circle", "the blue square", "a yellow triangle", "a small black hexagon", "the car"]
+    for _ in range(4):
+        for p in FLORENCE2_PROMPTS.values():
+            for f in fillers:
+                lines.append(p.format(input=f))
+    return lines
+
+
+def make_florence2_tokenizer(vocab_size: int, workdir: Path):
+    """BART-style byte-level BPE: <s>=0 <pad>=1 </s>=2 <unk>=3, merges, <mask> last; then Florence-2's
+    1024 added tokens (special) and <image> (the processor's image token, a named special token)."""
+    from transformers import AddedToken, BartTokenizer
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(florence2_corpus(), vocab_size=vocab_size, min_frequency=2,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False)
+    p = workdir / f"florence2_bpe_{vocab_size}.json"
+    bpe.save(str(p))
+    tj = json.loads(p.read_text())
+    vocab = dict(tj["model"]["vocab"])
+    assert [vocab[t] for t in ["<s>", "<pad>", "</s>", "<unk>"]] == [0, 1, 2, 3]
+    vocab["<mask>"] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in tj["model"]["merges"]]
+    tok = BartTokenizer(vocab=vocab, merges=merges)
+    tok.add_special_tokens({"extra_special_tokens": FLORENCE2_ADDED})
+    tok.add_tokens(AddedToken("<image>", special=True, normalized=False), special_tokens=True)
+    tok._set_model_specific_special_tokens({"image_token": "<image>"})
+    assert tok.convert_tokens_to_ids("<od>") == len(vocab)
+    assert tok.convert_tokens_to_ids("<image>") == len(vocab) + len(FLORENCE2_ADDED) == len(tok) - 1
+    return tok
+
+
+def florence2_init_(model, spec):
+    """Every parameter random (so a weight the Swift side fails to load shows up): Linear/Conv/Embedding
+    weights N(0, w), biases N(0, b), norm gains 1 + N(0, n), norm biases N(0, b).  Buffers (the
+    temporal sinusoid table) untouched."""
+    ini = spec["init"]
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)):
+                mod.weight.normal_(0.0, ini["weight"])
+                if getattr(mod, "bias", None) is not None:
+                    mod.bias.normal_(0.0, ini["bias"])
+            elif isinstance(mod, torch.nn.LayerNorm):
+                mod.weight.normal_(1.0, ini["norm"])
+                mod.bias.normal_(0.0, ini["bias"])
+
+
+def build_florence2(spec, tok):
+    from transformers import Florence2Config, Florence2ForConditionalGeneration
+
+    torch.manual_seed(spec["seed"])
+    image_id = tok.convert_tokens_to_ids("<image>")
+    text = dict(spec["text"], vocab_size=len(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                decoder_start_token_id=2, forced_eos_token_id=2)
+    cfg = Florence2Config(vision_config=dict(spec["vision"]), text_config=dict(text, model_type="bart"),
+                          image_token_id=image_id)
+    model = Florence2ForConditionalGeneration(cfg).eval()
+    florence2_init_(model, spec)
+    return model
+
+
+def make_florence2_processor(spec, tok):
+    from transformers import Florence2Processor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    size = spec["image_size"]
+    ip = CLIPImageProcessorPil(
+        do_resize=True, size={"height": size, "width": size}, resample=3, do_center_crop=False,
+        crop_size={"height": size, "width": size}, do_rescale=True, rescale_factor=1 / 255,
+        do_normalize=True, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, do_convert_rgb=True,
+        image_seq_length=florence2_num_image_tokens(spec),
+    )
+    return Florence2Processor(image_processor=ip, tokenizer=tok, post_processor_config=FLORENCE2_POST_PROCESSOR_CONFIG)
+
+
+def florence2_grids(spec):
+    v, g, out = spec["vision"], spec["image_size"], []
+    for k, s, p in zip(v["patch_size"], v["patch_stride"], v["patch_padding"]):
+        g = (g + 2 * p - k) // s + 1
+        out.append(g)
+    return out
+
+
+def florence2_num_image_tokens(spec):
+    return 1 + florence2_grids(spec)[-1] ** 2
+
+
+def florence2_shape_(model, spec, tok, proc, image: Image.Image):
+    """Random init gives near-uniform, input-independent next-token distributions, and with the tied
+    output embedding every token predicts itself.  Weight edits (all saved in the checkpoint):
+      - the last decoder layer's final_layer_norm gain x ln_scale with random signs (spreads the logits and
+        cancels the self-alignment of the tied embedding, as for vit_gpt2_c);
+      - cross-attention out_proj x cross, q_proj x cross_q (the image and the prompt matter);
+      - rows of <pad> <unk> <mask> <image> <s> and of non-printable byte tokens x shrink (rarely chosen);
+      - loc_shift * d added to the 1000 <loc_N> rows (d a random unit vector): with 1000 of the ~1600
+        rows being locations a random model emits almost only <loc_N>; the shift balances words and
+        locations;
+      - decoder position embeddings += eos_ramp * position * u, u the direction that raises log p(</s>)
+        (gradient of the summed EOS log-prob over a teacher-forced sequence, averaged over positions), so
+        that generation ends on its own after ~5-15 tokens."""
+    sh = spec["shape"]
+    g = torch.Generator().manual_seed(spec["seed"] + 1)
+    lm = model.model.language_model
+    emb = lm.shared.weight
+    dec = lm.decoder
+    fln = dec.layers[-1].final_layer_norm
+    loc0 = tok.convert_tokens_to_ids("<loc_0>")
+    with torch.no_grad():
+        signs = torch.randint(0, 2, fln.weight.shape, generator=g).float() * 2 - 1
+        fln.weight.mul_(signs * sh["ln_scale"])
+        for layer in dec.layers:
+            layer.encoder_attn.out_proj.weight.mul_(sh["cross"])
+            layer.encoder_attn.q_proj.weight.mul_(sh["cross_q"])
+        shrink = [tok.convert_tokens_to_ids(t) for t in ["<pad>", "<unk>", "<mask>", "<image>", "<s>"]]
+        shrink += [i for i in non_ascii_token_ids(tok) if i > 3]
+        for t in sorted(set(shrink)):
+            emb[t].mul_(sh["shrink"])
+        d = torch.randn(emb.shape[1], generator=g)
+        emb[loc0:loc0 + 1000] += sh["loc_shift"] * d / d.norm()
+    enc = proc(text="<CAPTION>", images=image, return_tensors="pt")
+    ids = [2, 0] + tok("a red circle blue square", add_special_tokens=False).input_ids
+    ids += [loc0 + 5, loc0 + 50, loc0 + 500, loc0 + 900] * 2
+    pe = dec.embed_positions.weight
+    model.zero_grad(set_to_none=True)
+    logp = torch.log_softmax(model(**enc, decoder_input_ids=torch.tensor([ids])).logits, -1)
+    logp[0, :, 2].sum().backward()
+    grad = pe.grad[2:2 + len(ids)].mean(0)  # rows 0, 1 are BART's position offset
+    with torch.no_grad():
+        u = grad / grad.norm()
+        pos = torch.arange(pe.shape[0], dtype=pe.dtype)[:, None] - 2
+        pe.add_(sh["eos_ramp"] * pos * u[None, :])
+    model.zero_grad(set_to_none=True)
+
+
+def florence2_task_key(task: str) -> str:
+    return task.strip("<>")
+
+
+def florence2_generation_config():
+    # Florence-2's generation defaults (florence-community/Florence-2-*), max_length shortened to 20.
+    return GenerationConfig(
+        num_beams=3, no_repeat_ngram_size=3, early_stopping=False, forced_bos_token_id=0, forced_eos_token_id=2,
+        decoder_start_token_id=2, bos_token_id=0, eos_token_id=2, pad_token_id=1, max_length=20,
+    )
+
+
+FLORENCE2_TOKENIZER_EXTRA = [
+    "a red circle<loc_1><loc_999>",
+    "<s>What does the image describe?</s>",
+    "<od>car</od><loc_0><loc_10><loc_200><loc_999>",
+    " <loc_5> spaced <image> tokens <and> ",
+    "What does the region <loc_100><loc_200><loc_300><loc_400> describe?",
+    "<loc_1000> is not a token, <LOC_1> neither",
+    "<pad><unk><mask><poly><sep></poly>",
+]
+
+
+def make_florence2(name: str, spec: dict, out: Path, images: dict[str, Path], workdir: Path):
+    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    model_dir = out / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    pils = {n: Image.open(p).convert("RGB") for n, p in images.items()}
+
+    tok = make_florence2_tokenizer(spec["bpe_vocab"], workdir)
+    proc = make_florence2_processor(spec, tok)
+    assert {**proc.task_prompts_without_inputs, **proc.task_prompts_with_input} == FLORENCE2_PROMPTS
+    assert set(proc.tasks_answer_post_processing_type) == set(FLORENCE2_PROMPTS)
+    model = build_florence2(spec, tok)
+    florence2_shape_(model, spec, tok, proc, pils["shapes_40x30"])
+    model.generation_config = florence2_generation_config()
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+    proc.save_pretrained(str(model_dir))
+
+    # Reload exactly as a user would.
+    model = Florence2ForConditionalGeneration.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    proc = AutoProcessor.from_pretrained(str(model_dir))
+    tok = proc.tokenizer
+    assert type(proc).__name__ == "Florence2Processor", type(proc)
+    assert isinstance(proc.image_processor, CLIPImageProcessorPil), type(proc.image_processor)
+    assert type(tok).__name__ == "RobertaTokenizer", type(tok)  # = BartTokenizer in transformers 5
+    image_id = tok.convert_tokens_to_ids("<image>")
+    assert proc.image_token == "<image>" and proc.image_token_id == image_id == model.config.image_token_id
+    n_img = proc.num_image_tokens
+    assert n_img == florence2_num_image_tokens(spec)
+    vt = model.model.vision_tower
+    lm = model.model.language_model
+
+    tensors = {}
+    special = {t: tok.convert_tokens_to_ids(t) for t in
+               ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<image>"] + FLORENCE2_ADDED[:5] +
+               ["<loc_999>"] + FLORENCE2_ADDED[-20:]}
+    ref = {
+        "family": "florence2",
+        "versions": versions(),
+        "special_tokens": special,
+        "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 2,
+        "image_token_id": image_id,
+        "num_image_tokens": n_img,
+        "vision_grids": florence2_grids(spec),
+        "base_vocab_size": special["<mask>"] + 1,
+        "vocab_size": len(tok),
+        "generation_config": json.loads((model_dir / "generation_config.json").read_text()),
+        "images": {},
+        "task_prompts": {},
+        "prompt_construction": [],
+        "cases": [],
+        "post_process_cases": [],
+        "tokenizer_cases": tokenizer_cases(tok) + [
+            {"text": s, "ids": (ids := tok(s, add_special_tokens=False).input_ids), "decoded": tok.decode(ids),
+             "decoded_skip_special": tok.decode(ids, skip_special_tokens=True)}
+            for s in FLORENCE2_TOKENIZER_EXTRA],
+    }
+
+    # Prompt construction and tokenization for every task (the shapes image; ids do not depend on it).
+    for task in FLORENCE2_PROMPTS:
+        text = task + FLORENCE2_TASK_INPUTS.get(task, "")
+        prompt = proc._construct_prompts(text)[0]
+        full = proc(text=text, images=pils["shapes_40x30"])
+        ref["task_prompts"][task] = {
+            "text": text,
+            "prompt": prompt,
+            "prompt_ids": tok(prompt, add_special_tokens=False).input_ids,
+            "input_ids": list(full["input_ids"][0]),
+            "attention_mask": list(full["attention_mask"][0]),
+            "post_processing_type": proc.tasks_answer_post_processing_type[task],
+        }
+    for text in ["<CAPTION_TO_PHRASE_GROUNDING>  a red circle  ", "a photo of", "", "<OD> x",
+                 "x <REGION_TO_CATEGORY> y", "<CAPTION><OD>"]:
+        try:
+            entry = {"text": text, "prompt": proc._construct_prompts(text)[0]}
+        except ValueError as e:
+            entry = {"text": text, "error": str(e)}
+        ref["prompt_construction"].append(entry)
+
+    teacher = [2, 0] + tok("a red circle", add_special_tokens=False).input_ids
+    teacher += [tok.convert_tokens_to_ids(f"<loc_{i}>") for i in FLORENCE2_TEACHER[1]]
+    teacher += tok("blue square", add_special_tokens=False).input_ids
+    teacher += [tok.convert_tokens_to_ids(f"<loc_{i}>") for i in FLORENCE2_TEACHER[3]]
+    ref["teacher_forced_ids"] = teacher
+
+    for img_name, pil in pils.items():
+        task, inp = FLORENCE2_FORWARD[img_name]
+        key = f"{img_name}.{florence2_task_key(task)}"
+        enc = proc(text=task + inp, images=pil, return_tensors="pt")
+        pv = enc["pixel_values"]
+        tensors[f"{img_name}.pixel_values"] = f32(pv)
+        with torch.no_grad():
+            h = pv
+            for i, (conv, blocks) in enumerate(zip(vt.convs, vt.blocks)):
+                h = conv(h)
+                tensors[f"{img_name}.vision_conv{i}"] = f32(h)
+                for blk in blocks:
+                    h = blk(h)
+                tensors[f"{img_name}.vision_stage{i}"] = f32(h)
+            vis = vt(pv).last_hidden_state
+            assert torch.equal(vis, h)
+            feats = model.model.get_image_features(pv).pooler_output
+            embeds = lm.get_input_embeddings()(enc["input_ids"])
+            mask = enc["input_ids"] == image_id
+            merged = embeds.masked_scatter(mask[..., None], feats)
+            eo = lm.encoder(inputs_embeds=merged, attention_mask=enc["attention_mask"], output_attentions=True)
+            o = model(**enc, decoder_input_ids=torch.tensor([teacher]), output_attentions=True)
+            assert torch.equal(o.encoder_last_hidden_state, eo.last_hidden_state)
+        tensors[f"{img_name}.vision_hidden"] = f32(vis)
+        tensors[f"{img_name}.image_features"] = f32(feats)
+        tensors[f"{key}.inputs_embeds"] = f32(merged)
+        tensors[f"{key}.encoder_hidden"] = f32(eo.last_hidden_state)
+        for li, a in enumerate(eo.attentions):
+            tensors[f"{key}.encoder_attentions.{li}"] = f32(a)
+        tensors[f"{key}.logits"] = f32(o.logits)
+        for li, a in enumerate(o.decoder_attentions):
+            tensors[f"{key}.decoder_attentions.{li}"] = f32(a)
+        for li, a in enumerate(o.cross_attentions):
+            tensors[f"{key}.cross_attentions.{li}"] = f32(a)
+        ref["images"][img_name] = {
+            "file": f"images/{images[img_name].name}", "width": pil.width, "height": pil.height,
+            "pixel_values_shape": list(pv.shape),
+            "vision_hidden_shape": list(vis.shape),
+            "image_features_shape": list(feats.shape),
+            "forward": {
+                "task": task, "text": task + inp, "key": key,
+                "input_ids": enc["input_ids"][0].tolist(),
+                "attention_mask": enc["attention_mask"][0].tolist(),
+                "decoder_input_ids": teacher,
+            },
+        }
+
+        for task, inp in FLORENCE2_GEN_TASKS:
+            enc = proc(text=task + inp, images=pil, return_tensors="pt")
+            for label, kwargs in [("defaults", {"max_new_tokens": 16}),
+                                  ("greedy", {"num_beams": 1, "max_new_tokens": 16})]:
+                with torch.no_grad():
+                    o = model.generate(**enc, **kwargs, return_dict_in_generate=True, output_scores=True)
+                text = proc.batch_decode(o.sequences, skip_special_tokens=False)[0]
+                entry = {
+                    "image": img_name, "label": label, "task": task, "task_input": inp, "text_input": task + inp,
+                    "kwargs": kwargs,
+                    "input_ids": enc["input_ids"][0].tolist(),
+                    "sequences": o.sequences.tolist(),
+                    "text": text,
+                    "text_skip_special": proc.batch_decode(o.sequences, skip_special_tokens=True)[0],
+                    "parsed": proc.post_process_generation(text, task=task, image_size=(pil.width, pil.height)),
+                }
+                if o.sequences.shape[0] > 1 or kwargs.get("num_beams", 3) > 1:
+                    entry["sequences_scores"] = o.sequences_scores.tolist()
+                    entry["beam_indices"] = o.beam_indices.tolist()
+                else:
+                    seq = o.sequences[0, -len(o.scores):].tolist()
+                    entry["token_scores"] = [float(s[0, t]) for s, t in zip(o.scores, seq)]
+                    # top1 - top2 of the processed scores, over the steps that were not forced (forced
+                    # bos / eos leave a single finite score)
+                    gaps = [float(v[0, 0] - v[0, 1]) for v in (torch.topk(s, 2, dim=-1).values for s in o.scores)]
+                    entry["forced_steps"] = [i for i, x in enumerate(gaps) if x == float("inf")]
+                    entry["min_top2_margin"] = min(x for x in gaps if x != float("inf"))
+                    assert entry["min_top2_margin"] > 1e-3, entry
+                ref["cases"].append(entry)
+
+    # Robustness: the same cases in float64 give the same sequences (nothing hinges on float32 rounding).
+    m64 = Florence2ForConditionalGeneration.from_pretrained(str(model_dir)).eval().double()
+    for c in ref["cases"]:
+        enc = proc(text=c["text_input"], images=pils[c["image"]], return_tensors="pt")
+        enc["pixel_values"] = enc["pixel_values"].double()
+        with torch.no_grad():
+            o = m64.generate(**enc, **c["kwargs"])
+        assert o.tolist() == c["sequences"], (c["image"], c["task"], c["label"])
+    del m64
+
+    for task, text, size in FLORENCE2_POST_CASES:
+        ref["post_process_cases"].append({
+            "task": task, "text": text, "image_size": list(size),
+            "result": proc.post_process_generation(text, task=task, image_size=size),
+        })
+
+    save_file(dict(sorted(tensors.items())), str(model_dir / "reference.safetensors"), metadata={"format": "pt"})
+    ref["tensors"] = {k: list(v.shape) for k, v in sorted(tensors.items())}
+    write_json(model_dir / "reference.json", ref)
+    return ref
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(DEFAULT_OUT))
@@ -828,6 +1313,10 @@ def main():
         if only and name not in only:
             continue
         make_vit_classifier(name, spec, out, images)
+    for name, spec in FLORENCE2_SPECS.items():
+        if only and name not in only:
+            continue
+        refs[name] = make_florence2(name, spec, out, images, workdir)
     shutil.rmtree(workdir)
     if args.summary:
         for name, ref in refs.items():
