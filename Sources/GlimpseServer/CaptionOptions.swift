@@ -19,10 +19,6 @@ struct CaptionOptions {
 
     /// The captioning request for `model`, within the server's limits.
     func request(model: CaptionModel, limits: ServeLimits) throws -> CaptionRequest {
-        if values["task"] != nil || values["text"] != nil {
-            let name = values["task"] != nil ? "task" : "text"
-            throw ServeError(.badOption, "\(name): this model (\(model.family.name)) takes no task prompts; task and text are for task-prompted families")
-        }
         var o = GenerationOverrides()
         o.beams = try int("beams")
         o.maxTokens = try int("max_tokens")
@@ -47,7 +43,9 @@ struct CaptionOptions {
             throw ServeError(.badOption, "\(Self.option(for: error)): \(RecordPipeline.describe(error))")
         }
         var request = CaptionRequest(parameters: parameters)
-        request.prompt = values["prompt"]
+        do { request.prompt = try model.prompt(task: values["task"], text: values["text"], prompt: values["prompt"]) } catch let invalid as PromptOptionError {
+            throw ServeError(.badOption, "\(invalid.option): \(invalid.message)")
+        }
         let segment = try bool("segment")
         request.detect = try bool("detect") || segment
         request.segment = segment

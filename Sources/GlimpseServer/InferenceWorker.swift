@@ -128,10 +128,22 @@ final class InferenceWorker: @unchecked Sendable {
             guard let taken = take(blocking: idle, free: scheduler?.openSlots ?? limits.maxBatch) else { return }
             // A request that timed out or went away while its image waited costs no encode.
             let jobs = taken.filter { !$0.ticket.isResolved }
-            if !jobs.isEmpty {
-                let (states, encodeMs) = Captioner.encode(jobs.map(\.prepared), model: model)
-                for (i, job) in jobs.enumerated() {
-                    let (parameters, prompt) = Captioner.generation(job.pipeline.request, model: model)
+            // Images whose requests give the encoder the same prompt are encoded together.
+            var groups: [[Int]: [(job: InferenceJob, generation: Captioner.Generation)]] = [:], order: [[Int]] = []
+            for job in jobs {
+                do {
+                    let generation = try Captioner.generation(job.pipeline.request, model: model)
+                    if groups[generation.encoderPrompt] == nil { order.append(generation.encoderPrompt) }
+                    groups[generation.encoderPrompt, default: []].append((job, generation))
+                } catch {
+                    job.ticket.resolve(.record(job.pipeline.record(for: .failure(error), file: job.prepared.file)))
+                }
+            }
+            for key in order {
+                guard let group = groups[key] else { continue }
+                let (states, encodeMs) = Captioner.encode(group.map(\.job.prepared), model: model, prompt: key)
+                for (i, (job, generation)) in group.enumerated() {
+                    let (parameters, prompt) = (generation.parameters, generation.decoderPrompt)
                     if scheduler == nil {
                         do {
                             scheduler = try DecodeScheduler(model: model, parameters: parameters, promptLength: prompt.count,

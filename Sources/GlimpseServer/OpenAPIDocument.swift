@@ -25,7 +25,9 @@ enum OpenAPIDocument {
           {"name": "no_repeat_ngram", "in": "query", "schema": {"type": "integer", "minimum": 0}},
           {"name": "repetition_penalty", "in": "query", "schema": {"type": "number", "minimum": 1e-30}, "description": "Read as a 32-bit float, which must stay above 0."},
           {"name": "early_stopping", "in": "query", "schema": {"type": "string", "enum": ["true", "false", "never"]}},
-          {"name": "prompt", "in": "query", "schema": {"type": "string"}, "description": "Text prefix the caption continues."},
+          {"name": "prompt", "in": "query", "schema": {"type": "string"}, "description": "Text prefix the caption continues (for Florence-2 the whole task prompt)."},
+          {"name": "task", "in": "query", "schema": {"type": "string"}, "description": "Florence-2 task token, e.g. <OD> (400 for models without tasks; GET /v1/models lists them)."},
+          {"name": "text", "in": "query", "schema": {"type": "string"}, "description": "The task's text input (needs task)."},
           {"name": "detect", "in": "query", "schema": {"type": "boolean"}, "description": "Ground object words: boxes."},
           {"name": "segment", "in": "query", "schema": {"type": "boolean"}, "description": "Also masks (implies detect)."},
           {"name": "grounding", "in": "query", "schema": {"type": "string", "enum": ["auto", "learned", "attention"]}},
@@ -45,6 +47,7 @@ enum OpenAPIDocument {
                   "beams": {"type": "integer"}, "max_tokens": {"type": "integer"}, "min_tokens": {"type": "integer"},
                   "n_best": {"type": "integer"}, "length_penalty": {"type": "number"}, "no_repeat_ngram": {"type": "integer"},
                   "repetition_penalty": {"type": "number"}, "early_stopping": {"type": "string"}, "prompt": {"type": "string"},
+                  "task": {"type": "string"}, "text": {"type": "string"},
                   "detect": {"type": "boolean"}, "segment": {"type": "boolean"}, "grounding": {"type": "string"}
                 }
               }
@@ -108,11 +111,15 @@ enum OpenAPIDocument {
         "label": {"type": "string"}, "word": {"type": "string"}, "token_index": {"type": "integer"},
         "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
         "score": {"type": "number"},
-        "mask": {"type": "object", "properties": {"size": {"type": "array", "items": {"type": "integer"}}, "counts": {"type": "string"}}}}},
+        "mask": {"type": "object", "properties": {"size": {"type": "array", "items": {"type": "integer"}}, "counts": {"type": "string"}}},
+        "polygons": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}, "description": "Florence-2 segmentation: [x0, y0, x1, y1, ...] per polygon, image pixels."},
+        "quad": {"type": "array", "items": {"type": "number"}, "minItems": 8, "maxItems": 8, "description": "Florence-2 OCR region: four corners."}}},
       "Record": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"}, "model": {"type": "string"},
         "captions": {"type": "array", "items": {"$ref": "#/components/schemas/Caption"}},
         "detections": {"type": "array", "items": {"$ref": "#/components/schemas/Detection"}},
+        "task": {"type": "string", "description": "Florence-2: the task token the record answers."},
+        "answer": {"description": "Florence-2: transformers' post_process_generation(...)[task], in its own shape."},
         "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
         "error": {"type": "string"}}}
     },

@@ -67,7 +67,7 @@ struct BatchCommand: ParsableCommand {
 
         let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
-        request.prompt = generation.prompt
+        request.prompt = try generation.resolvedPrompt(model: model)
         try detection.apply(to: &request)
         try model.checkResources(request.parameters, captureAttention: request.needsAttention, encoderBatch: encoderBatch)
 

@@ -27,7 +27,7 @@ struct CaptionCommand: ParsableCommand {
     func run() throws {
         let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
-        request.prompt = generation.prompt
+        request.prompt = try generation.resolvedPrompt(model: model)
         try detection.apply(to: &request)
         request.includeAttention = attention
         let pipeline = try RecordPipeline(model: model, request: request)
@@ -65,7 +65,10 @@ enum TextFormat {
         var lines: [String] = []
         for (i, c) in captions.enumerated() {
             let prefix = showFile ? "\(record.file)\t" : ""
-            lines.append(captions.count > 1 ? "\(prefix)\(c.text)\t\(String(format: "%.4f", c.score))" : "\(prefix)\(c.text)")
+            // A task-prompted model's text answer (Florence-2's post-processed caption) stands for the best caption.
+            var text = c.text
+            if i == 0, case .string(let answer)? = record.answer { text = answer }
+            lines.append(captions.count > 1 ? "\(prefix)\(text)\t\(String(format: "%.4f", c.score))" : "\(prefix)\(text)")
             if i == 0 {
                 for d in record.detections ?? [] {
                     let box = "\(d.box.x), \(d.box.y), \(d.box.width), \(d.box.height)"

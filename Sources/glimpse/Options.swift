@@ -84,8 +84,12 @@ struct GenerationOptions: ParsableArguments {
     var nBest: Int?
     @Option(name: .long, help: "Beam stopping rule: true, false or never (early_stopping).")
     var earlyStopping: String?
-    @Option(name: .long, help: "Text prefix the caption continues (conditional captioning).")
+    @Option(name: .long, help: "Text prefix the caption continues (conditional captioning); for Florence-2 the whole task prompt.")
     var prompt: String?
+    @Option(name: .long, help: "Florence-2 task, e.g. '<OD>' or '<CAPTION_TO_PHRASE_GROUNDING>' (default '<CAPTION>'; `glimpse models` lists them).")
+    var task: String?
+    @Option(name: .long, help: "The task's text input (the phrase to ground, the region as <loc_x1><loc_y1><loc_x2><loc_y2>, ...).")
+    var text: String?
     @Option(name: .long, help: "Images decoded together, their beams batched through the decoder (1-256; fewer when their caches would pass 512 MiB).")
     var decodeBatch = 8
 
@@ -95,6 +99,13 @@ struct GenerationOptions: ParsableArguments {
             throw ValidationError("--decode-batch must be between 1 and \(DecodeBatch.maximumCapacity) (got \(decodeBatch))")
         }
         return decodeBatch
+    }
+
+    /// The request's prompt from --prompt / --task / --text (`CaptionModel.prompt(task:text:prompt:)`).
+    func resolvedPrompt(model: CaptionModel) throws -> String? {
+        do { return try model.prompt(task: task, text: text, prompt: prompt) } catch let invalid as PromptOptionError {
+            throw ValidationError("--\(invalid.option): \(invalid.message)")
+        }
     }
 
     /// The checkpoint's `defaults` with the flags given (`GenerationOverrides`, shared with `serve`).

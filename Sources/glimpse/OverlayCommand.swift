@@ -39,7 +39,7 @@ struct OverlayCommand: ParsableCommand {
         if try modelOptions.isClassifier() { return try runClassifier() }
         let model = try modelOptions.loadOrExit()
         var request = CaptionRequest(parameters: try generation.parameters(defaults: model.defaults))
-        request.prompt = generation.prompt
+        request.prompt = try generation.resolvedPrompt(model: model)
         request.detect = !noDetections
         request.segment = !noDetections
         request.includeAttention = true

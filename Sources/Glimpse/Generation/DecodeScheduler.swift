@@ -88,7 +88,8 @@ public final class DecodeScheduler {
                 guard batch.activeCount == 0 else { break }
                 do {
                     batch = try model.makeDecodeBatch(parameters: job.parameters, promptLength: job.prompt.count,
-                                                      capacity: requestedCapacity)
+                                                      capacity: requestedCapacity,
+                                                      encoderPromptLength: max(0, rows(job) - model.encoder.sequenceLength))
                 } catch {
                     finished(Outcome(id: job.id, result: .failure(error), generateMilliseconds: 0))
                     admitted += 1
@@ -107,9 +108,13 @@ public final class DecodeScheduler {
         waiting.removeFirst(admitted)
     }
 
-    /// Whether the current batch's caches hold `job`'s beams and length.
+    /// Whether the current batch's caches hold `job`'s beams and length, and its encoder rows are the
+    /// batch's (an encoder that reads a prompt gives rows per prompt length; one batch decodes one count).
     private func fits(_ job: Job) -> Bool {
         let length = min(job.parameters.resolvedMaxLength(promptLength: job.prompt.count), model.decoder.maxPositions)
         return batch.state.beamCapacity >= max(job.parameters.beamWidth, 1) && batch.state.lengthCapacity >= length
+            && (batch.activeCount == 0 || batch.state.encoderRows == rows(job))
     }
+
+    private func rows(_ job: Job) -> Int { job.encoderStates.count / model.encoder.hiddenSize }
 }

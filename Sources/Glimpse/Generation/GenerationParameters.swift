@@ -25,6 +25,8 @@ public struct GenerationParameters: Sendable, Equatable {
     public var decoderStartTokenId = 0             // decoder_start_token_id
     public var eosTokenIds: [Int] = []             // eos_token_id
     public var padTokenId: Int?                    // pad_token_id
+    public var forcedBosTokenId: Int?              // forced_bos_token_id
+    public var forcedEosTokenIds: [Int] = []       // forced_eos_token_id
     /// Keep each generated token's cross-attention maps (needed by grounding, heads and overlays).
     public var captureAttention = false
 
@@ -101,6 +103,8 @@ public struct GenerationParameters: Sendable, Equatable {
             case "decoder_start_token_id": if let v = try c.intOrFirst(key) { decoderStartTokenId = v }
             case "eos_token_id": if let v = try c.ints(key) { eosTokenIds = v }
             case "pad_token_id": if let v = try c.intOrFirst(key) { padTokenId = v }
+            case "forced_bos_token_id": forcedBosTokenId = try c.intOrFirst(key)
+            case "forced_eos_token_id": forcedEosTokenIds = try c.ints(key) ?? []
             // Greedy and beam search are what Glimpse runs; sampling is not implemented.
             case "do_sample": if try c.bool(key, default: false) { unknown.append(key) }
             default: if !Self.ignoredOptionNames.contains(key) { unknown.append(key) }

@@ -41,5 +41,16 @@ struct LogitsProcessors {
         if sequence.count < p.minLength || sequence.count - promptLength < p.minNewTokens {
             for eos in p.eosTokenIds where eos >= 0 && eos < vocab { scores[eos] = -.infinity }
         }
+        // ForcedBOSTokenLogitsProcessor (cur_len == 1) and ForcedEOSTokenLogitsProcessor (cur_len ==
+        // max_length - 1): every score -inf but the forced token's, which becomes 0 (BART, Florence-2).
+        if let bos = p.forcedBosTokenId, sequence.count == 1, bos >= 0 && bos < vocab { force([bos], scores, vocab: vocab) }
+        if !p.forcedEosTokenIds.isEmpty && sequence.count == p.resolvedMaxLength(promptLength: promptLength) - 1 {
+            force(p.forcedEosTokenIds, scores, vocab: vocab)
+        }
+    }
+
+    private func force(_ tokens: [Int], _ scores: UnsafeMutablePointer<Float>, vocab: Int) {
+        scores.update(repeating: -.infinity, count: vocab)
+        for t in tokens where t >= 0 && t < vocab { scores[t] = 0 }
     }
 }

@@ -52,9 +52,19 @@ extension CaptionModel {
                         encoderRows: encoder.sequenceLength, patchRows: encoder.patches)
     }
 
+    /// The layout of `sequence`'s captured maps: an encoder that reads a prompt (Florence-2) gives
+    /// rows past the image's, as many as the prompt had tokens; the patches stay where they are.
+    public func attentionLayout(for sequence: GeneratedSequence) -> AttentionLayout {
+        let perRow = decoder.layerCount * decoder.headCount
+        guard let first = sequence.crossAttention.first, perRow > 0, first.count % perRow == 0,
+              first.count / perRow >= encoder.sequenceLength else { return attentionLayout }
+        return AttentionLayout(layers: decoder.layerCount, heads: decoder.headCount,
+                               encoderRows: first.count / perRow, patchRows: encoder.patches)
+    }
+
     /// Per-token maps of a sequence generated with `captureAttention`.
     public func attentionMaps(for sequence: GeneratedSequence, layer: Int? = nil) throws -> AttentionMaps {
-        try AttentionMaps(sequence: sequence, layout: attentionLayout, layer: layer)
+        try AttentionMaps(sequence: sequence, layout: attentionLayout(for: sequence), layer: layer)
     }
 
     /// The caption's words with their maps: aggregates of `layer` (default: the last), or raw maps
@@ -74,7 +84,7 @@ extension CaptionModel {
     /// - Parameter encoderStates: the image's encoder states, a view [sequenceLength, hiddenSize].
     public func detections(for sequence: GeneratedSequence, encoderStates: Tensor, imageWidth: Int, imageHeight: Int,
                            heads: LearnedHeads?, method: Grounding.Method = .auto, masks: Bool = true) throws -> [Detection] {
-        try Grounding.detections(sequence: sequence, layout: attentionLayout,
+        try Grounding.detections(sequence: sequence, layout: attentionLayout(for: sequence),
                                  decode: { self.tokenizer.decode($0, skipSpecialTokens: true) },
                                  encoderStates: encoderStates, imageWidth: imageWidth, imageHeight: imageHeight,
                                  heads: heads, method: method, masks: masks)

@@ -218,17 +218,24 @@ public struct Detection: Sendable, Equatable, Codable {
     public var box: PixelBox
     public var score: Double
     public var mask: RLE?
+    /// Florence-2 segmentation tasks: each polygon as [x0, y0, x1, y1, ...] in image pixels.
+    public var polygons: [[Double]]?
+    /// Florence-2 OCR regions: the four corners [x0, y0, ..., x3, y3]; the text is the label.
+    public var quad: [Double]?
 
-    public init(label: String, word: String, tokenIndex: Int, box: PixelBox, score: Double, mask: RLE?) {
+    public init(label: String, word: String, tokenIndex: Int, box: PixelBox, score: Double, mask: RLE?,
+                polygons: [[Double]]? = nil, quad: [Double]? = nil) {
         self.label = label
         self.word = word
         self.tokenIndex = tokenIndex
         self.box = box
         self.score = score
         self.mask = mask
+        self.polygons = polygons
+        self.quad = quad
     }
 
     enum CodingKeys: String, CodingKey {
-        case label, word, tokenIndex = "token_index", box, score, mask
+        case label, word, tokenIndex = "token_index", box, score, mask, polygons, quad
     }
 }

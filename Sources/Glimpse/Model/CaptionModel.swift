@@ -23,6 +23,8 @@ public final class CaptionModel: @unchecked Sendable {
     /// the decoder's fp32 `stepWeightBytes` to the bytes a step really reads.
     public let decoderWeightByteRatio: Double
     public let loadMilliseconds: Double
+    /// A task-prompted family's answer parser (Florence-2's post-processing); nil for plain captioners.
+    public let taskParser: (any TaskParser)?
     private let weightFiles: [SafeTensorsFile]
 
     /// Loads `directory`; with `checkWeights`, every tensor is scanned for NaN/Inf first.
@@ -55,12 +57,16 @@ public final class CaptionModel: @unchecked Sendable {
         weightElements = counts.keys.sorted().map { "\($0) ×\(counts[$0] ?? 0)" }.joined(separator: ", ")
         preprocessor = try ModelDirectory.preprocessor(in: directory, imageSize: encoder.imageSize, channels: encoder.channels)
         tokenizer = try TokenizerLoader.load(directory: directory)
-        // Ids the model can emit past the tokenizer's end would decode to nothing or to garbage.
-        guard tokenizer.vocabularySize >= decoder.vocabularySize else {
+        // Ids the model can emit past the tokenizer's end would decode to nothing or to garbage. One
+        // exception: an embedding padded to the next multiple of 64 (published Florence-2 checkpoints
+        // are), whose rows past the tokenizer were never trained and are not generated.
+        let padded = (tokenizer.vocabularySize + 63) / 64 * 64
+        guard tokenizer.vocabularySize >= decoder.vocabularySize || decoder.vocabularySize == padded else {
             throw ModelError.invalidConfig(file: directory.path, detail: "the tokenizer has \(tokenizer.vocabularySize) tokens but the "
                 + "decoder's vocabulary (vocab_size in config.json) has \(decoder.vocabularySize): they were not made for each other")
         }
         defaults = try family.generationDefaults(GenerationParameters(modelDirectory: directory, config: config), config: config)
+        taskParser = try family.taskParser(directory: directory, tokenizer: tokenizer)
         loadMilliseconds = milliseconds(since: clock)
     }
 
@@ -81,11 +87,41 @@ public final class CaptionModel: @unchecked Sendable {
         preprocessor.pixelValues(decoded)
     }
 
-    /// Encoder hidden states [count, sequenceLength, hiddenSize] for `count` images' pixel values.
-    public func encode(pixelValues: [Float], count: Int) -> Tensor {
+    /// Encoder hidden states [count, rows, hiddenSize] for `count` images' pixel values and the
+    /// encoder prompt `prompt` (`encoderPrompt`; rows = sequenceLength + prompt.count).
+    public func encode(pixelValues: [Float], count: Int, prompt: [Int] = []) -> Tensor {
         precondition(pixelValues.count == count * 3 * encoder.imageSize * encoder.imageSize, "pixel values of the wrong size")
-        return pixelValues.withUnsafeBufferPointer { encoder.encode(pixelValues: $0.baseAddress!, count: count) }
+        return pixelValues.withUnsafeBufferPointer { encoder.encode(pixelValues: $0.baseAddress!, count: count, prompt: prompt) }
     }
+
+    /// Token ids the encoder reads with each image for an optional text prompt (empty unless the
+    /// family's encoder reads text, as Florence-2's does); throws for a prompt the family refuses.
+    public func encoderPrompt(_ text: String?) throws -> [Int] {
+        try family.encoderPrompt(text, tokenizer: tokenizer)
+    }
+
+    /// A request's prompt from the front ends' options (the CLI's --prompt / --task / --text, the service's
+    /// prompt / task / text): `prompt` alone, or for a task-prompted family `task` followed by `text`
+    /// (as Florence2Processor receives them). One rule for every caller; errors name the option.
+    public func prompt(task: String?, text: String?, prompt: String?) throws -> String? {
+        func refuse(_ option: String, _ message: String) -> PromptOptionError { PromptOptionError(option: option, message: message) }
+        guard let task else {
+            if text != nil { throw refuse("text", "text is the input of a task: give a task too") }
+            return prompt
+        }
+        let tokens = family.taskTokens
+        guard !tokens.isEmpty else {
+            throw refuse("task", "this model (\(family.displayName)) takes no task prompts; task and text are for task-prompted families such as Florence-2")
+        }
+        guard prompt == nil else { throw refuse("prompt", "give a task (and its text) or a prompt, not both") }
+        guard tokens.contains(task) else { throw refuse("task", "unknown task '\(task)' (tasks: \(tokens.joined(separator: " ")))") }
+        let full = task + (text ?? "")
+        do { _ = try encoderPrompt(full) } catch { throw refuse(text == nil ? "task" : "text", "\(error)") }
+        return full
+    }
+
+    /// Encoder rows per image for an encoder prompt of `promptLength` tokens.
+    public func encoderRows(promptLength: Int) -> Int { encoder.sequenceLength + promptLength }
 
     /// Decoder input ids for an optional text prompt, as transformers builds them for this family.
     public func decoderPrompt(_ text: String?, parameters: GenerationParameters) -> [Int] {
@@ -95,15 +131,15 @@ public final class CaptionModel: @unchecked Sendable {
     /// Generates captions for one image from its encoder states (a view [sequenceLength, hiddenSize]).
     public func generate(encoderStates: Tensor, prompt: [Int], parameters: GenerationParameters,
                          state: DecoderState) throws -> [GeneratedSequence] {
-        decoder.setEncoderStates(encoderStates.data, rows: encoder.sequenceLength, state: state)
+        decoder.setEncoderStates(encoderStates.data, rows: encoderStates.count / encoder.hiddenSize, state: state)
         return try Generator(decoder: decoder, parameters: parameters).generate(prompt: prompt, state: state)
     }
 
     /// A decode batch for `parameters` with up to `capacity` images at once (fewer when their caches
     /// would exceed `memoryBudget` bytes); images join it with `join(model:...)`.
-    public func makeDecodeBatch(parameters: GenerationParameters, promptLength: Int, capacity: Int,
+    public func makeDecodeBatch(parameters: GenerationParameters, promptLength: Int, capacity: Int, encoderPromptLength: Int = 0,
                                 memoryBudget: Int = DecodeBatch.defaultMemoryBudget) throws -> DecodeBatch {
-        try DecodeBatch(decoder: decoder, encoderRows: encoder.sequenceLength, beamCapacity: max(parameters.beamWidth, 1),
+        try DecodeBatch(decoder: decoder, encoderRows: encoderRows(promptLength: encoderPromptLength), beamCapacity: max(parameters.beamWidth, 1),
                         lengthCapacity: min(parameters.resolvedMaxLength(promptLength: promptLength), decoder.maxPositions),
                         capacity: capacity, memoryBudget: memoryBudget)
     }
@@ -129,12 +165,20 @@ public final class CaptionModel: @unchecked Sendable {
     }
 }
 
+/// A prompt option that cannot be used: which option, and why.
+public struct PromptOptionError: Error, CustomStringConvertible, LocalizedError {
+    public var option: String
+    public var message: String
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
 extension DecodeBatch {
     /// Joins one image of `model` (encoder states [sequenceLength, hiddenSize]) to the batch.
     public func join(model: CaptionModel, id: Int, encoderStates: Tensor, prompt: [Int], parameters: GenerationParameters) throws {
-        let rows = model.encoder.sequenceLength
-        guard encoderStates.count == rows * model.encoder.hiddenSize else {
-            throw ModelError.invalidInput("encoder states of \(encoderStates.count) floats; the model's encoder gives \(rows) × \(model.encoder.hiddenSize)")
+        let width = model.encoder.hiddenSize, rows = encoderStates.count / width
+        guard encoderStates.count == rows * width, rows >= model.encoder.sequenceLength else {
+            throw ModelError.invalidInput("encoder states of \(encoderStates.count) floats; the model's encoder gives at least \(model.encoder.sequenceLength) rows × \(width)")
         }
         try join(id: id, encoderStates: encoderStates.data, encoderRows: rows, prompt: prompt, parameters: parameters)
     }

@@ -23,6 +23,22 @@ enum ModelDirectory {
         return file
     }
 
+    /// The image processor's configured input size when the directory has one (preprocessor_config.json
+    /// or processor_config.json) and it resizes: for encoders whose config.json does not fix a size.
+    static func declaredImageSize(in directory: URL) throws -> (width: Int, height: Int)? {
+        let url = directory.appendingPathComponent("preprocessor_config.json")
+        let processor = directory.appendingPathComponent("processor_config.json")
+        let preprocessor: ImagePreprocessor
+        if FileManager.default.fileExists(atPath: url.path) {
+            preprocessor = try ImagePreprocessor(contentsOf: url)
+        } else if FileManager.default.fileExists(atPath: processor.path) {
+            preprocessor = try ImagePreprocessor(processorConfig: processor)
+        } else {
+            return nil
+        }
+        return preprocessor.doResize ? (preprocessor.width, preprocessor.height) : nil
+    }
+
     /// The checkpoint's image processor, checked against the encoder's input size and channels.
     static func preprocessor(in directory: URL, imageSize: Int, channels: Int) throws -> ImagePreprocessor {
         // The image processor makes RGB pixel values; a patch embedding over other channel counts

@@ -70,7 +70,8 @@ public final class BatchRunner {
         let start = ContinuousClock.now
         var summary = Summary()
         let model = pipeline.model, request = pipeline.request
-        let (parameters, prompt) = Captioner.generation(request, model: model)
+        let generation = try Captioner.generation(request, model: model)
+        let (parameters, prompt) = (generation.parameters, generation.decoderPrompt)
         let decoding = try DecodeScheduler(model: model, parameters: parameters, promptLength: prompt.count, capacity: decodeBatch)
         let decodeGroup = decoding.capacity, encodeGroup = encoderBatch, count = listing.count
 
@@ -115,7 +116,7 @@ public final class BatchRunner {
                     }
                     // Encode the group's prepared images together (padding included); failures keep their place.
                     let ok = prepared.compactMap { try? $0.get() }
-                    let encoded = ok.isEmpty ? nil : SmallMatMul.countedBusy { Captioner.encode(ok, model: model) }
+                    let encoded = ok.isEmpty ? nil : SmallMatMul.countedBusy { Captioner.encode(ok, model: model, prompt: generation.encoderPrompt) }
                     var index = 0
                     for (item, result) in zip(group, prepared) {
                         var entry = Encoded(file: item.file, index: item.index, wanted: item.wanted, needed: item.needed, prepared: result)

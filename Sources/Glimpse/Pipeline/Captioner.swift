@@ -98,29 +98,41 @@ public final class Captioner {
                              decodeMilliseconds: milliseconds(since: start))
     }
 
-    /// Encodes prepared images in one encoder pass (their hidden states, and the pass's time per image).
-    public static func encode(_ batch: [PreparedImage], model: CaptionModel) -> (states: Tensor, millisecondsPerImage: Double) {
+    /// Encodes prepared images in one encoder pass with the encoder prompt `prompt` (`Generation.encoderPrompt`):
+    /// their hidden states, and the pass's time per image.
+    public static func encode(_ batch: [PreparedImage], model: CaptionModel, prompt: [Int] = []) -> (states: Tensor, millisecondsPerImage: Double) {
         let start = ContinuousClock.now
         var pixels: [Float] = []
         pixels.reserveCapacity(batch.count * (batch.first?.pixelValues.count ?? 0))
         for item in batch { pixels.append(contentsOf: item.pixelValues) }
-        let states = model.encode(pixelValues: pixels, count: batch.count)
+        let states = model.encode(pixelValues: pixels, count: batch.count, prompt: prompt)
         return (states, milliseconds(since: start) / Double(max(batch.count, 1)))
     }
 
-    /// The generation parameters and decoder prompt of `request`.
-    public static func generation(_ request: CaptionRequest, model: CaptionModel) -> (GenerationParameters, [Int]) {
+    /// What a request asks of the model: generation parameters, the decoder's prompt and the
+    /// encoder's (empty unless the encoder reads text, as Florence-2's does).
+    public struct Generation: Sendable {
+        public var parameters: GenerationParameters
+        public var decoderPrompt: [Int]
+        public var encoderPrompt: [Int]
+    }
+
+    /// The generation of `request`; throws for a prompt the model's family refuses.
+    public static func generation(_ request: CaptionRequest, model: CaptionModel) throws -> Generation {
         var parameters = request.parameters
         parameters.captureAttention = request.needsAttention
-        return (parameters, model.decoderPrompt(request.prompt, parameters: parameters))
+        return Generation(parameters: parameters, decoderPrompt: model.decoderPrompt(request.prompt, parameters: parameters),
+                          encoderPrompt: try model.encoderPrompt(request.prompt))
     }
 
     /// Encodes several prepared images in one encoder pass, then generates for them together.
     /// A generation failure (e.g. NaN logits) fails that image only.
     public func caption(_ batch: [PreparedImage], request: CaptionRequest) -> [Result<CaptionResult, Error>] {
         guard !batch.isEmpty else { return [] }
-        let (states, encodeMs) = Self.encode(batch, model: model)
-        let (parameters, prompt) = Self.generation(request, model: model)
+        let generation: Generation
+        do { generation = try Self.generation(request, model: model) } catch { return batch.map { _ in .failure(error) } }
+        let (parameters, prompt) = (generation.parameters, generation.decoderPrompt)
+        let (states, encodeMs) = Self.encode(batch, model: model, prompt: generation.encoderPrompt)
         var results = batch.map { item -> Result<CaptionResult, Error> in
             .failure(ModelError.invalidInput("\(item.file): internal: image left the decode batch without a result"))
         }

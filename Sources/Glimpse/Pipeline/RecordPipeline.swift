@@ -27,6 +27,7 @@ public final class RecordPipeline {
     /// Options are checked, and memory budgeted, before any image.
     private static func check(model: CaptionModel, request: CaptionRequest) throws {
         try request.parameters.validate()
+        _ = try model.encoderPrompt(request.prompt)
         try model.checkResources(request.parameters, captureAttention: request.needsAttention)
     }
 
@@ -43,6 +44,17 @@ public final class RecordPipeline {
                     .init(text: text, score: Double(seq.score), tokens: seq.tokens)
                 })
             if let best = r.sequences.first {
+                // A task-prompted family's answer (Florence-2): its regions are the record's detections.
+                if let parser = model.taskParser, let task = parser.task(of: request.prompt) {
+                    do {
+                        let answer = try parser.answer(tokens: best.tokens, task: task, width: r.image.width, height: r.image.height)
+                        record.task = answer.task
+                        record.answer = answer.value
+                        if !answer.detections.isEmpty { record.detections = answer.detections }
+                    } catch {
+                        return CaptionRecord(file: file, error: "task answer failed: \(Self.describe(error))")
+                    }
+                }
                 do {
                     if request.detect {
                         let start = ContinuousClock.now
@@ -71,7 +83,7 @@ public final class RecordPipeline {
     /// Each generated token's aggregate map (mean over heads of the last layer), 4 decimals.
     func attentionRecord(_ sequence: GeneratedSequence) throws -> AttentionRecord {
         let maps = try model.attentionMaps(for: sequence)
-        let layout = model.attentionLayout
+        let layout = model.attentionLayout(for: sequence)
         return AttentionRecord(grid: [layout.grid, layout.grid], layer: layout.layers - 1,
                                tokens: Array(sequence.generatedTokens),
                                maps: try (0..<sequence.crossAttention.count).map { t in

@@ -17,11 +17,14 @@ public struct CaptionRecord: Codable, Sendable {
     public var detections: [Detection]?
     /// Per generated token (best caption): the aggregate cross-attention map over the patch grid (`--attention`).
     public var attention: AttentionRecord?
+    /// Task-prompted families (Florence-2): the task token and transformers' post-processed answer.
+    public var task: String?
+    public var answer: AnswerValue?
     public var timingMilliseconds: [String: Double]?
     public var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case file, width, height, model, captions, detections, attention
+        case file, width, height, model, captions, detections, attention, task, answer
         case timingMilliseconds = "timing_ms"
         case error
     }
@@ -79,7 +82,7 @@ public struct AttentionRecord: Codable, Sendable {
 
 public enum RecordCoding {
     /// One compact JSON line (no trailing newline), keys in the contract's order:
-    /// file, width, height, model, captions, detections, attention, timing_ms — or file, error.
+    /// file, width, height, model, captions, detections, task, answer, attention, timing_ms — or file, error.
     public static func line(_ record: CaptionRecord) -> String {
         var out = head(file: record.file, error: record.error, width: record.width, height: record.height, model: record.model)
         if record.error != nil { return out }
@@ -95,9 +98,15 @@ public enum RecordCoding {
                 if let mask = d.mask {
                     o += ",\"mask\":{\"size\":[\(mask.height),\(mask.width)],\"counts\":\(JSONText.quoted(mask.compressedString))}"
                 }
+                if let polygons = d.polygons {
+                    o += ",\"polygons\":[" + polygons.map { "[" + $0.map { number($0) }.joined(separator: ",") + "]" }.joined(separator: ",") + "]"
+                }
+                if let quad = d.quad { o += ",\"quad\":[" + quad.map { number($0) }.joined(separator: ",") + "]" }
                 return o + "}"
             }.joined(separator: ",") + "]"
         }
+        if let task = record.task { out += ",\"task\":\(JSONText.quoted(task))" }
+        if let answer = record.answer { out += ",\"answer\":\(answer.jsonText)" }
         if let a = record.attention {
             out += ",\"attention\":{\"grid\":[\(a.grid.map(String.init).joined(separator: ","))],\"layer\":\(a.layer)"
             out += ",\"tokens\":[\(a.tokens.map(String.init).joined(separator: ","))],\"maps\":["

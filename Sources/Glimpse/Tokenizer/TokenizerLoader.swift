@@ -3,7 +3,7 @@ import Foundation
 /// Loads the tokenizer saved in a Hugging Face model directory.
 public enum TokenizerLoader {
     /// `tokenizer_class` values (with or without `Fast`) that are byte-level BPE.
-    static let bytePairClasses: Set<String> = ["GPT2Tokenizer"]
+    static let bytePairClasses: Set<String> = ["GPT2Tokenizer", "BartTokenizer", "RobertaTokenizer"]
     /// `tokenizer_class` values that are BERT WordPiece.
     static let wordPieceClasses: Set<String> = ["BertTokenizer", "BlipTokenizer", "DistilBertTokenizer"]
     /// Classes that say nothing about the pipeline; tokenizer.json decides.
@@ -34,7 +34,7 @@ public enum TokenizerLoader {
             else if !genericClasses.contains(name) {
                 throw TokenizerError.unsupportedTokenizer(
                     file: configURL.path,
-                    reason: "tokenizer_class \(name); supported: GPT2Tokenizer (byte-level BPE), BertTokenizer (WordPiece)")
+                    reason: "tokenizer_class \(name); supported: GPT2Tokenizer, BartTokenizer, RobertaTokenizer (byte-level BPE), BertTokenizer (WordPiece)")
             }
         }
         let tokenizerJSON = file("tokenizer.json")

@@ -42,6 +42,49 @@ final class CaptionCLITests: XCTestCase {
         }
     }
 
+    /// Florence-2 through the CLI: --task/--text build the processor's prompt, the record carries the
+    /// task and transformers' post_process_generation answer, boxes become detections ([x, y, w, h]).
+    func testFlorence2TasksGiveTransformersAnswers() throws {
+        let model = try GlimpseCLI.fixtureModel("florence2_tiny")
+        let cases = try XCTUnwrap(try reference(model)["cases"] as? [[String: Any]])
+        var checked = 0
+        for c in cases {
+            let image = try XCTUnwrap(c["image"] as? String), task = try XCTUnwrap(c["task"] as? String)
+            let input = c["task_input"] as? String ?? "", label = try XCTUnwrap(c["label"] as? String)
+            var flags = ["--task", task, "--max-tokens", "16", "--json"]
+            if !input.isEmpty { flags += ["--text", input] }
+            if label == "greedy" { flags += ["--beams", "1"] }
+            let out = try GlimpseCLI.run(["caption", try GlimpseCLI.fixtureImage("\(image).png").path, "--model", model.path] + flags)
+            XCTAssertEqual(out.status, 0, out.stderr)
+            let record = try jsonLine(try XCTUnwrap(out.lines.first))
+            XCTAssertEqual(record["task"] as? String, task)
+            let expected = try XCTUnwrap((c["parsed"] as? [String: Any])?[task])
+            let answer = try XCTUnwrap(record["answer"], "\(image) \(task) \(label): no answer")
+            XCTAssertEqual(try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys, .fragmentsAllowed]),
+                           try JSONSerialization.data(withJSONObject: expected, options: [.sortedKeys, .fragmentsAllowed]),
+                           "\(image) \(task) \(label)")
+            let tokens = try XCTUnwrap(((record["captions"] as? [[String: Any]])?.first)?["tokens"] as? [Int])
+            XCTAssertEqual(tokens, (c["sequences"] as? [[Int]])?.first, "\(image) \(task) \(label)")
+            if let boxes = (expected as? [String: Any])?["bboxes"] as? [[Int]] {
+                let detections = record["detections"] as? [[String: Any]] ?? []
+                XCTAssertEqual(detections.compactMap { $0["box"] as? [Int] },
+                               boxes.map { [$0[0], $0[1], $0[2] - $0[0], $0[3] - $0[1]] }, "\(image) \(task): detections")
+            }
+            checked += 1
+        }
+        XCTAssertEqual(checked, cases.count)
+        // Refusals name the option: a task that takes no text, an unknown task, a task on a model without tasks.
+        let file = try GlimpseCLI.fixtureImage("shapes_40x30.png").path
+        for (flags, message, on) in [(["--task", "<OD>", "--text", "a dog"], "only content", model),
+                                     (["--task", "<NOPE>"], "unknown task", model),
+                                     (["--text", "a dog"], "give a task too", model),
+                                     (["--task", "<OD>"], "takes no task prompts", try GlimpseCLI.fixtureModel())] {
+            let out = try GlimpseCLI.run(["caption", file, "--model", on.path] + flags)
+            XCTAssertNotEqual(out.status, 0, "\(flags)")
+            XCTAssertTrue(out.stderr.contains(message), "\(flags): \(out.stderr)")
+        }
+    }
+
     func testCaptionJSONFollowsTheContractAndBeamScores() throws {
         let model = try GlimpseCLI.fixtureModel(), image = try GlimpseCLI.fixtureImage("scene_64x64.png")
         let out = try GlimpseCLI.run(["caption", image.path, "--model", model.path, "--json", "--beams", "5", "--n-best", "3", "--max-tokens", "16"])

@@ -15,6 +15,9 @@ final class FixtureParityTests: XCTestCase {
         for name in ParityFixture.names(matching: { $0 is any ClassifierFamily }) {
             covered.insert(try ClassifierFixture(name).model.family.name)
         }
+        for name in ParityFixture.names(matching: { ($0 as? any CaptionFamily)?.taskTokens.isEmpty == false }) {
+            covered.insert(try ParityFixture(name).family.name)
+        }
         for family in ModelFamilies.all {
             XCTAssertTrue(covered.contains(family.name), "no parity fixture of family \(family.name) in Fixtures/models")
         }
