@@ -13,9 +13,9 @@ final class ServeProcess {
     let stderrFile: URL
     private let scratch: URL
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], model: String? = nil) throws {
         scratch = try GlimpseCLI.temporaryDirectory()
-        let model = DefaultModelTests.root.appendingPathComponent("models/default").path
+        let model = model ?? DefaultModelTests.root.appendingPathComponent("models/default").path
         let (process, out, err) = try GlimpseCLI.process(["serve", "--model", model, "--port", "0"] + arguments, scratch: scratch)
         self.process = process
         stderrFile = err
@@ -125,8 +125,8 @@ final class ServeTests: XCTestCase {
     }
 
     /// The CLI's record for one image (`glimpse caption --json`, one process per image).
-    static func cliRecord(_ file: String, _ flags: [String]) throws -> Any? {
-        let model = DefaultModelTests.root.appendingPathComponent("models/default").path
+    static func cliRecord(_ file: String, _ flags: [String], model: String? = nil) throws -> Any? {
+        let model = model ?? DefaultModelTests.root.appendingPathComponent("models/default").path
         let out = try GlimpseCLI.run(["caption", "--json", "--model", model, DefaultModelTests.root.appendingPathComponent(file).path] + flags)
         XCTAssertEqual(out.status, 0, out.stderr)
         return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8))
@@ -184,6 +184,37 @@ final class ServeTests: XCTestCase {
         // The decode batch held several images at once at least once.
         let metrics = try server.send("/metrics").text
         XCTAssertTrue(metrics.contains("glimpse_decode_batch_images"), metrics)
+    }
+
+    /// Florence-2 served: concurrent requests with different tasks (their encoder prompts differ, so
+    /// they are encoded apart and cannot share a decode batch) each get the CLI's record, answer included.
+    func testFlorence2TasksServedAsTheCLIAnswersThem() throws {
+        let model = try GlimpseCLI.fixtureModel("florence2_tiny").path
+        let server = try ServeProcess(["--max-batch", "4"], model: model)
+        defer { XCTAssertEqual(server.stop(), 0) }
+        let requests: [(file: String, task: String, text: String?)] = [
+            (Self.samples[0], "<OD>", nil), (Self.samples[1], "<CAPTION>", nil),
+            (Self.samples[2], "<CAPTION_TO_PHRASE_GROUNDING>", "a red circle"), (Self.samples[3], "<OD>", nil)]
+        let replies = Slots<ServeProcess.Reply>(count: requests.count)
+        DispatchQueue.concurrentPerform(iterations: requests.count) { i in
+            let r = requests[i]
+            var query = "task=" + (r.task.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+            if let text = r.text { query += "&text=" + (text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "") }
+            replies[i] = try? server.caption(r.file, query: query)
+        }
+        for (i, r) in requests.enumerated() {
+            let reply = try XCTUnwrap(replies[i], r.file)
+            XCTAssertEqual(reply.status, 200, reply.text)
+            XCTAssertEqual(reply.object["task"] as? String, r.task)
+            XCTAssertNotNil(reply.object["answer"], r.file)
+            let cli = try Self.cliRecord(r.file, ["--task", r.task] + (r.text.map { ["--text", $0] } ?? []), model: model)
+            XCTAssertEqual(Self.comparable(reply.json)["answer"] as? NSObject, Self.comparable(cli)["answer"] as? NSObject, "\(r.file) \(r.task)")
+            assertSameCaptions(Self.comparable(reply.json), Self.comparable(cli), "\(r.file) \(r.task)")
+        }
+        // A task that takes no text is a 400 naming the option.
+        let bad = try server.caption(Self.samples[0], query: "task=%3COD%3E&text=dog")
+        XCTAssertEqual(bad.status, 400, bad.text)
+        XCTAssertTrue(bad.text.contains("text"), bad.text)
     }
 
     func testEveryErrorStatusHasAJSONBody() throws {
