@@ -5,6 +5,7 @@
     swift build -c release --product glimpse
     .venv/bin/python tools/bench_vs_transformers.py [--model .bench/vit-gpt2] [--image IMG]
         [--threads 2] [--runs 5] [--warmup 1] [--modes greedy,beam3] [--new-tokens 16] [--json OUT]
+        [--task '<CAPTION>'] [--text TEXT]                      # Florence-2 models only
 
 Both sides: same model directory, same image, the same number of threads (torch.set_num_threads and
 OMP/MKL/OpenBLAS env for transformers; OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/GLIMPSE_THREADS for
@@ -25,6 +26,21 @@ Per side and mode (medians over --runs after --warmup runs, all in one process):
   load      model load time (transformers: from_pretrained + processor; glimpse: timing_ms.load when
             reported).
   peak RSS  of the process (MiB).
+
+Florence-2 (config.json model_type "florence2", e.g. .bench/florence2-base from `make_bench_model.py
+--only-florence2`): the task prompt is part of the input on both sides.  transformers: inputs =
+Florence2Processor(text=TASK + TEXT, images=image) (AutoProcessor), then model.generate(input_ids=...,
+pixel_values=..., attention_mask=...) with the same exact-N settings; "image decode+prep" includes the
+prompt's tokenization.  "encoder" is what generate() runs before the first decoder step, done as
+Florence2Model.forward does it: the DaViT tower + multi-modal projector (model.get_image_features), the
+prompt's token embeddings with the <image> rows (577 for -base) replaced by the image features
+(masked_scatter), and the BART encoder (model.model.language_model.encoder) over that merged sequence;
+the JSON also keeps the tower + projector part alone as "vision_ms".  glimpse: `--task TASK [--text TEXT]` is added to the command
+line, and timing_ms.encode covers the same work.  Both sides apply the checkpoint's generation_config.json
+(no_repeat_ngram_size 3, forced BOS 0 / forced EOS 2 for Florence-2-base): transformers by default, and the
+script passes those values explicitly to generate() and no_repeat_ngram_size as --no-repeat-ngram to glimpse
+so the two cannot drift apart; num_beams and the exact N new tokens (the last one the forced EOS) are set
+by the mode as for the other families.
 
 Glimpse is driven as
     glimpse caption IMG IMG ... --model DIR --json --beams B --min-tokens N --max-tokens N
@@ -73,6 +89,20 @@ def run_child_rss(cmd: list[str], env: dict) -> tuple[int, str, str, float, floa
         return p.returncode, fo.read(), fe.read(), wall, ru.ru_maxrss / 1024.0  # Linux: KiB
 
 
+def model_type(model_dir) -> str | None:
+    return json.loads((Path(model_dir) / "config.json").read_text()).get("model_type")
+
+
+def florence2_generation_kwargs(model_dir) -> dict:
+    """The checkpoint's generation_config.json settings that shape the tokens besides num_beams and the
+    length: no_repeat_ngram_size and forced BOS/EOS (both sides apply them by default; passed explicitly
+    so that the comparison stays like for like)."""
+    p = Path(model_dir) / "generation_config.json"
+    gc = json.loads(p.read_text()) if p.exists() else {}
+    return {k: gc[k] for k in ("no_repeat_ngram_size", "forced_bos_token_id", "forced_eos_token_id")
+            if gc.get(k) is not None}
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -93,8 +123,35 @@ def transformers_worker(args):
     transformers.logging.set_verbosity_error()
     model_dir = Path(args.model)
     cfg = json.loads((model_dir / "config.json").read_text())
+    florence2 = cfg.get("model_type") == "florence2"
+    extra_gen = florence2_generation_kwargs(model_dir) if florence2 else {}
+    vision_ms = None
     t0 = time.perf_counter()
-    if cfg.get("model_type") == "blip":
+    if florence2:
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+        model = Florence2ForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+        fproc = AutoProcessor.from_pretrained(str(model_dir))
+        prompt = args.task + (args.text or "")
+
+        def proc(images, return_tensors):
+            return fproc(text=prompt, images=images, return_tensors=return_tensors)
+
+        def encoder(inputs):
+            """Florence2Model.forward up to the encoder output: vision tower + projector, the prompt's
+            embeddings with the image rows scattered in, the BART encoder over the merged sequence."""
+            nonlocal vision_ms
+            fm = model.model
+            tv = time.perf_counter()
+            image_features = fm.get_image_features(inputs.pixel_values).pooler_output
+            vision_ms = (time.perf_counter() - tv) * 1000
+            embeds = fm.get_input_embeddings()(inputs.input_ids)
+            image_features = image_features.to(embeds.device, embeds.dtype)
+            mask = fm.get_placeholder_mask(inputs.input_ids, inputs_embeds=embeds, image_features=image_features)
+            embeds = embeds.masked_scatter(mask, image_features)
+            return fm.language_model.encoder(attention_mask=inputs.attention_mask,
+                                             inputs_embeds=embeds).last_hidden_state
+    elif cfg.get("model_type") == "blip":
         from transformers import BlipForConditionalGeneration
         from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil as Proc
 
@@ -110,7 +167,8 @@ def transformers_worker(args):
 
         def encoder(pv):
             return model.encoder(pixel_values=pv).last_hidden_state
-    proc = Proc.from_pretrained(str(model_dir))
+    if not florence2:
+        proc = Proc.from_pretrained(str(model_dir))
     load_ms = (time.perf_counter() - t0) * 1000
 
     class Stamp(LogitsProcessor):
@@ -127,21 +185,30 @@ def transformers_worker(args):
     for i in range(args.warmup + args.runs):
         t_start = time.perf_counter()
         img = Image.open(args.image).convert("RGB")
-        pv = proc(images=img, return_tensors="pt").pixel_values
+        if florence2:
+            inputs = proc(images=img, return_tensors="pt")
+            gen_inputs = dict(input_ids=inputs.input_ids, pixel_values=inputs.pixel_values,
+                              attention_mask=inputs.attention_mask)
+            enc_input = inputs
+        else:
+            pv = proc(images=img, return_tensors="pt").pixel_values
+            gen_inputs = dict(pixel_values=pv)
+            enc_input = pv
         t_dec = time.perf_counter()
         stamp = Stamp()
         with torch.inference_mode():
-            out = model.generate(pixel_values=pv, num_beams=beams, do_sample=False, min_new_tokens=n,
-                                 max_new_tokens=n, logits_processor=LogitsProcessorList([stamp]))
+            out = model.generate(**gen_inputs, num_beams=beams, do_sample=False, min_new_tokens=n,
+                                 max_new_tokens=n, logits_processor=LogitsProcessorList([stamp]), **extra_gen)
         t_gen = time.perf_counter()
         with torch.inference_mode():
             te = time.perf_counter()
-            encoder(pv)
+            encoder(enc_input)
             enc_ms = (time.perf_counter() - te) * 1000
         steps = [(b - a) * 1000 for a, b in zip(stamp.t, stamp.t[1:])]
         records.append({
             "decode": (t_dec - t_start) * 1000,
             "encode": enc_ms,
+            "vision": vision_ms,
             "generate_incl_encoder": (t_gen - t_dec) * 1000,
             "latency": (t_gen - t_start) * 1000,
             "step_median": statistics.median(steps) if steps else None,
@@ -156,6 +223,8 @@ def transformers_worker(args):
         "load_ms": load_ms,
         "latency_ms": med([r["latency"] for r in runs]),
         "encode_ms": med([r["encode"] for r in runs]),
+        "vision_ms": med([r["vision"] for r in runs]),
+        "generation_kwargs": extra_gen,
         "decode_ms": med([r["decode"] for r in runs]),
         # generation time without the encoder pass (generate() runs the encoder once inside)
         "generate_ms": med([r["generate_incl_encoder"] - r["encode"] for r in runs]),
@@ -192,7 +261,9 @@ def default_image() -> Path:
 def run_transformers(args, mode) -> dict:
     cmd = [sys.executable, __file__, "--worker", "transformers", "--mode", mode, "--model", str(args.model),
            "--image", str(args.image), "--threads", str(args.threads), "--runs", str(args.runs),
-           "--warmup", str(args.warmup), "--new-tokens", str(args.new_tokens)]
+           "--warmup", str(args.warmup), "--new-tokens", str(args.new_tokens), "--task", args.task]
+    if args.text:
+        cmd += ["--text", args.text]
     rc, out, err, wall, rss = run_child_rss(cmd, thread_env(args.threads))
     if rc != 0:
         raise SystemExit(f"transformers worker failed (rc {rc}):\n{err[-4000:]}")
@@ -211,6 +282,13 @@ def run_glimpse(args, mode) -> dict:
     model = args.glimpse_model or args.model
     cmd = [str(args.glimpse), "caption", str(args.image), "--model", str(model), "--json",
            "--beams", str(MODES[mode]), "--min-tokens", str(n), "--max-tokens", str(n)]
+    if model_type(args.model) == "florence2":
+        cmd += ["--task", args.task]
+        if args.text:
+            cmd += ["--text", args.text]
+        ngram = florence2_generation_kwargs(args.model).get("no_repeat_ngram_size")
+        if ngram is not None:
+            cmd += ["--no-repeat-ngram", str(ngram)]
     recs, rss, wall = [], 0, 0.0
     for _ in range(args.warmup + args.runs):
         rc, out, err, w, r = run_child_rss(cmd, thread_env(args.threads))
@@ -234,7 +312,7 @@ def run_glimpse(args, mode) -> dict:
     return {
         "side": "glimpse", "load_ms": g("load"), "latency_ms": lat, "encode_ms": g("encode"), "decode_ms": g("decode"),
         "generate_ms": gen, "step_ms": step, "tokens": tokens, "new_tokens": None,
-        "peak_rss_mib": rss, "wall_s": wall, "timing": t, "model": str(model),
+        "peak_rss_mib": rss, "wall_s": wall, "timing": t, "model": str(model), "command": cmd,
     }
 
 
@@ -298,6 +376,10 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--modes", default="greedy,beam3")
     ap.add_argument("--json", default=None, help="also write all results to this file")
+    ap.add_argument("--task", default="<CAPTION>",
+                    help="Florence-2 models only: the task token (both sides), e.g. '<OD>' (default <CAPTION>)")
+    ap.add_argument("--text", default="",
+                    help="Florence-2 models only: the task's text input (phrase, region as <loc_..> x4)")
     ap.add_argument("--skip-glimpse", action="store_true")
     ap.add_argument("--skip-transformers", action="store_true")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -322,6 +404,9 @@ def main():
             raise SystemExit(f"unknown mode {m}; known: {', '.join(MODES)}")
     print(f"model {args.model}  image {args.image}  threads {args.threads}  runs {args.runs} (+{args.warmup} warmup)"
           f"  new tokens {args.new_tokens}  cores {os.cpu_count()}")
+    if model_type(args.model) == "florence2":
+        print(f"florence2: task {args.task}" + (f"  text {args.text!r}" if args.text else "") +
+              f"  generation_config on both sides: {florence2_generation_kwargs(args.model)}")
     results = {}
     for m in modes:
         results[m] = {}
