@@ -783,7 +783,7 @@ struct Florence2TaskParser: TaskParser {
     func answer(tokens: [Int], task: String, width: Int, height: Int) throws -> TaskAnswer {
         let text = tokenizer.decode(tokens, skipSpecialTokens: false)
         let answer = try postProcessor.answer(text: text, task: task, imageSize: (width, height))
-        return TaskAnswer(task: task, value: answer.value, detections: answer.detections)
+        return TaskAnswer(task: task, value: answer.value, detections: answer.detections(width: width, height: height))
     }
 }
 
@@ -809,16 +809,18 @@ extension Florence2Answer {
         }
     }
 
-    /// The answer's regions as output-contract detections: boxes as [x, y, width, height], OCR quads
-    /// and polygons with their bounding boxes. Florence-2 gives no confidence: score 1; no single
-    /// token carries a region: token_index -1.
-    var detections: [Detection] {
+    /// The answer's regions as output-contract detections on a `width` × `height` image: boxes as
+    /// [x, y, width, height], OCR quads and polygons with their bounding boxes, polygons also as a COCO
+    /// RLE mask (pycocotools' rasterization; a polygon of fewer than 3 points has none). Florence-2
+    /// gives no confidence: score 1; no single token carries a region: token_index -1.
+    func detections(width: Int, height: Int) -> [Detection] {
         func detection(_ label: String, _ points: [Int], polygons: [[Double]]? = nil, quad: [Double]? = nil) -> Detection? {
             let xs = stride(from: 0, to: points.count - 1, by: 2).map { points[$0] }
             let ys = stride(from: 1, to: points.count, by: 2).map { points[$0] }
             guard let x0 = xs.min(), let x1 = xs.max(), let y0 = ys.min(), let y1 = ys.max() else { return nil }
+            let mask = polygons.flatMap { try? RLE(polygons: $0, height: height, width: width) }
             return Detection(label: label, word: label, tokenIndex: -1, box: PixelBox(x: x0, y: y0, width: x1 - x0, height: y1 - y0),
-                             score: 1, mask: nil, polygons: polygons, quad: quad)
+                             score: 1, mask: mask, polygons: polygons, quad: quad)
         }
         func boxes(_ boxes: [[Int]], _ labels: [String]) -> [Detection] {
             zip(boxes, labels).compactMap { box, label in

@@ -56,7 +56,8 @@ public final class RecordPipeline {
                     }
                 }
                 do {
-                    if request.detect {
+                    // A task answer's regions are the detections; grounding words would replace them.
+                    if request.detect && record.detections == nil {
                         let start = ContinuousClock.now
                         record.detections = try model.detections(
                             for: best, encoderStates: r.encoderStates, imageWidth: r.image.width, imageHeight: r.image.height,

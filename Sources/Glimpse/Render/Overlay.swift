@@ -150,7 +150,12 @@ public struct ContactSheet: Sendable {
         for (i, text) in l.titleLines.enumerated() {
             sheet.drawText(text, x: margin, y: margin + i * line, color: textColor, scale: l.textScale)
         }
-        let tiles: [(RGBImage, String)] = [(image.resized(width: l.tileWidth, height: l.tileHeight), "image")]
+        // Regions no single word carries (a task answer's boxes and polygons) go on the image's tile.
+        var first = image.resized(width: l.tileWidth, height: l.tileHeight)
+        for d in detections where d.tokenIndex < 0 {
+            Overlay.draw(d, on: &first, originalWidth: image.width, originalHeight: image.height)
+        }
+        let tiles: [(RGBImage, String)] = [(first, "image")]
             + words.map { w in
                 var tile = Overlay.heatmap(image: image, map: w.map, grid: w.grid).resized(width: l.tileWidth, height: l.tileHeight)
                 for d in detections where d.tokenIndex == w.word.tokenIndex {
@@ -218,14 +223,18 @@ public enum OverlayExporter {
 
     /// One PNG per word (the image's size) and `contact-sheet.png` (with `caption` as its title) in
     /// `directory` (created when missing); a file of those names that Glimpse did not write is never
-    /// replaced (the PNGs it writes carry a `Software: glimpse` text chunk). Returns the files written, words first in reading order, the contact sheet last.
+    /// replaced (the PNGs it writes carry a `Software: glimpse` text chunk). Returns the files written, words first in reading order,
+    /// then `regions.png` (the regions no word carries, when there are any), the contact sheet last.
     @discardableResult
     public static func export(image: RGBImage, words: [WordMap], detections: [Detection] = [], caption: String = "",
                               to directory: URL, sheet: ContactSheet = ContactSheet()) throws -> [URL] {
         try OutputFiles.makeDirectory(directory)
         let wordURLs = words.enumerated().map { directory.appendingPathComponent(fileName(index: $0, word: $1.word.text)) }
         let sheetURL = directory.appendingPathComponent("contact-sheet.png")
-        let targets = wordURLs + [sheetURL]
+        // A task answer's regions (Florence-2's boxes, polygons, OCR quads) also get the image to themselves.
+        let regions = detections.filter { $0.tokenIndex < 0 }
+        let regionsURL = regions.isEmpty ? nil : directory.appendingPathComponent("regions.png")
+        let targets = wordURLs + (regionsURL.map { [$0] } ?? []) + [sheetURL]
         // Every target is checked before anything is written: a file Glimpse did not write stays as it was.
         for url in targets {
             if let head = try OutputFiles.head(of: url, count: 64), !PNGWriter.isWrittenByGlimpse(head) {
@@ -234,6 +243,11 @@ public enum OverlayExporter {
         }
         for (w, url) in zip(words, wordURLs) {
             try PNGWriter.write(Overlay.word(w, image: image, detections: detections), to: url)
+        }
+        if let regionsURL {
+            var drawn = image
+            for d in regions { Overlay.draw(d, on: &drawn, originalWidth: image.width, originalHeight: image.height) }
+            try PNGWriter.write(drawn, to: regionsURL)
         }
         try PNGWriter.write(sheet.render(image: image, words: words, detections: detections, caption: caption), to: sheetURL)
         return targets

@@ -73,6 +73,14 @@ final class CaptionCLITests: XCTestCase {
             checked += 1
         }
         XCTAssertEqual(checked, cases.count)
+        // overlay draws the answer's regions on the image (regions.png) and on the sheet's image tile.
+        let dir = try GlimpseCLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let overlay = try GlimpseCLI.run(["overlay", try GlimpseCLI.fixtureImage("shapes_40x30.png").path, "--model", model.path,
+                                          "--task", "<OD>", "--beams", "1", "--max-tokens", "16", "--out", dir.path])
+        XCTAssertEqual(overlay.status, 0, overlay.stderr)
+        XCTAssertTrue(overlay.stdout.contains("regions.png"), overlay.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("regions.png").path))
         // Refusals name the option: a task that takes no text, an unknown task, a task on a model without tasks.
         let file = try GlimpseCLI.fixtureImage("shapes_40x30.png").path
         for (flags, message, on) in [(["--task", "<OD>", "--text", "a dog"], "only content", model),

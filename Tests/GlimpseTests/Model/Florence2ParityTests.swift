@@ -175,6 +175,28 @@ final class Florence2ParityTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, 20)
     }
 
+    /// Answers become contract detections: boxes [x0, y0, x1, y1] → [x, y, w, h]; polygons keep their points,
+    /// get their bounding box and pycocotools' mask; OCR quads their bounding box with the text as label.
+    func testAnswerRegionsBecomeDetections() throws {
+        let boxes = Florence2Answer.boxes(bboxes: [[10, 20, 30, 60]], labels: ["car"]).detections(width: 64, height: 64)
+        XCTAssertEqual(boxes.map(\.box), [PixelBox(x: 10, y: 20, width: 20, height: 40)])
+        XCTAssertEqual(boxes.map(\.label), ["car"])
+        let square: [[Int]] = [[8, 8, 24, 8, 24, 24, 8, 24]]
+        let polygons = Florence2Answer.polygons(polygons: [square], labels: ["tile"]).detections(width: 32, height: 32)
+        let p = try XCTUnwrap(polygons.first)
+        XCTAssertEqual(p.box, PixelBox(x: 8, y: 8, width: 16, height: 16))
+        XCTAssertEqual(p.polygons, [[8, 8, 24, 8, 24, 24, 8, 24]])
+        let rle = try XCTUnwrap(p.mask), mask = rle.decode()
+        XCTAssertEqual(rle, try RLE(polygons: [[8, 8, 24, 8, 24, 24, 8, 24]], height: 32, width: 32), "pycocotools' rasterization")
+        XCTAssertEqual(mask.area, 16 * 16)
+        XCTAssertTrue(mask[16, 16] && !mask[2, 2])
+        let quads = Florence2Answer.quadBoxes(quadBoxes: [[5, 6, 40, 7, 41, 20, 4, 19]], labels: ["EXIT"]).detections(width: 64, height: 64)
+        XCTAssertEqual(quads.first?.box, PixelBox(x: 4, y: 6, width: 37, height: 14))
+        XCTAssertEqual(quads.first?.quad, [5, 6, 40, 7, 41, 20, 4, 19])
+        XCTAssertEqual(quads.first?.label, "EXIT")
+        XCTAssertEqual(Florence2Answer.text("a car").detections(width: 64, height: 64), [])
+    }
+
     private func imageSize(_ f: Fixture, _ image: String) throws -> (Int, Int) {
         let file = f.directory.deletingLastPathComponent().appendingPathComponent(try XCTUnwrap(f.images[image]?["file"] as? String))
         let decoded = try ImageDecoder.decode(file: file.path, maxPixels: 1 << 24)
