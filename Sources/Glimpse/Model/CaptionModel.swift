@@ -97,7 +97,12 @@ public final class CaptionModel: @unchecked Sendable {
     /// Token ids the encoder reads with each image for an optional text prompt (empty unless the
     /// family's encoder reads text, as Florence-2's does); throws for a prompt the family refuses.
     public func encoderPrompt(_ text: String?) throws -> [Int] {
-        try family.encoderPrompt(text, tokenizer: tokenizer)
+        let ids = try family.encoderPrompt(text, tokenizer: tokenizer)
+        guard ids.count <= encoder.maxPromptLength || ids.isEmpty else {
+            throw ModelError.invalidInput("the prompt is \(ids.count) tokens; this model's encoder takes at most \(encoder.maxPromptLength) "
+                + "after the image's \(encoder.sequenceLength) (max_position_embeddings)")
+        }
+        return ids
     }
 
     /// A request's prompt from the front ends' options (the CLI's --prompt / --task / --text, the service's

@@ -532,13 +532,18 @@ final class Florence2Encoder: ImageEncoder, @unchecked Sendable {
                 fc2: try Linear.linear(l, "fc2", in: text.encoderInner, out: e),
                 finalNorm: try LayerNorm(l, "final_layer_norm", dim: e, eps: eps))
         }
+        // "<s>" and "</s>" at least follow the image tokens within BART's learned positions.
+        guard vision.tokens + 2 <= text.positions else {
+            throw ModelError.invalidConfig(file: "config.json", detail: "text_config.max_position_embeddings \(text.positions) leaves no room "
+                + "for a prompt after the \(vision.tokens) image tokens of a \(vision.imageSide) px image")
+        }
         guard vision.config.projectionDim == e else {
             throw ModelError.invalidConfig(file: "config.json", detail: "vision_config.projection_dim \(vision.config.projectionDim) differs from text_config.d_model \(e)")
         }
     }
 
-    /// Rows of the output for a prompt of `promptLength` tokens.
-    func outputRows(promptLength: Int) -> Int { vision.tokens + promptLength }
+    /// BART's learned positions cover the image tokens and this many prompt tokens.
+    var maxPromptLength: Int { max(0, text.positions - vision.tokens) }
 
     /// BART encoder states [count, tokens + prompt.count, E]: each image's features, then `prompt`'s
     /// token embeddings (the processor's "<image>"×tokens + "<s>" + prompt + "</s>", image tokens replaced

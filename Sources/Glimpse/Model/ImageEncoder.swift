@@ -31,9 +31,13 @@ public protocol ImageEncoder: AnyObject, Sendable {
     /// Florence-2's BART encoder runs over [image tokens; prompt tokens]; a vision-only encoder
     /// (ViT, BLIP) requires it empty, its family passes the prompt to the decoder instead.
     func encode(pixelValues: UnsafePointer<Float>, count: Int, prompt: [Int]) -> Tensor
+    /// The longest prompt `encode` takes (its position embeddings end there); 0 for a vision-only encoder.
+    var maxPromptLength: Int { get }
 }
 
 extension ImageEncoder {
+    public var maxPromptLength: Int { 0 }
+
     /// Encodes images without a prompt: [count, sequenceLength, hiddenSize].
     public func encode(pixelValues: UnsafePointer<Float>, count: Int) -> Tensor {
         encode(pixelValues: pixelValues, count: count, prompt: [])

@@ -86,6 +86,8 @@ final class CaptionCLITests: XCTestCase {
         for (flags, message, on) in [(["--task", "<OD>", "--text", "a dog"], "only content", model),
                                      (["--task", "<NOPE>"], "unknown task", model),
                                      (["--text", "a dog"], "give a task too", model),
+                                     (["--task", "<CAPTION_TO_PHRASE_GROUNDING>", "--text", String(repeating: "a red circle ", count: 40)],
+                                      "at most 54", model),
                                      (["--task", "<OD>"], "takes no task prompts", try GlimpseCLI.fixtureModel())] {
             let out = try GlimpseCLI.run(["caption", file, "--model", on.path] + flags)
             XCTAssertNotEqual(out.status, 0, "\(flags)")
