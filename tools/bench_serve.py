@@ -91,13 +91,17 @@ def main():
     ap.add_argument("--query", default="", help="options for every request, e.g. beams=3")
     ap.add_argument("--transformers-python", default=None,
                     help="python of the tools venv: also load tools/serve_transformers.py the same way")
-    ap.add_argument("--modes", default="batched,naive,transformers", help="which of batched, naive, transformers to run")
+    ap.add_argument("--modes", default="batched,one-worker,naive,transformers",
+                    help="which of batched, one-worker, naive, transformers to run")
     args = ap.parse_args()
     files = sorted(glob.glob("samples/*.png") + glob.glob("samples/*.jpg"))
     images = [(f, open(f, "rb").read()) for f in files]
     print(f"{len(images)} sample images, {args.seconds:.0f} s per level, model {args.model or 'models/default'}, query '{args.query}'")
     print(f"{'mode':8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'done':>6} {'mean batch':>10} {'peak RSS MB':>11}")
-    modes = [("batched", []), ("naive", ["--max-batch", "1", "--max-wait-ms", "0"])]
+    # batched: the defaults (one inference thread per core, each batching across requests); one-worker:
+    # a single batch whose products use every core; naive: one image at a time.
+    modes = [("batched", []), ("one-worker", ["--workers", "1"]),
+             ("naive", ["--max-batch", "1", "--max-wait-ms", "0", "--workers", "1"])]
     if args.transformers_python:
         modes.append(("transformers", None))
     modes = [m for m in modes if m[0] in args.modes.split(",")]

@@ -60,6 +60,9 @@ public final class CaptionService: @unchecked Sendable {
     func caption(_ request: Request) async throws -> Response {
         if isDraining { throw ServeError(.overloaded, "the server is shutting down", retryAfter: 1) }
         let deadline = ContinuousClock.now + limits.requestTimeout
+        // Counted from here to its queue place, so an idle worker waits for its images and no longer.
+        let arrival = worker.arriving()
+        defer { arrival.end() }
         let (uploads, options, multiple) = try await read(request)
         let captionRequest = try options.request(model: model, limits: limits)
         let pipeline: RecordPipeline
@@ -72,7 +75,7 @@ public final class CaptionService: @unchecked Sendable {
         for upload in uploads { prepared.append(try await Self.prepare(upload, model: model, maxPixels: limits.maxPixels)) }
         let tickets = prepared.map { _ in Ticket() }
         let jobs = zip(prepared, tickets).map { InferenceJob(prepared: $0, pipeline: pipeline, ticket: $1) }
-        guard worker.enqueue(jobs) else {
+        guard worker.enqueue(jobs, ending: arrival) else {
             throw ServeError(.overloaded, "the captioning queue is full (\(worker.limits.queueCapacity) images); retry later", retryAfter: 1)
         }
         let timer = Task {

@@ -54,10 +54,13 @@ struct InferenceJob: @unchecked Sendable {
     var enqueued = ContinuousClock.now
 }
 
-/// The one thread that runs the model. Requests put decoded images on a bounded queue; the thread
-/// encodes what is waiting in one encoder pass and lets those images join one `DecodeScheduler`
-/// at the next step boundary (continuous batching: a finished image leaves, a waiting one joins).
-/// NIO's event loops never wait on it: requests await their `Ticket`s.
+/// The threads that run the model. Requests put decoded images on one bounded queue; each thread
+/// takes what is waiting, encodes it in one encoder pass and lets those images join its own
+/// `DecodeScheduler` at the next step boundary (continuous batching: a finished image leaves, a
+/// waiting one joins). With several threads each runs its products on one core (OpenBLAS's own pool,
+/// called from two threads, spins and serializes; and an idle pool thread spinning between a small
+/// model's products took a third of the CPU the HTTP side needs). NIO's event loops never wait on
+/// them: requests await their `Ticket`s.
 final class InferenceWorker: @unchecked Sendable {
     struct Limits: Sendable {
         /// Images decoding at once (and encoded in one pass).
@@ -66,6 +69,8 @@ final class InferenceWorker: @unchecked Sendable {
         var maxWait: Duration
         /// Images that may wait for the model; more are refused (503).
         var queueCapacity: Int
+        /// Inference threads, each with its own decode batch.
+        var threads = 1
     }
 
     let model: CaptionModel
@@ -74,7 +79,7 @@ final class InferenceWorker: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [InferenceJob] = []
     private var stopping = false
-    private var thread: Thread?
+    private var threads: [Thread] = []
     private let done = DispatchSemaphore(value: 0)
 
     init(model: CaptionModel, limits: Limits, metrics: ServeMetrics) {
@@ -86,31 +91,63 @@ final class InferenceWorker: @unchecked Sendable {
     /// Images waiting for the model now.
     var queueDepth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
 
-    /// Queues all of `jobs`, or none when they would pass the queue's capacity (false).
-    func enqueue(_ jobs: [InferenceJob]) -> Bool {
+    /// A request on its way to the queue (its body being read, its images decoded): counted while it
+    /// lasts, so an idle worker holds a batch open for `maxWait` only when more images are coming.
+    final class Arrival: @unchecked Sendable {
+        private weak var worker: InferenceWorker?
+        private var ended = false
+        fileprivate init(_ worker: InferenceWorker) { self.worker = worker }
+        /// Ends the count (once; `enqueue` ends it with the queueing).
+        func end() { worker?.endArrival(self) }
+        fileprivate func take() -> Bool { defer { ended = true }; return !ended }
+    }
+    private var arrivals = 0
+
+    func arriving() -> Arrival {
         condition.lock(); defer { condition.unlock() }
+        arrivals += 1
+        return Arrival(self)
+    }
+
+    fileprivate func endArrival(_ arrival: Arrival) {
+        condition.lock(); defer { condition.unlock() }
+        if arrival.take() { arrivals -= 1; condition.broadcast() }
+    }
+
+    /// Queues all of `jobs`, or none when they would pass the queue's capacity (false); either way
+    /// `arrival` ends, in the same step, so a waiting worker sees the images and the count together.
+    func enqueue(_ jobs: [InferenceJob], ending arrival: Arrival? = nil) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        if let arrival, arrival.take() { arrivals -= 1 }
+        condition.broadcast()
         guard !stopping, queue.count + jobs.count <= limits.queueCapacity else { return false }
         queue.append(contentsOf: jobs)
         metrics.queueDepth(queue.count)
-        condition.broadcast()
         return true
     }
 
     func start() {
-        let thread = Thread { [self] in run(); done.signal() }
-        thread.name = "glimpse-inference"
-        thread.stackSize = 8 << 20
-        self.thread = thread
-        thread.start()
+        if limits.threads > 1 { BLAS.setThreadCount(1) }
+        for i in 0..<max(1, limits.threads) {
+            // Several threads keep the cores busy themselves: their products must not split further.
+            let thread = Thread { [self] in
+                if limits.threads > 1 { SmallMatMul.countedBusy { run() } } else { run() }
+                done.signal()
+            }
+            thread.name = "glimpse-inference-\(i)"
+            thread.stackSize = 8 << 20
+            threads.append(thread)
+            thread.start()
+        }
     }
 
-    /// Finishes every queued and live image, then ends the thread (waits for it).
+    /// Finishes every queued and live image, then ends the threads (waits for them).
     func stop() {
         condition.lock()
         stopping = true
         condition.broadcast()
         condition.unlock()
-        if thread != nil { done.wait() }
+        for _ in threads { done.wait() }
     }
 
     private struct Live {
@@ -179,15 +216,16 @@ final class InferenceWorker: @unchecked Sendable {
         }
     }
 
-    /// Up to `free` queued images. When the model is idle, waits for the first one, then up to
-    /// `maxWait` from its arrival for a fuller batch. Nil when stopping with nothing left.
+    /// Up to `free` queued images. When the model is idle, waits for the first one, then, while other
+    /// requests are on their way, up to `maxWait` from its arrival for a fuller batch. Nil when
+    /// stopping with nothing left.
     private func take(blocking: Bool, free: Int) -> [InferenceJob]? {
         condition.lock(); defer { condition.unlock() }
         if blocking {
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty { return nil }
             let deadline = Date().addingTimeInterval(Self.seconds(limits.maxWait - (ContinuousClock.now - queue[0].enqueued)))
-            while queue.count < free && !stopping && Date() < deadline { _ = condition.wait(until: deadline) }
+            while queue.count < free && arrivals > 0 && !stopping && Date() < deadline { _ = condition.wait(until: deadline) }
         }
         let count = min(free, queue.count)
         let taken = Array(queue.prefix(count))

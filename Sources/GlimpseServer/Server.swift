@@ -11,6 +11,8 @@ public struct ServeConfiguration: Sendable {
     public var maxBodyBytes = 20 << 20
     public var maxImagesPerRequest = 16
     public var maxBatch = 8
+    /// Inference threads (each one core's products and its own decode batch).
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
     public var maxWaitMilliseconds = 5
     public var queueDepth = 64
     public var requestTimeoutSeconds = 30.0
@@ -37,6 +39,7 @@ public struct ServeConfiguration: Sendable {
         try check("max-body-bytes", maxBodyBytes, 1...(1 << 30))
         try check("max-images", maxImagesPerRequest, 1...256)
         try check("max-batch", maxBatch, 1...DecodeBatch.maximumCapacity)
+        try check("workers", workers, 1...64)
         try check("max-wait-ms", maxWaitMilliseconds, 0...10_000)
         try check("queue-depth", queueDepth, 1...100_000)
         try check("timeout", requestTimeoutSeconds, 0.001...3600)
@@ -61,7 +64,7 @@ public enum GlimpseHTTPServer {
         logger.logLevel = .info
         let metrics = ServeMetrics()
         let worker = InferenceWorker(model: model, limits: .init(maxBatch: c.maxBatch, maxWait: .milliseconds(c.maxWaitMilliseconds),
-                                                                 queueCapacity: c.queueDepth), metrics: metrics)
+                                                                 queueCapacity: c.queueDepth, threads: c.workers), metrics: metrics)
         let limits = ServeLimits(maxBodyBytes: c.maxBodyBytes, maxImagesPerRequest: c.maxImagesPerRequest, maxBeams: c.maxBeams,
                                  maxTokens: c.maxTokens, maxPixels: c.maxPixels,
                                  requestTimeout: .milliseconds(Int64(c.requestTimeoutSeconds * 1000)))

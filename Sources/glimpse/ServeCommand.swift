@@ -21,8 +21,10 @@ struct ServeCommand: ParsableCommand {
     var host = "127.0.0.1"
     @Option(name: .long, help: "Port (0: any free port).")
     var port = 8080
-    @Option(name: .long, help: "Images decoded together across requests (1-256).")
+    @Option(name: .long, help: "Images decoded together across requests, per worker (1-256).")
     var maxBatch = 8
+    @Option(name: .long, help: "Inference threads, each running its own batch on one core (1-64; default: one per core). 1: one batch whose products use every core (lower latency for a large model under light load).")
+    var workers = ProcessInfo.processInfo.activeProcessorCount
     @Option(name: .long, help: "Milliseconds an idle model waits for more images before starting a batch (0-10000).")
     var maxWaitMs = 5
     @Option(name: .long, help: "Images that may wait for the model; more get 503 with Retry-After (1-100000).")
@@ -46,7 +48,7 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         var c = ServeConfiguration()
-        c.host = host; c.port = port; c.maxBatch = maxBatch; c.maxWaitMilliseconds = maxWaitMs; c.queueDepth = queueDepth
+        c.host = host; c.port = port; c.maxBatch = maxBatch; c.workers = workers; c.maxWaitMilliseconds = maxWaitMs; c.queueDepth = queueDepth
         c.maxBodyBytes = maxBodyBytes; c.maxImagesPerRequest = maxImages; c.requestTimeoutSeconds = timeout
         c.maxConnections = maxConnections; c.gracePeriodSeconds = grace; c.maxBeams = maxBeams; c.maxTokens = maxTokensLimit
         c.maxPixels = maxPixels

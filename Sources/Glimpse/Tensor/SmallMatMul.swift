@@ -78,7 +78,7 @@ public enum SmallMatMul {
     static let busyThreads = Atomic<Int>(0)
 
     /// Runs `body` counted as one busy thread.
-    static func countedBusy<T>(_ body: () throws -> T) rethrows -> T {
+    public static func countedBusy<T>(_ body: () throws -> T) rethrows -> T {
         busyThreads.add(1, ordering: .relaxed)
         defer { busyThreads.subtract(1, ordering: .relaxed) }
         return try body()

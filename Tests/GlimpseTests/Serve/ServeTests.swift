@@ -133,13 +133,22 @@ final class ServeTests: XCTestCase {
     }
 
     func testRecordsEqualTheCLIsOneAndSeveralImages() throws {
-        let server = try ServeProcess([])
-        defer { XCTAssertEqual(server.stop(), 0) }
+        // One worker runs its products on every core, as the CLI does: the CLI's record bit for bit.
+        let single = try ServeProcess(["--workers", "1"])
         for file in Self.samples.prefix(3) {
-            let reply = try server.caption(file, query: "beams=3&n_best=2&detect=true")
+            let reply = try single.caption(file, query: "beams=3&n_best=2&detect=true")
             XCTAssertEqual(reply.status, 200, reply.text)
             XCTAssertEqual(reply.object["file"] as? String, file)
             XCTAssertEqual(Self.comparable(reply.json), Self.comparable(try Self.cliRecord(file, ["--beams", "3", "--n-best", "2", "--detect"])), file)
+        }
+        XCTAssertEqual(single.stop(), 0)
+        // The default (a worker per core, each on one core): the same captions and tokens.
+        let server = try ServeProcess([])
+        defer { XCTAssertEqual(server.stop(), 0) }
+        for file in Self.samples.prefix(3) {
+            let reply = try server.caption(file, query: "beams=3&n_best=2")
+            XCTAssertEqual(reply.status, 200, reply.text)
+            assertSameCaptions(Self.comparable(reply.json), Self.comparable(try Self.cliRecord(file, ["--beams", "3", "--n-best", "2"])), file)
         }
         // Several images in one form: an array in upload order, each the CLI's record (default options).
         let files = Array(Self.samples.prefix(4))
@@ -166,6 +175,18 @@ final class ServeTests: XCTestCase {
         }
         XCTAssertEqual(a["width"] as? Int, b["width"] as? Int, label)
         XCTAssertEqual(a["height"] as? Int, b["height"] as? Int, label)
+    }
+
+    /// An idle worker holds a batch open for --max-wait-ms only while other requests are on their way:
+    /// a lone request is not held back for companions that are not coming.
+    func testALoneRequestIsNotHeldForMaxWait() throws {
+        let server = try ServeProcess(["--max-wait-ms", "4000", "--workers", "1"])
+        defer { XCTAssertEqual(server.stop(), 0) }
+        _ = try server.caption(Self.samples[0])   // warm
+        let start = Date()
+        let reply = try server.caption(Self.samples[1])
+        XCTAssertEqual(reply.status, 200, reply.text)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2.0, "held for the 4 s batch wait with nothing else arriving")
     }
 
     func testConcurrentRequestsAnswerAsSequentialOnes() throws {
