@@ -35,7 +35,8 @@ public enum KernelBenchmark {
     }
 
     /// GFLOPS of C = A·Bᵀ (nn.Linear layout) for each shape, through `Linear` and through cblas_sgemm.
-    public static func gemm(shapes: [(Int, Int, Int)] = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (3, 50257, 768)],
+    public static func gemm(shapes: [(Int, Int, Int)] = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (3, 50257, 768),
+                                                          (577, 3072, 768), (2304, 2048, 512), (36864, 512, 128)],
                             repeats: Int = 5) -> [GemmFigure] {
         shapes.map { (m, n, k) in
             let a = Tensor(zeros: [m, k]), w = Tensor(zeros: [n, k]), bias = Tensor(zeros: [n]), c = Tensor(zeros: [m, n])

@@ -1,6 +1,7 @@
 import CGlimpseKernels
 import COpenBLAS
 import Dispatch
+import Synchronization
 
 /// The one door to matrix products: every product in Glimpse goes through `gemm` (activations ×
 /// any matrix) or `product` (activations × a layer's weights in fp32, bf16 or int8). Behind it,
@@ -62,14 +63,19 @@ public enum BLAS {
         }
     }
 
-    /// bf16 / int8 weights and many rows without bf16 instructions: widen a panel of output
-    /// channels to fp32 at a time (at most ~2 MB) and let OpenBLAS multiply it.
+    /// bf16 / int8 weights and many rows without bf16 instructions: widen the output channels to
+    /// fp32 (`piece` floats at a time) and let OpenBLAS multiply them. One piece per call, as fp32
+    /// weights get: each OpenBLAS call forks and joins its threads, and on a loaded machine every
+    /// join waits for a descheduled thread (2 MB panels, 5 calls at K = 3072, ran 2-4× slower than
+    /// fp32 at encoder shapes there, with the same speed on an idle one).
     static func widenedProduct(_ x: UnsafePointer<Float>, rows: Int, lda: Int, weight w: WeightMatrix,
-                               into out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                               into out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                               piece: Int = widenedFloats) {
         let n = w.outFeatures, k = w.inFeatures, outputMajor = w.layout == .outputMajor
-        let panel = max(16, min(n, (1 << 19) / max(k, 1)) / 16 * 16)
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panel * k)
-        defer { buffer.deallocate() }
+        let panel = min(n, max(16, piece / max(k, 1) / 16 * 16))
+        let scratch = widenedScratch.withLock { $0.popLast() } ?? Scratch()
+        defer { widenedScratch.withLock { $0.append(scratch) } }
+        let buffer = scratch.reserve(panel * k)
         var n0 = 0
         while n0 < n {
             let n1 = min(n, n0 + panel), width = n1 - n0
@@ -79,6 +85,11 @@ public enum BLAS {
             n0 = n1
         }
     }
+
+    /// Most weights widened at once: 16 MB, any encoder layer's matrix (a vocabulary head goes in pieces).
+    static let widenedFloats = 1 << 22
+    /// `widenedProduct`'s buffers, kept between calls: one for each product running at the same time.
+    private static let widenedScratch = Mutex<[Scratch]>([])
 
     @inline(__always)
     static func openBLAS(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,

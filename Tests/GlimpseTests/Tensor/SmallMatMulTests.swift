@@ -155,17 +155,22 @@ final class SmallMatMulTests: XCTestCase {
         }
     }
 
-    /// Many rows with bf16/int8 weights go through the fp32 conversion into OpenBLAS (several panels).
+    /// Many rows with bf16/int8 weights go through the fp32 conversion into OpenBLAS: in one piece
+    /// through the door, and in several (as a vocabulary head's) with smaller pieces.
     func testReducedPrecisionLargeProductsConvertIntoOpenBLAS() {
         OneDNNMatMul.select(.openBLAS, for: .reduced)
         defer { OneDNNMatMul.select(nil, for: .reduced) }
         for outputMajor in [true, false] {
-            let p = problem(m: 40, n: 1100, k: 520, outputMajor: outputMajor, seed: 3)   // 40 > maxRows, panels of 1008
+            let p = problem(m: 40, n: 1100, k: 520, outputMajor: outputMajor, seed: 3)   // 40 > maxRows
             XCTAssertGreaterThan(p.m, SmallMatMul.maxRows)
             forEachReducedPrecisionMatrix(p) { element, matrix in
                 var c = [Float](repeating: 0, count: p.m * p.n)
                 BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
                 assertMatchesReference(c, p, element, "\(element) conversion path outputMajor=\(outputMajor)")
+                c = [Float](repeating: 0, count: p.m * p.n)
+                BLAS.widenedProduct(p.a, rows: p.m, lda: p.k, weight: matrix, into: &c, ldc: p.n, accumulate: false,
+                                    piece: 1 << 19)   // panels of 1008 and 92 channels
+                assertMatchesReference(c, p, element, "\(element) conversion in pieces outputMajor=\(outputMajor)")
             }
         }
     }
