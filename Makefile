@@ -87,13 +87,13 @@ train:
 TRAIN_RUN ?= runs/next
 train-next:
 	@test -x $(PYTHON) || $(MAKE) venv
-	@test -f runs/data/train-1100.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed 1100 --count 6000 --prerender runs/data/train-1100.npz --size 112 --grid 14 --procs 2 --variety
+	@for seed in 1100 1101; do test -f runs/data/train-$$seed.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed $$seed --count 6000 --prerender runs/data/train-$$seed.npz --size 112 --grid 14 --procs 2 --variety || exit 1; done
 	@test -f runs/data/heldout.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
 	start="--init models/default"; \
 	if [ -f $(TRAIN_RUN)/last.pt ]; then start="--resume"; elif [ -f training/resume/state.json ]; then start="--resume-compact training/resume"; fi; \
-	OMP_NUM_THREADS=1 nice -n 19 $(PYTHON) -u tools/train.py --threads 1 $$start \
-	  --tokenizer models/default --steps 12000 --warmup 300 --lr 3e-4 --hard-weight 3 --minutes 600 \
-	  --eval-minutes 12 --ckpt-minutes 5 --data 'runs/data/train-*.npz' --heldout runs/data/heldout.npz \
+	OMP_NUM_THREADS=2 nice -n 15 $(PYTHON) -u tools/train.py --threads 2 $$start \
+	  --tokenizer models/default --steps 2500 --warmup 60 --lr 1e-4 --hard-weight 3 --minutes 600 \
+	  --eval-minutes 15 --ckpt-minutes 5 --data 'runs/data/train-*.npz' --heldout runs/data/heldout.npz \
 	  --out $(TRAIN_RUN) --export $(TRAIN_RUN)/export --compact $(TRAIN_RUN)/compact
 
 ## eval: score the CLI on 500 held-out scenes of a seed never used in training (`glimpse eval`: pycocoevalcap
