@@ -484,6 +484,19 @@ final class DaViT: @unchecked Sendable {
 
 // MARK: - BART encoder over [image tokens; prompt]
 
+/// BART's attention projections under one name (`q_proj`, `k_proj`, `v_proj`, `out_proj`, [E, E] each),
+/// as its encoder's self-attention and its decoder's self- and cross-attention all store them.
+struct BartAttention {
+    let query: Linear, key: Linear, value: Linear, output: Linear
+
+    init(_ w: WeightLoader, _ name: String, width e: Int) throws {
+        query = try Linear.linear(w, "\(name).q_proj", in: e, out: e)
+        key = try Linear.linear(w, "\(name).k_proj", in: e, out: e)
+        value = try Linear.linear(w, "\(name).v_proj", in: e, out: e)
+        output = try Linear.linear(w, "\(name).out_proj", in: e, out: e)
+    }
+}
+
 /// One post-LN BART encoder layer: x = LN(x + out_proj(attn(x))); x = LN(x + fc2(act(fc1(x)))).
 struct BartEncoderLayer {
     let qkv: [Linear]          // self_attn.{q,k,v}_proj  [E, E] each
@@ -521,12 +534,10 @@ final class Florence2Encoder: ImageEncoder, @unchecked Sendable {
         positionEmbeddings = try enc.tensor("embed_positions.weight", shape: [text.positions + BartConfig.positionOffset, e])
         embeddingNorm = try LayerNorm(enc, "layernorm_embedding", dim: e, eps: eps)
         layers = try (0..<text.encoderLayers).map { i in
-            let l = enc.scoped("layers.\(i)")
+            let l = enc.scoped("layers.\(i)"), attention = try BartAttention(l, "self_attn", width: e)
             return BartEncoderLayer(
-                qkv: [try Linear.linear(l, "self_attn.q_proj", in: e, out: e),
-                      try Linear.linear(l, "self_attn.k_proj", in: e, out: e),
-                      try Linear.linear(l, "self_attn.v_proj", in: e, out: e)],
-                output: try Linear.linear(l, "self_attn.out_proj", in: e, out: e),
+                qkv: [attention.query, attention.key, attention.value],
+                output: attention.output,
                 attentionNorm: try LayerNorm(l, "self_attn_layer_norm", dim: e, eps: eps),
                 fc1: try Linear.linear(l, "fc1", in: e, out: text.encoderInner),
                 fc2: try Linear.linear(l, "fc2", in: text.encoderInner, out: e),
@@ -632,16 +643,14 @@ final class BartDecoder: TextDecoder, @unchecked Sendable {
         embeddingNorm = try LayerNorm(dec, "layernorm_embedding", dim: e, eps: eps)
         blocks = try (0..<config.decoderLayers).map { i in
             let l = dec.scoped("layers.\(i)")
+            let attention = try BartAttention(l, "self_attn", width: e), cross = try BartAttention(l, "encoder_attn", width: e)
             return DecoderBlock(
-                selfQKV: [try Linear.linear(l, "self_attn.q_proj", in: e, out: e),
-                          try Linear.linear(l, "self_attn.k_proj", in: e, out: e),
-                          try Linear.linear(l, "self_attn.v_proj", in: e, out: e)],
-                selfOutput: try Linear.linear(l, "self_attn.out_proj", in: e, out: e),
+                selfQKV: [attention.query, attention.key, attention.value],
+                selfOutput: attention.output,
                 selfNorm: try LayerNorm(l, "self_attn_layer_norm", dim: e, eps: eps),
-                crossQuery: try Linear.linear(l, "encoder_attn.q_proj", in: e, out: e),
-                crossKeyValue: [try Linear.linear(l, "encoder_attn.k_proj", in: e, out: e),
-                                try Linear.linear(l, "encoder_attn.v_proj", in: e, out: e)],
-                crossOutput: try Linear.linear(l, "encoder_attn.out_proj", in: e, out: e),
+                crossQuery: cross.query,
+                crossKeyValue: [cross.key, cross.value],
+                crossOutput: cross.output,
                 crossNorm: try LayerNorm(l, "encoder_attn_layer_norm", dim: e, eps: eps),
                 fc1: try Linear.linear(l, "fc1", in: e, out: inner),
                 fc2: try Linear.linear(l, "fc2", in: inner, out: e),
