@@ -278,10 +278,7 @@ final class BlipTextDecoder: TextDecoder, @unchecked Sendable {
         }
 
         // torch (cls.predictions): decoder(LayerNorm(act(transform.dense(x)))) — only the rows generation needs.
-        let outRows = allPositions ? rows : state.outputRowCount
-        state.forEachOutputRow(allPositions: allPositions) { out, src in
-            (context + out * e).update(from: h + src * e, count: e)
-        }
+        let outRows = state.gatherOutputRows(h, into: context, allPositions: allPositions)
         transform(context, rows: outRows, into: normed)
         Kernels.activate(normed, count: outRows * e, config.activation)
         transformNorm(normed, rows: outRows, into: normed)

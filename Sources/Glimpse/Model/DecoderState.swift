@@ -328,4 +328,11 @@ extension DecoderState {
             for b in 0..<s.beams { body(out, s.firstRow + b * s.steps + s.steps - 1); out += 1 }
         }
     }
+
+    /// Copies those hidden rows ([scheduledRows, width]) packed into `out`; returns how many.
+    func gatherOutputRows(_ hidden: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, allPositions: Bool) -> Int {
+        let e = width
+        forEachOutputRow(allPositions: allPositions) { o, r in (out + o * e).update(from: hidden + r * e, count: e) }
+        return allPositions ? scheduledRows : outputRowCount
+    }
 }

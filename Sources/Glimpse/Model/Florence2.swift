@@ -682,10 +682,8 @@ final class BartDecoder: TextDecoder, @unchecked Sendable {
         for (l, block) in blocks.enumerated() {
             block.runPostNorm(layer: l, state: state, buffers: buffers, heads: heads, scale: scale, capture: captureCrossAttention)
         }
-        let outRows = allPositions ? rows : state.outputRowCount
-        state.forEachOutputRow(allPositions: allPositions) { out, src in
-            (normed + out * e).update(from: h + src * e, count: e)
-        }
+        // torch: logits = lm_head(x) — only the rows generation needs.
+        let outRows = state.gatherOutputRows(h, into: normed, allPositions: allPositions)
         let logits = state.logits.reserve(outRows * config.vocabSize)
         BLAS.product(normed, rows: outRows, weight: head, into: logits)
         return logits
