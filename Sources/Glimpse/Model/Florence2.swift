@@ -767,7 +767,7 @@ public struct Florence2: CaptionFamily {
 
     /// The post-processor of processor_config.json's `post_processor_config` (transformers 5 saves it
     /// there). Without one transformers refuses every task ("Unsupported parse task"); Glimpse parses
-    /// with every parse type present and no options instead, and says so in `glimpse info`.
+    /// with every parse type present and no options instead (the README says so).
     public func taskParser(directory: URL, tokenizer: any Tokenizer) throws -> (any TaskParser)? {
         let file = directory.appendingPathComponent("processor_config.json")
         var config: JSONConfig?
