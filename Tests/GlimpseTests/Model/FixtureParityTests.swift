@@ -73,10 +73,7 @@ final class FixtureParityTests: XCTestCase {
                 XCTAssertEqual(state.capturedRows, t, what)
                 for l in 0..<layers {
                     let ref = try f.tensor("\(image).cross_attentions.\(l)")
-                    var mine = [Float](repeating: 0, count: heads * t * enc)
-                    for h in 0..<heads { for r in 0..<t { for j in 0..<enc {
-                        mine[(h * t + r) * enc + j] = state.crossAttention.pointer[((l * t + r) * heads + h) * enc + j]
-                    } } }
+                    let mine = crossAttentionAsTorch(state, layer: l, rows: t, heads: heads)
                     assertClose(mine, ref, count: mine.count, tolerance: 1e-4, "\(what) cross-attention layer \(l)")
                 }
 

@@ -114,10 +114,7 @@ final class Florence2ParityTests: XCTestCase {
             let t = ids.count
             for l in 0..<decoder.layerCount {
                 let ref = try f.tensor("\(key).cross_attentions.\(l)")   // [1, heads, T, rows]
-                var mine = [Float](repeating: 0, count: heads * t * rows)
-                for h in 0..<heads { for r in 0..<t { for j in 0..<rows {
-                    mine[(h * t + r) * rows + j] = state.crossAttention.pointer[((l * t + r) * heads + h) * rows + j]
-                } } }
+                let mine = crossAttentionAsTorch(state, layer: l, rows: t, heads: heads)
                 assertClose(mine, ref, count: mine.count, tolerance: 1e-4, "\(name) cross-attention layer \(l)")
             }
             // The KV cache: one token at a time gives the same last row.

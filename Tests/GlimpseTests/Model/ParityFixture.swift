@@ -91,6 +91,17 @@ struct ParityFixture {
     }
 }
 
+/// Layer `layer`'s captured cross-attention of `state` ([layer][row][head][encoderRows]) in torch's
+/// `cross_attentions[layer]` layout [heads, rows, encoderRows], for `rows` scheduled rows.
+func crossAttentionAsTorch(_ state: DecoderState, layer l: Int, rows t: Int, heads: Int) -> [Float] {
+    let enc = state.encoderRows
+    var out = [Float](repeating: 0, count: heads * t * enc)
+    for h in 0..<heads { for r in 0..<t { for j in 0..<enc {
+        out[(h * t + r) * enc + j] = state.crossAttention.pointer[((l * t + r) * heads + h) * enc + j]
+    } } }
+    return out
+}
+
 /// Asserts max |actual - expected| < tolerance over `count` floats (and that the counts agree).
 func assertClose(_ actual: UnsafePointer<Float>, _ expected: Tensor, count: Int, tolerance: Float,
                  _ what: String, file: StaticString = #filePath, line: UInt = #line) {
