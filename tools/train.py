@@ -346,11 +346,29 @@ def load_weights(model, path):
         from transformers import VisionEncoderDecoderModel
         f = os.path.join(path, "model.safetensors")
         sd = VisionEncoderDecoderModel.from_pretrained(path).state_dict()
+    key = "encoder.embeddings.position_embeddings"
+    if key in sd and sd[key].shape != model.state_dict()[key].shape:
+        sd[key] = resize_position_embeddings(sd[key], model.state_dict()[key].shape[1] - 1)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     # tied lm_head / legacy attention buffers are the only keys allowed to differ
     bad = [k for k in missing if "lm_head" not in k and not k.endswith(".attn.bias")]
     if bad:
         raise SystemExit(f"{f}: missing tensors {bad[:5]}")
+
+
+def resize_position_embeddings(pos, patches):
+    """A ViT's learned positions for another patch grid: the [CLS] row kept, the grid rows resampled
+    bicubically (what transformers' interpolate_pos_encoding does at run time), so a model trained at
+    one resolution starts a finer-grid run from its own positions."""
+    import torch.nn.functional as F
+    cls, grid = pos[:, :1], pos[:, 1:]
+    old, new = int(round(grid.shape[1] ** 0.5)), int(round(patches ** 0.5))
+    if old * old != grid.shape[1] or new * new != patches:
+        raise SystemExit(f"position embeddings: {grid.shape[1]} -> {patches} patches is not square to square")
+    g = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    g = F.interpolate(g, size=(new, new), mode="bicubic", align_corners=False)
+    print(f"position embeddings resampled {old}x{old} -> {new}x{new}", flush=True)
+    return torch.cat([cls, g.permute(0, 2, 3, 1).reshape(1, new * new, -1)], dim=1)
 
 
 def save_compact(model, out, state):

@@ -6,8 +6,9 @@ import Synchronization
 /// The one door to matrix products: every product in Glimpse goes through `gemm` (activations ×
 /// any matrix) or `product` (activations × a layer's weights in fp32, bf16 or int8). Behind it,
 /// Glimpse's own kernels (`SmallMatMul`) take the few-row products of decode steps and every
-/// bf16/int8 product they can; the large ones go to OpenBLAS, or to oneDNN with packed weights
-/// when the environment asks for it (`OneDNNMatMul`). Callers never choose.
+/// bf16/int8 product they can; the large ones go to OpenBLAS, large bf16/int8 ones to the CPU's
+/// bf16 dot products where it has them (`BF16DotMatMul`), or to oneDNN with packed weights when
+/// the environment asks for it (`OneDNNMatMul`). Callers never choose.
 public enum BLAS {
     /// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, row-major.
     /// `transposeB` reads B stored as [n×k] (PyTorch `nn.Linear` weights are [out, in]).
@@ -50,6 +51,10 @@ public enum BLAS {
             SmallMatMul.run(element: w.element, outputMajor: outputMajor, m: rows, n: n, k: k, a: x, lda: lda,
                             w: w.base, ldw: w.rowStride, scales: w.scales.map { UnsafePointer($0.data) }, alpha: 1,
                             c: out, ldc: ldc, accumulate: accumulate)
+            return
+        }
+        if BF16DotMatMul.handles(w) {
+            BF16DotMatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate)
             return
         }
         for part in OneDNNMatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) {

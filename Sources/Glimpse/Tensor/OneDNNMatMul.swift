@@ -17,6 +17,8 @@ import Synchronization
 public enum OneDNNMatMul {
     public enum Engine: String, Sendable {
         case oneDNN = "onednn", openBLAS = "openblas"
+        /// Glimpse's AVX512_BF16 dot-product kernels (`BF16DotMatMul`; bf16/int8 weights only).
+        case glimpse
     }
 
     /// The weights a product reads: fp32, or reduced precision (bf16, int8).
@@ -37,11 +39,20 @@ public enum OneDNNMatMul {
     /// Whether oneDNN can run such a matmul here at all.
     public static func isAvailable(_ weights: Weights) -> Bool { gd_supported(Int32(weights.rawValue)) != 0 }
 
-    /// Selects the engine for later products (tests and benchmarks compare them); `.oneDNN` only
-    /// where it is available. Returns whether the selection took.
+    /// Whether `engine` can run large products with `weights` here.
+    public static func canRun(_ engine: Engine, for weights: Weights) -> Bool {
+        switch engine {
+        case .openBLAS: return true
+        case .oneDNN: return isAvailable(weights)
+        case .glimpse: return weights == .reduced && BF16DotMatMul.isSupported
+        }
+    }
+
+    /// Selects the engine for later products (tests and benchmarks compare them); only one that
+    /// `canRun` here. Returns whether the selection took.
     @discardableResult
     public static func select(_ engine: Engine?, for weights: Weights) -> Bool {
-        guard engine != .oneDNN || isAvailable(weights) else { return false }
+        guard engine.map({ canRun($0, for: weights) }) ?? true else { return false }
         selected[weights.rawValue] = engine
         return true
     }
@@ -53,7 +64,15 @@ public enum OneDNNMatMul {
         let library = String(cString: gd_description(Int32(weights.rawValue)))
         let otherwise = weights == .fp32 ? "OpenBLAS" : "weights widened to fp32 for OpenBLAS"
         if wanted == .openBLAS { return (.openBLAS, "\(variable)=openblas") }
-        guard gd_supported(Int32(weights.rawValue)) != 0 else { return (.openBLAS, "\(library); \(otherwise)") }
+        if wanted != .oneDNN && canRun(.glimpse, for: weights) {
+            // Twice OpenBLAS's fp32 rate at encoder shapes with nothing packed at load time (`glimpse
+            // bench`, 2-core AMD Zen 4: 197×768×768 at ~200 GFLOPS a core against ~100).
+            return (.glimpse, "Glimpse's AVX512_BF16 dot-product kernels (CPUID)"
+                    + (wanted == .glimpse ? " (\(variable)=glimpse)" : "") + "; [in, out] weights widened for OpenBLAS")
+        }
+        guard gd_supported(Int32(weights.rawValue)) != 0 else {
+            return (.openBLAS, "\(library); \(otherwise)" + (weights == .reduced ? " (no AVX512_BF16 here)" : ""))
+        }
         if wanted == .oneDNN { return (.oneDNN, "\(library) (\(variable)=onednn)") }
         // Packing a ViT-base encoder's weights for oneDNN costs more than it saves on one image (2-core
         // AMD Zen 4, `glimpse caption` of one image: fp32 encoder 620-1010 ms against OpenBLAS's 250 ms,

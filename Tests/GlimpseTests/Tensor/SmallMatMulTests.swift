@@ -175,6 +175,55 @@ final class SmallMatMulTests: XCTestCase {
         }
     }
 
+    /// Where the CPU has AVX512_BF16, many rows with [out, in] bf16/int8 weights go through Glimpse's
+    /// dot-product kernels: against a double-precision product of the bf16-rounded activations within
+    /// 1e-5 of Σ|a·w| (only fp32 accumulation left), hence within 2^-8 of the fp32 product; odd K,
+    /// column counts off the 12-column tile, strided and accumulated outputs; a row's result the same
+    /// bits alone and in any batch (1 row, 17, all). [in, out] weights keep the fp32 conversion.
+    func testReducedPrecisionLargeProductsOnBF16DotProducts() throws {
+        try XCTSkipUnless(OneDNNMatMul.canRun(.glimpse, for: .reduced), "no AVX512_BF16 on this CPU")
+        XCTAssertFalse(OneDNNMatMul.canRun(.glimpse, for: .fp32))
+        XCTAssertTrue(OneDNNMatMul.select(.glimpse, for: .reduced))
+        defer { OneDNNMatMul.select(nil, for: .reduced) }
+        for (m, n, k) in [(33, 136, 200), (197, 100, 77), (64, 1100, 520), (40, 12, 31)] {
+            let p = problem(m: m, n: n, k: k, outputMajor: true, seed: UInt64(m + n))
+            var rounded = p
+            var bits = [UInt16](repeating: 0, count: p.a.count)
+            gk_f32_to_bf16(p.a, &bits, p.a.count)
+            rounded.a = bits.map { Float(bitPattern: UInt32($0) << 16) }
+            forEachReducedPrecisionMatrix(p) { element, matrix in
+                let what = "bf16 dot \(element) m=\(m) n=\(n) k=\(k)"
+                XCTAssertTrue(BF16DotMatMul.handles(matrix), what)
+                var c = [Float](repeating: 0, count: p.m * p.n)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+                assertMatchesReference(c, rounded, element, what)
+                assertMatchesReference(c, p, element, what, tolerance: 1.0 / 256)
+                for rows in [0..<1, 5..<22, 0..<m] {
+                    var part = [Float](repeating: 0, count: rows.count * p.n)
+                    p.a.withUnsafeBufferPointer { a in
+                        BF16DotMatMul.run(a.baseAddress! + rows.lowerBound * p.k, rows: rows.count, lda: p.k, weight: matrix,
+                                          into: &part, ldc: p.n, accumulate: false)
+                    }
+                    XCTAssertEqual(part, Array(c[(rows.lowerBound * p.n)..<(rows.upperBound * p.n)]), "\(what): rows \(rows) alone differ")
+                }
+                let stride = p.n + 8
+                var strided = [Float](repeating: 0.5, count: p.m * stride)
+                BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
+                for i in 0..<p.m {
+                    for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
+                    for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
+                }
+            }
+        }
+        let p = problem(m: 40, n: 64, k: 48, outputMajor: false, seed: 5)
+        forEachReducedPrecisionMatrix(p) { element, matrix in
+            XCTAssertFalse(BF16DotMatMul.handles(matrix), "[in, out] \(element)")
+            var c = [Float](repeating: 0, count: p.m * p.n)
+            BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
+            assertMatchesReference(c, p, element, "[in, out] \(element) on the conversion path")
+        }
+    }
+
     /// Where oneDNN runs bf16 matmul, many rows with bf16/int8 weights go through it: activations
     /// rounded to bf16 (relative error ≤ 2^-9 each), fp32 accumulation, so |ours - exact| stays
     /// within 2^-8 · Σ|a·w|; strided and accumulating outputs too; the packed copy is made once.

@@ -48,11 +48,22 @@ final class QuantizeTests: XCTestCase {
                 let model = try CaptionModel(directory: dir)
                 XCTAssertEqual(model.unusedTensors, original.unusedTensors, "every scale is read")
                 var worst: Float = 0, total: Double = 0, count = 0
-                for image in f.imageNames {
-                    let pixels = try f.tensor("\(image).pixel_values")
-                    let hidden = model.encoder.encode(pixelValues: pixels.data, count: 1)
+                // The images encoded together, repeated past the few-row kernels' 32 rows, so the
+                // encoder's products take the large-product engine (bf16 dot products where the CPU has them).
+                let rows = model.encoder.sequenceLength
+                let copies = SmallMatMul.maxRows / (rows * f.imageNames.count) + 1
+                var batch: [Float] = []
+                for _ in 0..<copies {
+                    for image in f.imageNames {
+                        let pixels = try f.tensor("\(image).pixel_values")
+                        batch += UnsafeBufferPointer(start: pixels.data, count: pixels.count)
+                    }
+                }
+                XCTAssertGreaterThan(copies * f.imageNames.count * rows, SmallMatMul.maxRows)
+                let hidden = model.encode(pixelValues: batch, count: copies * f.imageNames.count)
+                for (index, image) in f.imageNames.enumerated() {
                     let state = model.decoder.makeState(beamCapacity: 1, lengthCapacity: 64)
-                    model.decoder.setEncoderStates(hidden.data, rows: model.encoder.sequenceLength, state: state)
+                    model.decoder.setEncoderStates(hidden.data + index * rows * model.encoder.hiddenSize, rows: rows, state: state)
                     let ids = f.teacherForcedIds
                     let logits = model.decoder.forward(tokens: ids, state: state, allPositions: true, captureCrossAttention: false)
                     let expected = try f.tensor("\(image).logits")

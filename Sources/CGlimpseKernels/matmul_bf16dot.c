@@ -1,0 +1,181 @@
+// Large products with bf16 or int8 weights on AVX512_BF16 dot products (VDPBF16PS): the encoder's
+// products and any product of more rows than the few-row kernels take. Each instruction multiplies
+// 16 lanes × 2 bf16 pairs and accumulates in fp32: twice fp32 FMA's work per instruction.
+//
+// Layout: the lanes run over activation rows, not output columns. A is rounded to bf16 and packed
+// once per product (gk_bf16dot_pack: blocks of 16 rows, for each pair of k the 16 rows' pairs side
+// by side), so the weights are read in their stored [N, K] layout with no packing at load time: a
+// weight pair (W[n, 2j], W[n, 2j+1]) is one 32-bit broadcast. int8 rows are widened to bf16 (exact:
+// |q| <= 128 has 8 significant bits) into a small staging tile first; their scale multiplies the sum.
+//
+// Each output element is one fp32 chain over k pairs in order, whatever M, the tile it falls in or
+// the column split, so a row's result does not depend on which rows share the call.
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+#ifdef GK_X86
+#include <immintrin.h>
+
+#define GK_DOT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#define GK_DOT_INLINE static inline __attribute__((always_inline)) GK_DOT
+
+enum { DOT_NT = 12, DOT_ROWS = 32 };
+
+// Rows m0..m0+16·mv of the tile (mv blocks of 16 packed rows, `block` u32 apart) × columns
+// n..n+nt, whose weight rows are wr[0..nt) (bf16 pairs, kp pairs each).
+GK_DOT_INLINE void dot_tile(int mv, int nt, int kp, const uint32_t *pa, long block, const uint16_t *const *wr,
+                            float out[2][DOT_NT][16]) {
+    __m512 acc[2][DOT_NT];
+    for (int i = 0; i < mv; i++)
+        for (int j = 0; j < nt; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int p = 0; p < kp; p++) {
+        __m512i x[2];
+        for (int i = 0; i < mv; i++) x[i] = _mm512_loadu_si512((const void *)(pa + (long)i * block + (long)p * 16));
+        for (int j = 0; j < nt; j++) {
+            int32_t pair;
+            memcpy(&pair, wr[j] + 2 * (long)p, 4);
+            __m512i wv = _mm512_set1_epi32(pair);
+            for (int i = 0; i < mv; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)x[i], (__m512bh)wv);
+        }
+    }
+    for (int i = 0; i < mv; i++)
+        for (int j = 0; j < nt; j++) _mm512_storeu_ps(out[i][j], acc[i][j]);
+}
+
+static void dot_tile_2x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) GK_DOT;
+static void dot_tile_2x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) {
+    dot_tile(2, DOT_NT, kp, pa, block, wr, out);
+}
+static void dot_tile_1x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) GK_DOT;
+static void dot_tile_1x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) {
+    dot_tile(1, DOT_NT, kp, pa, block, wr, out);
+}
+static void dot_tile_any(int mv, int nt, int kp, const uint32_t *pa, long block, const uint16_t *const *wr,
+                         float out[2][DOT_NT][16]) GK_DOT;
+static void dot_tile_any(int mv, int nt, int kp, const uint32_t *pa, long block, const uint16_t *const *wr,
+                         float out[2][DOT_NT][16]) {
+    // Column remainders (N not a multiple of 12): one column at a time keeps the chain order.
+    for (int j = 0; j < nt; j++) {
+        float one[2][DOT_NT][16];
+        if (mv == 2) dot_tile(2, 1, kp, pa, block, wr + j, one);
+        else dot_tile(1, 1, kp, pa, block, wr + j, one);
+        for (int i = 0; i < mv; i++) memcpy(out[i][j], one[i][0], sizeof one[i][0]);
+    }
+}
+
+int gk_bf16dot_supported(void) {
+    const uint32_t need = GK_CPU_AVX512F | GK_CPU_AVX512BW | GK_CPU_AVX512DQ | GK_CPU_AVX512VL | GK_CPU_AVX512BF16;
+    return (gk_cpu_features() & need) == need;
+}
+
+static void pack_rows(int m0, int rows, int k, const float *a, long lda, uint16_t *dst) GK_DOT;
+static void pack_rows(int m0, int rows, int k, const float *a, long lda, uint16_t *dst) {
+    // dst: one 16-row block; element (row r, k index q) at ((q / 2) * 16 + r) * 2 + (q & 1).
+    int kp = (k + 1) / 2;
+    memset(dst, 0, (size_t)kp * 32 * sizeof(uint16_t));
+    for (int r = 0; r < rows; r++) {
+        const float *src = a + (long)(m0 + r) * lda;
+        int q = 0;
+        for (; q + 32 <= k; q += 32) {
+            // 32 floats -> 32 bf16 (round to nearest even), then scattered two by two into the lanes.
+            __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + q + 16), _mm512_loadu_ps(src + q));
+            uint32_t pairs[16];
+            _mm512_storeu_si512((void *)pairs, (__m512i)h);
+            uint32_t *out = (uint32_t *)dst + (long)(q / 2) * 16 + r;
+            for (int t = 0; t < 16; t++) out[t * 16] = pairs[t];
+        }
+        for (; q < k; q++) {
+            uint16_t b;
+            gk_f32_to_bf16(src + q, &b, 1);
+            dst[((long)(q / 2) * 16 + r) * 2 + (q & 1)] = b;
+        }
+    }
+}
+
+void gk_bf16dot_pack(int m, int k, const float *a, long lda, uint16_t *packed) {
+    long block = gk_bf16dot_block(k);
+    for (int m0 = 0, b = 0; m0 < m; m0 += 16, b++)
+        pack_rows(m0, m - m0 < 16 ? m - m0 : 16, k, a, lda, packed + b * block * 2);
+}
+
+static void widen_i8_rows(const int8_t *w, long ldw, int n, int nt, int k, uint16_t *stage, long stride) GK_DOT;
+static void widen_i8_rows(const int8_t *w, long ldw, int n, int nt, int k, uint16_t *stage, long stride) {
+    for (int j = 0; j < nt; j++) {
+        const int8_t *src = w + (long)(n + j) * ldw;
+        uint16_t *dst = stage + j * stride;
+        int q = 0;
+        for (; q + 16 <= k; q += 16) {
+            __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(src + q))));
+            _mm256_storeu_si256((__m256i *)(dst + q), (__m256i)_mm512_cvtneps_pbh(f));
+        }
+        for (; q < k; q++) { float f = (float)src[q]; gk_f32_to_bf16(&f, dst + q, 1); }
+        if (k & 1) dst[k] = 0;
+    }
+}
+
+void gk_bf16dot_matmul(int dtype, int m, int n0, int n1, int k, const uint16_t *packed, const void *w, long ldw,
+                       const float *scale, float *c, long ldc, int accumulate) {
+    const int kp = (k + 1) / 2;
+    const long block = gk_bf16dot_block(k);
+    // Rows per pass: the packed activations of a pass (~384 KB) stay in L2 while every column tile
+    // of the thread's range reads them; each pass reads the weights once more.
+    int pass = (int)(393216 / ((long)kp * 64)) / DOT_ROWS * DOT_ROWS;
+    if (pass < DOT_ROWS) pass = DOT_ROWS;
+    // Staging for int8 rows, and for bf16 rows when k is odd (the last pair's second half must be 0,
+    // not the next row's first weight).
+    const int stage_rows = dtype == GK_I8 || (k & 1);
+    const long stride = 2L * kp;
+    uint16_t *stage = NULL;
+    if (stage_rows) stage = (uint16_t *)aligned_alloc(64, ((size_t)DOT_NT * stride * 2 + 63) / 64 * 64);
+    float out[2][DOT_NT][16];
+    const uint16_t *wr[DOT_NT];
+    for (int p0 = 0; p0 < m; p0 += pass) {
+        int p1 = p0 + pass < m ? p0 + pass : m;
+        for (int n = n0; n < n1; n += DOT_NT) {
+            int nt = n1 - n < DOT_NT ? n1 - n : DOT_NT;
+            if (dtype == GK_I8) {
+                widen_i8_rows((const int8_t *)w, ldw, n, nt, k, stage, stride);
+            } else if (k & 1) {
+                for (int j = 0; j < nt; j++) {
+                    memcpy(stage + j * stride, (const uint16_t *)w + (long)(n + j) * ldw, (size_t)k * 2);
+                    stage[j * stride + k] = 0;
+                }
+            }
+            for (int j = 0; j < nt; j++)
+                wr[j] = stage_rows ? stage + j * stride : (const uint16_t *)w + (long)(n + j) * ldw;
+            for (int m0 = p0; m0 < p1; m0 += DOT_ROWS) {
+                int rows = p1 - m0 < DOT_ROWS ? p1 - m0 : DOT_ROWS;
+                int mv = rows > 16 ? 2 : 1;
+                const uint32_t *pa = (const uint32_t *)packed + (long)(m0 / 16) * block;
+                if (nt == DOT_NT && mv == 2) dot_tile_2x12(kp, pa, block, wr, out);
+                else if (nt == DOT_NT) dot_tile_1x12(kp, pa, block, wr, out);
+                else dot_tile_any(mv, nt, kp, pa, block, wr, out);
+                for (int r = 0; r < rows; r++) {
+                    float *dst = c + (long)(m0 + r) * ldc + n;
+                    const float *src = &out[r / 16][0][r % 16];
+                    for (int j = 0; j < nt; j++) {
+                        float v = src[j * 16];
+                        if (scale) v *= scale[n + j];
+                        dst[j] = accumulate ? dst[j] + v : v;
+                    }
+                }
+            }
+        }
+    }
+    free(stage);
+}
+#else
+int gk_bf16dot_supported(void) { return 0; }
+void gk_bf16dot_pack(int m, int k, const float *a, long lda, uint16_t *packed) {
+    (void)m; (void)k; (void)a; (void)lda; (void)packed;
+}
+void gk_bf16dot_matmul(int dtype, int m, int n0, int n1, int k, const uint16_t *packed, const void *w, long ldw,
+                       const float *scale, float *c, long ldc, int accumulate) {
+    (void)dtype; (void)m; (void)n0; (void)n1; (void)k; (void)packed; (void)w; (void)ldw; (void)scale; (void)c;
+    (void)ldc; (void)accumulate;
+}
+#endif
+
+long gk_bf16dot_block(int k) { return (long)((k + 1) / 2) * 16; }
+
+long gk_bf16dot_packed_count(int m, int k) { return (long)((m + 15) / 16) * gk_bf16dot_block(k) * 2; }
