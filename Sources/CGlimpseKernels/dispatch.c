@@ -194,3 +194,7 @@ float gk_sum_read(const float *src, long count) {
     for (; i < count; i++) s0 += src[i];
     return (s0 + s1) + (s2 + s3);
 }
+
+static _Thread_local int counted_busy;
+int gk_thread_counted_busy(void) { return counted_busy; }
+void gk_set_thread_counted_busy(int counted) { counted_busy = counted; }

@@ -108,6 +108,11 @@ void gk_activate_on(int path, int kind, float *x, long n);
 float gk_exp_sum(float *x, long n, float shift);
 float gk_exp_sum_on(int path, float *x, long n, float shift);
 
+/// Whether the calling thread is counted among the busy threads that keep cores occupied outside
+/// products (a per-thread flag: such a thread's own products may still use its core).
+int gk_thread_counted_busy(void);
+void gk_set_thread_counted_busy(int counted);
+
 /// Read-only memory bandwidth: sums `count` floats of `src` (wide loads, no stores), returns the sum
 /// so the reads cannot be optimized away.
 float gk_sum_read(const float *src, long count);

@@ -45,22 +45,21 @@ enum Attention {
             for h in 0..<o.heads { head(h, o, into: out, outStride: outStride, scores: scores, weights: weights) }
             return
         }
-        BLAS.singleThreaded {
-            DispatchQueue.concurrentPerform(iterations: workers) { t in
-                for h in stride(from: t, to: o.heads, by: workers) {
-                    head(h, o, into: out, outStride: outStride, scores: scores + t * n * m, weights: weights)
-                }
+        DispatchQueue.concurrentPerform(iterations: workers) { t in
+            for h in stride(from: t, to: o.heads, by: workers) {
+                head(h, o, into: out, outStride: outStride, scores: scores + t * n * m, weights: weights, parallel: false)
             }
         }
     }
 
     private static func head(_ h: Int, _ o: Operands, into out: UnsafeMutablePointer<Float>, outStride: Int,
-                             scores: UnsafeMutablePointer<Float>, weights: UnsafeMutablePointer<Float>?) {
+                             scores: UnsafeMutablePointer<Float>, weights: UnsafeMutablePointer<Float>?,
+                             parallel: Bool = true) {
         let n = o.queryRows, m = o.keyRows, d = o.headDim
         // scores = scale · Q_h · K_hᵀ      (torch: attn_weights = q @ k.transpose(-1, -2) * scale)
         BLAS.gemm(m: n, n: m, k: d, a: o.query + h * d, lda: o.queryStride,
                   b: o.key + h * d, ldb: o.keyStride, transposeB: true,
-                  c: scores, ldc: m, alpha: o.scale)
+                  c: scores, ldc: m, alpha: o.scale, parallel: parallel)
         if let offset = o.causalOffset {
             for i in 0..<n {
                 let first = offset + i + 1
@@ -72,6 +71,6 @@ enum Attention {
         // out_h = P · V_h
         BLAS.gemm(m: n, n: d, k: m, a: scores, lda: m,
                   b: o.value + h * d, ldb: o.valueStride,
-                  c: out + h * d, ldc: outStride)
+                  c: out + h * d, ldc: outStride, parallel: parallel)
     }
 }

@@ -17,7 +17,7 @@ public enum BLAS {
                             a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
                             b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
                             c: UnsafeMutablePointer<Float>, ldc: Int,
-                            alpha: Float = 1, beta: Float = 0) {
+                            alpha: Float = 1, beta: Float = 0, parallel: Bool = true) {
         if m == 0 || n == 0 { return }
         // Weight-sized products with few rows (attention's small per-head products stay in OpenBLAS).
         if !transposeA && (beta == 0 || beta == 1) && n * k >= 1 << 15 && SmallMatMul.handles(rows: m, element: .f32) {
@@ -25,11 +25,26 @@ public enum BLAS {
                             w: UnsafeRawPointer(b), ldw: ldb, scales: nil, alpha: alpha, c: c, ldc: ldc, accumulate: beta == 1)
             return
         }
-        // Large products on a single-threaded OpenBLAS: rows split over the idle cores.
-        let workers = !transposeA && threadCount == 1 && m * n * k >= 1 << 22
+        guard !transposeA else {
+            openBLAS(m: m, n: n, k: k, a: a, lda: lda, transposeA: true, b: b, ldb: ldb, transposeB: transposeB,
+                     c: c, ldc: ldc, alpha: alpha, beta: beta)
+            return
+        }
+        openBLASRows(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
+                     alpha: alpha, beta: beta, parallel: parallel)
+    }
+
+    /// A large product on a single-threaded OpenBLAS with its rows split over the idle cores
+    /// (OpenBLAS's own pool spins on `sched_yield` after every call it threads, on the cores
+    /// Glimpse's kernels and threads need next).
+    static func openBLASRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+                             c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, beta: Float,
+                             parallel: Bool = true) {
+        let workers = parallel && m * n * k >= 1 << 22
             ? min(SmallMatMul.idleThreads, m / OneDNNMatMul.minimumRowsPerThread) : 1
         guard workers > 1 else {
-            openBLAS(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+            openBLAS(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB,
                      c: c, ldc: ldc, alpha: alpha, beta: beta)
             return
         }
@@ -60,8 +75,8 @@ public enum BLAS {
         for part in OneDNNMatMul.run(x, rows: rows, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate) {
             let x = x + part.lowerBound * lda, out = out + part.lowerBound * ldc
             if let floats = w.floats {
-                openBLAS(m: part.count, n: n, k: k, a: x, lda: lda, b: floats, ldb: w.rowStride, transposeB: outputMajor,
-                         c: out, ldc: ldc, beta: accumulate ? 1 : 0)
+                openBLASRows(m: part.count, n: n, k: k, a: x, lda: lda, b: floats, ldb: w.rowStride, transposeB: outputMajor,
+                             c: out, ldc: ldc, beta: accumulate ? 1 : 0)
             } else {
                 widenedProduct(x, rows: part.count, lda: lda, weight: w, into: out, ldc: ldc, accumulate: accumulate)
             }
@@ -85,8 +100,8 @@ public enum BLAS {
         while n0 < n {
             let n1 = min(n, n0 + panel), width = n1 - n0
             w.widen(channels: n0..<n1, into: buffer)
-            openBLAS(m: rows, n: width, k: k, a: x, lda: lda, b: buffer, ldb: outputMajor ? k : width,
-                     transposeB: outputMajor, c: out + n0, ldc: ldc, beta: accumulate ? 1 : 0)
+            openBLASRows(m: rows, n: width, k: k, a: x, lda: lda, b: buffer, ldb: outputMajor ? k : width,
+                         transposeB: outputMajor, c: out + n0, ldc: ldc, beta: accumulate ? 1 : 0)
             n0 = n1
         }
     }
@@ -100,6 +115,7 @@ public enum BLAS {
     static func openBLAS(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
                          b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int,
                          alpha: Float = 1, beta: Float) {
+        _ = openBLASSingleThreaded
         if m == 1 && !transposeA {
             // One row: sgemv streams B once; sgemm would pack it first.
             cblas_sgemv(CblasRowMajor, transposeB ? CblasNoTrans : CblasTrans,
@@ -120,30 +136,26 @@ public enum BLAS {
         return String(cString: name)
     }
 
-    /// OpenBLAS's own thread count now.
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+    /// Threads one product may use now (Glimpse's own: OpenBLAS itself always runs single-threaded
+    /// and large products are split by rows over Glimpse's threads, see `setThreadCount`).
+    public static var threadCount: Int { productThreads.load(ordering: .relaxed) }
+    private static let productThreads = Atomic<Int>(threadBudget)
 
-    /// Gives the products of the calling work `count` threads. OpenBLAS itself gets them only where
-    /// it runs the large products; where oneDNN does (`OneDNNMatMul`), Glimpse's threads split every
-    /// product and OpenBLAS stays single-threaded: its idle pool spins on `sched_yield` for a while
-    /// after each call it threads, on the cores those threads need (a quarter of a caption's CPU time).
+    /// Gives every later product at most `count` threads (within `threadBudget`). OpenBLAS stays
+    /// single-threaded whatever the count: its idle pool spins on `sched_yield` for a while after
+    /// each call it threads, on the cores Glimpse's own kernels need next (a quarter of an int8
+    /// caption's CPU time, and its encoder 15-25% slower, on the 2-core Zen 4), so Glimpse's threads
+    /// split OpenBLAS's products by rows instead (the same speed for fp32 there).
     public static func setThreadCount(_ count: Int) {
-        _ = threadBudget   // read before the first change
-        openblas_set_num_threads(Int32(openBLASThreadsLeftToOthers ? 1 : max(1, count)))
+        _ = openBLASSingleThreaded
+        productThreads.store(max(1, min(count, threadBudget)), ordering: .relaxed)
     }
 
-    /// Whether Glimpse's own threads split the products OpenBLAS would otherwise thread.
-    static let openBLASThreadsLeftToOthers =
-        OneDNNMatMul.Weights.allCases.allSatisfy { OneDNNMatMul.engine($0) == .oneDNN }
-
-    /// Runs `body` with OpenBLAS single-threaded: Glimpse's own threads then share out the work
-    /// (OpenBLAS's pool, called from several threads at once, spins and serializes instead).
-    static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
-        let count = threadCount
-        if count > 1 { setThreadCount(1) }
-        defer { if count > 1 { setThreadCount(count) } }
-        return try body()
-    }
+    /// OpenBLAS set to one thread, once, before its first product (after `threadBudget` is read).
+    private static let openBLASSingleThreaded: Void = {
+        _ = threadBudget
+        openblas_set_num_threads(1)
+    }()
 
     /// The thread budget of every product: OpenBLAS's count as the process started
     /// (`OPENBLAS_NUM_THREADS`, else one per core), read once, before anything lowers it for a while.

@@ -10,9 +10,7 @@ public enum KernelReport {
                 (SmallMatMul.handles(rows: 1, element: .f32) ? "" : " with bf16/int8 weights only (fp32 goes to OpenBLAS on this path)"),
             "Large fp32 products: \(OneDNNMatMul.engine(.fp32).rawValue) (\(OneDNNMatMul.reason(.fp32)))",
             "Large bf16/int8 products: \(OneDNNMatMul.engine(.reduced).rawValue) (\(OneDNNMatMul.reason(.reduced)))",
-            "Threads: \(BLAS.threadBudget) for products; " + (BLAS.openBLASThreadsLeftToOthers
-                ? "OpenBLAS single-threaded, Glimpse's threads split its products"
-                : "OpenBLAS threads its own products"),
+            "Threads: \(BLAS.threadCount) for products; OpenBLAS single-threaded, Glimpse's threads split its products by rows",
         ]
     }
 }

@@ -79,13 +79,22 @@ public enum SmallMatMul {
 
     /// Runs `body` counted as one busy thread.
     public static func countedBusy<T>(_ body: () throws -> T) rethrows -> T {
-        busyThreads.add(1, ordering: .relaxed)
-        defer { busyThreads.subtract(1, ordering: .relaxed) }
+        let outer = gk_thread_counted_busy()
+        if outer == 0 { busyThreads.add(1, ordering: .relaxed) }
+        gk_set_thread_counted_busy(1)
+        defer {
+            gk_set_thread_counted_busy(outer)
+            if outer == 0 { busyThreads.subtract(1, ordering: .relaxed) }
+        }
         return try body()
     }
 
+    /// Threads a product started on the calling thread may use: the budget less the busy threads,
+    /// the caller's own core back when it is one of them (one image's encoder in a batch run
+    /// has both cores while the decoder waits; two encoders get one each).
     static var idleThreads: Int {
-        max(1, min(cores, BLAS.threadBudget) - busyThreads.load(ordering: .relaxed))
+        let others = busyThreads.load(ordering: .relaxed) - Int(gk_thread_counted_busy())
+        return max(1, min(cores, BLAS.threadCount) - others)
     }
 }
 
