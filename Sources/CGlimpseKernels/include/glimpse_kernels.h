@@ -78,8 +78,8 @@ void gk_matmul_on(int path, int dtype, int form, int m, int n0, int n1, int k,
                   const float *a, long lda, const void *w, long ldw, const float *scale,
                   float alpha, float *c, long ldc, int accumulate);
 
-/// Large products with bf16 or int8 weights in [N, K] layout (nn.Linear) on AVX512_BF16 dot products
-/// (matmul_bf16dot.c): C[m, n] = scale[n] · Σ_k bf16(A[m, k]) · W[n, k] (+ C when accumulate), for
+/// Large products with bf16 or int8 weights (either form) on AVX512_BF16 dot products
+/// (matmul_bf16dot.c): C[m, n] = scale[n] · Σ_k bf16(A[m, k]) · W(n, k) (+ C when accumulate), for
 /// m < M and n in [n0, n1). The activations are rounded to bf16 (round to nearest even) and packed
 /// once per product by gk_bf16dot_pack into gk_bf16dot_packed_count(M, K) elements; products
 /// accumulate in fp32, one chain over k pairs in order per output element, so a row's result does
@@ -88,8 +88,8 @@ int gk_bf16dot_supported(void);
 long gk_bf16dot_block(int k);
 long gk_bf16dot_packed_count(int m, int k);
 void gk_bf16dot_pack(int m, int k, const float *a, long lda, uint16_t *packed);
-void gk_bf16dot_matmul(int dtype, int m, int n0, int n1, int k, const uint16_t *packed, const void *w, long ldw,
-                       const float *scale, float *c, long ldc, int accumulate);
+void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const uint16_t *packed, const void *w,
+                       long ldw, const float *scale, float *c, long ldc, int accumulate);
 
 /// Widens `count` bf16 / int8 (times scale) values to fp32 (large products: weights converted
 /// panel by panel for OpenBLAS). For int8, `scale` is applied per element: out[i] = q[i] * scale[i / per].

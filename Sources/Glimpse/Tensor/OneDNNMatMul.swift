@@ -67,8 +67,7 @@ public enum OneDNNMatMul {
         if wanted != .oneDNN && canRun(.glimpse, for: weights) {
             // Twice OpenBLAS's fp32 rate at encoder shapes with nothing packed at load time (`glimpse
             // bench`, 2-core AMD Zen 4: 197×768×768 at ~200 GFLOPS a core against ~100).
-            return (.glimpse, "Glimpse's AVX512_BF16 dot-product kernels (CPUID)"
-                    + (wanted == .glimpse ? " (\(variable)=glimpse)" : "") + "; [in, out] weights widened for OpenBLAS")
+            return (.glimpse, "Glimpse's AVX512_BF16 dot-product kernels (CPUID)" + (wanted == .glimpse ? " (\(variable)=glimpse)" : ""))
         }
         guard gd_supported(Int32(weights.rawValue)) != 0 else {
             return (.openBLAS, "\(library); \(otherwise)" + (weights == .reduced ? " (no AVX512_BF16 here)" : ""))
