@@ -59,6 +59,7 @@ bench-compare: build
 	$(PYTHON) tools/bench_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/blip-base --modes beam3
 	@test -d runs/eval || $(PYTHON) tools/scenes.py --seed 7000 --count 500 --out runs/eval
 	$(PYTHON) tools/bench_batch_vs_transformers.py --glimpse $(GLIMPSE) --limit 200
+	$(PYTHON) tools/bench_batch_vs_transformers.py --glimpse $(GLIMPSE) --model .bench/vit-gpt2 --limit 32
 
 ## fixtures: regenerate every committed test fixture with the pinned Python stack
 fixtures:

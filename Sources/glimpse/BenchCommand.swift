@@ -34,7 +34,7 @@ struct BenchCommand: ParsableCommand {
             print(String(format: "\nread-only memory bandwidth: %.1f GB/s (loads only, all threads); copy: %.1f GB/s (read + write)",
                          bandwidth, KernelBenchmark.copyBandwidth()))
             print("\n## encoder-size products (C = A·Bᵀ): fp32 through the door (\(OneDNNMatMul.engine(.fp32).rawValue))"
-                  + " and OpenBLAS directly; bf16 weights through the door (\(OneDNNMatMul.engine(.reduced).rawValue)); best of 5")
+                  + " and OpenBLAS directly (one thread, as the door calls it on each of its row shares); bf16 weights through the door (\(OneDNNMatMul.engine(.reduced).rawValue)); best of 5")
             print(pad("M×N×K", 18) + pad("Glimpse fp32", 15) + pad("OpenBLAS fp32", 15) + "Glimpse bf16 weights")
             for f in KernelBenchmark.gemm() {
                 print(pad("\(f.m)×\(f.n)×\(f.k)", 18) + pad(String(format: "%.1f GF/s", f.glimpseGFLOPS), 15)
@@ -42,7 +42,7 @@ struct BenchCommand: ParsableCommand {
             }
             print("\n## decode-step products, weights read from memory (not cache): ms (GFLOPS);"
                   + " floor = weight bytes / read bandwidth; best of 3")
-            print("layout: [in,out] = GPT-2 Conv1D, [out,in] = nn.Linear / lm_head; door = what fp32 runs at this M")
+            print("layout: [in,out] = GPT-2 Conv1D, [out,in] = nn.Linear / lm_head; OpenBLAS one thread; door = what fp32 runs at this M")
             print(pad("M×N×K layout", 24) + pad("OpenBLAS fp32", 15) + pad("Glimpse fp32", 15) + pad("Glimpse bf16", 15)
                   + pad("Glimpse int8", 15) + pad("floor fp32/bf16/int8", 22) + "door")
             for f in KernelBenchmark.products() {
