@@ -12,6 +12,8 @@
 // Each output element is one fp32 chain over k pairs in order, whatever M, the tile it falls in or
 // the column split, so a row's result does not depend on which rows share the call.
 #include "internal.h"
+#include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef GK_X86
@@ -64,9 +66,17 @@ static void dot_tile_any(int mv, int nt, int kp, const uint32_t *pa, long block,
     }
 }
 
-int gk_bf16dot_supported(void) {
+static int self_check(void);
+static int available;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void initialize(void) {
     const uint32_t need = GK_CPU_AVX512F | GK_CPU_AVX512BW | GK_CPU_AVX512DQ | GK_CPU_AVX512VL | GK_CPU_AVX512BF16;
-    return (gk_cpu_features() & need) == need;
+    available = (gk_cpu_features() & need) == need && self_check();
+}
+
+int gk_bf16dot_supported(void) {
+    pthread_once(&once, initialize);
+    return available;
 }
 
 static void pack_rows(int m0, int rows, int k, const float *a, long lda, uint16_t *dst) GK_DOT;
@@ -181,6 +191,46 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
         }
     }
     free(stage);
+}
+// Start-up check on a small odd-sized problem (row and column remainders, odd K, both weight types
+// and forms): every result within 1e-5 of Σ|a·w| of a double-precision product of the
+// bf16-rounded activations, or the kernels are never used.
+static int self_check(void) {
+    enum { M = 19, N = 29, K = 37 };
+    float a[M * K], c[M * N], scale[N];
+    uint16_t packed[((M + 15) / 16) * ((K + 1) / 2) * 32], wb[N * K], ab[M * K];
+    int8_t wi[N * K];
+    uint32_t s = 2463534242u;
+    for (int i = 0; i < M * K; i++) { s ^= s << 13; s ^= s >> 17; s ^= s << 5; a[i] = (float)((int)(s % 2001) - 1000) / 613.0f; }
+    for (int i = 0; i < N * K; i++) {
+        s ^= s << 13; s ^= s >> 17; s ^= s << 5;
+        float f = (float)((int)(s % 2001) - 1000) / 877.0f;
+        gk_f32_to_bf16(&f, wb + i, 1);
+        wi[i] = (int8_t)((int)(s % 255) - 127);
+    }
+    for (int n = 0; n < N; n++) scale[n] = 0.02f + 0.001f * (float)n;
+    gk_f32_to_bf16(a, ab, M * K);
+    gk_bf16dot_pack(M, K, a, K, packed);
+    for (int dtype = GK_BF16; dtype <= GK_I8; dtype++)
+        for (int form = GK_FORM_NK; form <= GK_FORM_KN; form++) {
+            const void *w = dtype == GK_BF16 ? (const void *)wb : (const void *)wi;
+            long ldw = form == GK_FORM_NK ? K : N;   // the same buffer read as [N, K] or [K, N]
+            const float *sc = dtype == GK_I8 ? scale : NULL;
+            gk_bf16dot_matmul(dtype, form, M, 0, N, K, packed, w, ldw, sc, c, N, 0);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double exact = 0, magnitude = 0;
+                    for (int q = 0; q < K; q++) {
+                        long i = form == GK_FORM_NK ? (long)n * K + q : (long)q * N + n;
+                        double wv = dtype == GK_BF16 ? gk_bf16(wb[i]) : (double)wi[i] * scale[n];
+                        double term = (double)gk_bf16(ab[m * K + q]) * wv;
+                        exact += term;
+                        magnitude += fabs(term);
+                    }
+                    if (!(fabs((double)c[m * N + n] - exact) <= 1e-5 * magnitude + 1e-30)) return 0;
+                }
+        }
+    return 1;
 }
 #else
 int gk_bf16dot_supported(void) { return 0; }

@@ -83,7 +83,8 @@ void gk_matmul_on(int path, int dtype, int form, int m, int n0, int n1, int k,
 /// m < M and n in [n0, n1). The activations are rounded to bf16 (round to nearest even) and packed
 /// once per product by gk_bf16dot_pack into gk_bf16dot_packed_count(M, K) elements; products
 /// accumulate in fp32, one chain over k pairs in order per output element, so a row's result does
-/// not depend on M or on the column split. Only where gk_bf16dot_supported() (CPUID).
+/// not depend on M or on the column split. Only where gk_bf16dot_supported() (CPUID, and a start-up
+/// self-check against a double-precision product).
 int gk_bf16dot_supported(void);
 long gk_bf16dot_block(int k);
 long gk_bf16dot_packed_count(int m, int k);
