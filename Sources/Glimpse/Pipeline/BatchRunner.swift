@@ -93,12 +93,9 @@ public final class BatchRunner {
         let workers = min(encoderThreads, max(work.count, 1))
         let depth = max(prefetchDepth, decodeGroup + encodeGroup) / workers + encodeGroup
         let queues = (0..<workers).map { _ in PrefetchQueue<Encoded>(capacity: depth) }
-        // With several workers each runs its products single-threaded: the threads themselves keep
-        // the cores busy (OpenBLAS's own pool, called from two threads at once, spins and serializes
-        // instead). One worker (a few images) keeps the whole budget: nothing else would use it.
-        let blasThreads = BLAS.threadCount
-        BLAS.setThreadCount(workers > 1 ? 1 : BLAS.threadBudget)
-        defer { BLAS.setThreadCount(blasThreads) }
+        // Each worker encodes counted busy (`SmallMatMul.countedBusy`): its products take its own core
+        // plus the ones no other worker holds, and a decode step takes the cores the workers leave
+        // idle (all of them while the encoders wait on full queues).
         for w in 0..<workers {
             let queue = queues[w]
             let thread = Thread {
