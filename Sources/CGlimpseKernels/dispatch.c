@@ -198,3 +198,7 @@ float gk_sum_read(const float *src, long count) {
 static _Thread_local int counted_busy;
 int gk_thread_counted_busy(void) { return counted_busy; }
 void gk_set_thread_counted_busy(int counted) { counted_busy = counted; }
+
+static _Thread_local int batch_invariant;
+int gk_thread_batch_invariant(void) { return batch_invariant; }
+void gk_set_thread_batch_invariant(int invariant) { batch_invariant = invariant; }

@@ -14,7 +14,6 @@
 #include "internal.h"
 #include <math.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #ifdef GK_X86
 #include <immintrin.h>
@@ -144,7 +143,7 @@ static void gather_kn_columns(int dtype, const void *w, long ldw, int n, int nt,
 }
 
 void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const uint16_t *packed, const void *w,
-                       long ldw, const float *scale, float *c, long ldc, int accumulate) {
+                       long ldw, const float *scale, float *c, long ldc, int accumulate, uint16_t *stage) {
     const int kp = (k + 1) / 2;
     const long block = gk_bf16dot_block(k);
     // Column tiles outer, all rows inner: each tile's weights are read (and int8 ones widened) once;
@@ -154,8 +153,6 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
     // second half must be 0, not the next row's first weight).
     const int stage_rows = dtype == GK_I8 || (k & 1) || form == GK_FORM_KN;
     const long stride = 2L * kp;
-    uint16_t *stage = NULL;
-    if (stage_rows) stage = (uint16_t *)aligned_alloc(64, ((size_t)DOT_NT * stride * 2 + 63) / 64 * 64);
     float out[2][DOT_NT][16];
     const uint16_t *wr[DOT_NT];
     for (int n = n0; n < n1; n += DOT_NT) {
@@ -190,7 +187,6 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
             }
         }
     }
-    free(stage);
 }
 // Start-up check on a small odd-sized problem (row and column remainders, odd K, both weight types
 // and forms): every result within 1e-5 of Σ|a·w| of a double-precision product of the
@@ -198,7 +194,7 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
 static int self_check(void) {
     enum { M = 19, N = 29, K = 37 };
     float a[M * K], c[M * N], scale[N];
-    uint16_t packed[((M + 15) / 16) * ((K + 1) / 2) * 32], wb[N * K], ab[M * K];
+    uint16_t packed[((M + 15) / 16) * ((K + 1) / 2) * 32], wb[N * K], ab[M * K], stage[12 * (K + 1)];
     int8_t wi[N * K];
     uint32_t s = 2463534242u;
     for (int i = 0; i < M * K; i++) { s ^= s << 13; s ^= s >> 17; s ^= s << 5; a[i] = (float)((int)(s % 2001) - 1000) / 613.0f; }
@@ -216,7 +212,7 @@ static int self_check(void) {
             const void *w = dtype == GK_BF16 ? (const void *)wb : (const void *)wi;
             long ldw = form == GK_FORM_NK ? K : N;   // the same buffer read as [N, K] or [K, N]
             const float *sc = dtype == GK_I8 ? scale : NULL;
-            gk_bf16dot_matmul(dtype, form, M, 0, N, K, packed, w, ldw, sc, c, N, 0);
+            gk_bf16dot_matmul(dtype, form, M, 0, N, K, packed, w, ldw, sc, c, N, 0, stage);
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
                     double exact = 0, magnitude = 0;
@@ -238,8 +234,8 @@ void gk_bf16dot_pack(int m, int k, const float *a, long lda, uint16_t *packed) {
     (void)m; (void)k; (void)a; (void)lda; (void)packed;
 }
 void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const uint16_t *packed, const void *w,
-                       long ldw, const float *scale, float *c, long ldc, int accumulate) {
-    (void)dtype; (void)form; (void)m; (void)n0; (void)n1; (void)k; (void)packed; (void)w; (void)ldw; (void)scale; (void)c;
+                       long ldw, const float *scale, float *c, long ldc, int accumulate, uint16_t *stage) {
+    (void)dtype; (void)form; (void)stage; (void)m; (void)n0; (void)n1; (void)k; (void)packed; (void)w; (void)ldw; (void)scale; (void)c;
     (void)ldc; (void)accumulate;
 }
 #endif
@@ -247,3 +243,5 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
 long gk_bf16dot_block(int k) { return (long)((k + 1) / 2) * 16; }
 
 long gk_bf16dot_packed_count(int m, int k) { return (long)((m + 15) / 16) * gk_bf16dot_block(k) * 2; }
+
+long gk_bf16dot_stage_count(int k) { return 12L * 2 * ((k + 1) / 2); }

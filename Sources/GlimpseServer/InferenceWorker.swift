@@ -57,9 +57,9 @@ struct InferenceJob: @unchecked Sendable {
 /// The threads that run the model. Requests put decoded images on one bounded queue; each thread
 /// takes what is waiting, encodes it in one encoder pass and lets those images join its own
 /// `DecodeScheduler` at the next step boundary (continuous batching: a finished image leaves, a
-/// waiting one joins). With several threads each runs its products on one core (OpenBLAS's own pool,
-/// called from two threads, spins and serializes; and an idle pool thread spinning between a small
-/// model's products took a third of the CPU the HTTP side needs). NIO's event loops never wait on
+/// waiting one joins). With several threads each runs its products on one core (OpenBLAS is
+/// single-threaded throughout: an idle pool thread spinning between a small model's products took a
+/// third of the CPU the HTTP side needs). NIO's event loops never wait on
 /// them: requests await their `Ticket`s.
 final class InferenceWorker: @unchecked Sendable {
     struct Limits: Sendable {
@@ -127,7 +127,11 @@ final class InferenceWorker: @unchecked Sendable {
     }
 
     func start() {
-        if limits.threads > 1 { BLAS.setThreadCount(1) }
+        // Several threads: one core each, products never split (process-wide, until `stop`).
+        if limits.threads > 1 {
+            threadCountBefore = BLAS.threadCount
+            BLAS.setThreadCount(1)
+        }
         for i in 0..<max(1, limits.threads) {
             // Several threads keep the cores busy themselves: their products must not split further.
             let thread = Thread { [self] in
@@ -148,7 +152,11 @@ final class InferenceWorker: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
         for _ in threads { done.wait() }
+        if let count = threadCountBefore { BLAS.setThreadCount(count) }
     }
+
+    /// The product thread count before `start` lowered it, restored by `stop`.
+    private var threadCountBefore: Int?
 
     private struct Live {
         var job: InferenceJob

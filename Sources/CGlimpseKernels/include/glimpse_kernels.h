@@ -88,9 +88,11 @@ void gk_matmul_on(int path, int dtype, int form, int m, int n0, int n1, int k,
 int gk_bf16dot_supported(void);
 long gk_bf16dot_block(int k);
 long gk_bf16dot_packed_count(int m, int k);
+/// Elements of the staging tile one gk_bf16dot_matmul call needs (one per concurrent call).
+long gk_bf16dot_stage_count(int k);
 void gk_bf16dot_pack(int m, int k, const float *a, long lda, uint16_t *packed);
 void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const uint16_t *packed, const void *w,
-                       long ldw, const float *scale, float *c, long ldc, int accumulate);
+                       long ldw, const float *scale, float *c, long ldc, int accumulate, uint16_t *stage);
 
 /// Widens `count` bf16 / int8 (times scale) values to fp32 (large products: weights converted
 /// panel by panel for OpenBLAS). For int8, `scale` is applied per element: out[i] = q[i] * scale[i / per].
@@ -113,6 +115,11 @@ float gk_exp_sum_on(int path, float *x, long n, float shift);
 /// products (a per-thread flag: such a thread's own products may still use its core).
 int gk_thread_counted_busy(void);
 void gk_set_thread_counted_busy(int counted);
+
+/// Whether the calling thread runs a decoder step, whose products must give each row the same bits
+/// however many rows share them (the few-row kernels, 32 rows at a time); a per-thread flag.
+int gk_thread_batch_invariant(void);
+void gk_set_thread_batch_invariant(int invariant);
 
 /// Read-only memory bandwidth: sums `count` floats of `src` (wide loads, no stores), returns the sum
 /// so the reads cannot be optimized away.

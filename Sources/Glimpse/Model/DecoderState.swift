@@ -204,7 +204,7 @@ extension TextDecoder {
     /// attention stays within each slot (self-attention per beam, cross-attention over the slot's image).
     /// When `captureCrossAttention`, the cross-attention probabilities of every row are stored in the state.
     public func forwardScheduled(state: DecoderState, allPositions: Bool, captureCrossAttention: Bool) -> UnsafeMutablePointer<Float> {
-        let out = logits(state: state, allPositions: allPositions, captureCrossAttention: captureCrossAttention)
+        let out = BLAS.batchInvariant { logits(state: state, allPositions: allPositions, captureCrossAttention: captureCrossAttention) }
         state.endStep(capture: captureCrossAttention)
         return out
     }

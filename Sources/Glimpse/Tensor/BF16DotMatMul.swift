@@ -24,24 +24,27 @@ enum BF16DotMatMul {
         let n = w.outFeatures, k = w.inFeatures
         let scratch = packedScratch.withLock { $0.popLast() } ?? Scratch()
         defer { packedScratch.withLock { $0.append(scratch) } }
-        let count = Int(gk_bf16dot_packed_count(Int32(rows), Int32(k)))
-        let packed = UnsafeMutableRawPointer(scratch.reserve((count + 1) / 2)).assumingMemoryBound(to: UInt16.self)
+        let tile = 12
+        let workers = rows * n * k >= 1 << 20 ? min(SmallMatMul.idleThreads, max(1, n / tile)) : 1
+        // One buffer: the packed activations (even count), then a staging tile per worker.
+        let count = Int(gk_bf16dot_packed_count(Int32(rows), Int32(k))), stage = Int(gk_bf16dot_stage_count(Int32(k)))
+        let packed = UnsafeMutableRawPointer(scratch.reserve((count + workers * stage + 1) / 2))
+            .assumingMemoryBound(to: UInt16.self)
         gk_bf16dot_pack(Int32(rows), Int32(k), x, lda, packed)
         let dtype = w.element == .bf16 ? Int32(GK_BF16) : Int32(GK_I8)
         let form = w.layout == .outputMajor ? Int32(GK_FORM_NK) : Int32(GK_FORM_KN)
         let scales = w.scales.map { UnsafePointer($0.data) }
         let acc: Int32 = accumulate ? 1 : 0
-        let tile = 12
-        let workers = rows * n * k >= 1 << 20 ? min(SmallMatMul.idleThreads, max(1, n / tile)) : 1
         if workers == 1 {
-            gk_bf16dot_matmul(dtype, form, Int32(rows), 0, Int32(n), Int32(k), packed, w.base, w.rowStride, scales, out, ldc, acc)
+            gk_bf16dot_matmul(dtype, form, Int32(rows), 0, Int32(n), Int32(k), packed, w.base, w.rowStride, scales, out, ldc,
+                              acc, packed + count)
             return
         }
         DispatchQueue.concurrentPerform(iterations: workers) { t in
             let lo = n * t / workers / tile * tile, hi = t == workers - 1 ? n : n * (t + 1) / workers / tile * tile
             if lo < hi {
                 gk_bf16dot_matmul(dtype, form, Int32(rows), Int32(lo), Int32(hi), Int32(k), packed, w.base, w.rowStride,
-                                  scales, out, ldc, acc)
+                                  scales, out, ldc, acc, packed + count + t * stage)
             }
         }
     }

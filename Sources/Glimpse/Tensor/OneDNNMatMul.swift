@@ -70,7 +70,7 @@ public enum OneDNNMatMul {
             return (.glimpse, "Glimpse's AVX512_BF16 dot-product kernels (CPUID)" + (wanted == .glimpse ? " (\(variable)=glimpse)" : ""))
         }
         guard gd_supported(Int32(weights.rawValue)) != 0 else {
-            return (.openBLAS, "\(library); \(otherwise)" + (weights == .reduced ? " (no AVX512_BF16 here)" : ""))
+            return (.openBLAS, "\(library); \(otherwise)")
         }
         if wanted == .oneDNN { return (.oneDNN, "\(library) (\(variable)=onednn)") }
         // Packing a ViT-base encoder's weights for oneDNN costs more than it saves on one image (2-core

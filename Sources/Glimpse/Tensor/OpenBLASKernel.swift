@@ -100,6 +100,7 @@ public enum OpenBLASKernel {
     /// re-executing is impossible (the reason says so).
     @discardableResult
     public static func select(arguments: [String] = CommandLine.arguments) -> Selection {
+        BLAS.setThreadCount(BLAS.threadBudget)   // OpenBLAS single-threaded before its self-check's sgemm
         let env = ProcessInfo.processInfo.environment
         let result: Selection
         if let marker = env[markerVariable] {
@@ -118,7 +119,7 @@ public enum OpenBLASKernel {
         lock.lock()
         chosen = result
         lock.unlock()
-        BLAS.setThreadCount(BLAS.threadBudget)   // OpenBLAS's share of the budget (see setThreadCount)
+        BLAS.setThreadCount(BLAS.threadBudget)   // every product's budget (OpenBLAS itself stays single-threaded)
         return result
     }
 

@@ -47,13 +47,13 @@ public enum SmallMatMul {
     static let parallelBytes = 1 << 18
 
     /// C[m, n] = alpha · Σ_k A[m, k] · W(n, k) (+ C when accumulate) on the current path, columns
-    /// split across the cores (at most OpenBLAS's thread count, so one setting bounds both).
+    /// split across the idle cores (`idleThreads`), or on the calling thread alone unless `parallel`.
     static func run(element: WeightMatrix.Element, outputMajor: Bool, m: Int, n: Int, k: Int,
                     a: UnsafePointer<Float>, lda: Int, w: UnsafeRawPointer, ldw: Int, scales: UnsafePointer<Float>?,
-                    alpha: Float, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                    alpha: Float, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, parallel: Bool = true) {
         let dtype: Int32 = element == .f32 ? Int32(GK_F32) : element == .bf16 ? Int32(GK_BF16) : Int32(GK_I8)
         let form: Int32 = outputMajor ? Int32(GK_FORM_NK) : Int32(GK_FORM_KN)
-        let workers = n * k * element.byteSize >= parallelBytes ? idleThreads : 1
+        let workers = parallel && n * k * element.byteSize >= parallelBytes ? idleThreads : 1
         let acc: Int32 = accumulate ? 1 : 0
         if workers == 1 {
             gk_matmul(dtype, form, Int32(m), 0, Int32(n), Int32(k), a, lda, w, ldw, scales, alpha, c, ldc, acc)

@@ -123,6 +123,38 @@ final class DecodeBatchTests: XCTestCase {
         }
     }
 
+    /// bf16 and int8 weights, 8 images × 5 beams = 40 rows a step, past the few-row kernels' 32: a
+    /// decoder step still runs them 32 rows at a time (the large-product engine rounds activations to
+    /// bf16), so each image gets the very bits it gets alone: tokens and scores equal exactly.
+    func testReducedPrecisionStepsOfMoreThan32RowsEqualOneImageAtATime() throws {
+        let root = DefaultModelTests.root
+        let source = try CaptionModel(directory: root.appendingPathComponent("models/default"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("samples").path)
+            .filter { $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }.sorted().prefix(8)
+        XCTAssertEqual(files.count, 8)
+        for target in Quantizer.Target.allCases {
+            let dir = try GlimpseCLI.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try Quantizer.quantize(model: source, to: dir.appendingPathComponent("q"), target: target)
+            let model = try CaptionModel(directory: dir.appendingPathComponent("q"))
+            let states = try files.map { file -> Tensor in
+                let prepared = try Captioner.prepare(file: root.appendingPathComponent("samples/\(file)").path, model: model,
+                                                     maxPixels: 1 << 26)
+                return Captioner.encode([prepared], model: model).states[index: 0]
+            }
+            var p = model.defaults
+            p.beamWidth = 5
+            XCTAssertGreaterThan(8 * p.beamWidth, SmallMatMul.maxRows)
+            let one = try model.generate(encoderStates: states, prompt: model.decoderPrompt(nil, parameters: p), parameters: p, batchSize: 1)
+            let eight = try model.generate(encoderStates: states, prompt: model.decoderPrompt(nil, parameters: p), parameters: p, batchSize: 8)
+            for (i, file) in files.enumerated() {
+                let a = try eight[i].get(), b = try one[i].get()
+                XCTAssertEqual(a.map(\.tokens), b.map(\.tokens), "\(target) \(file)")
+                XCTAssertEqual(a.map(\.score), b.map(\.score), "\(target) \(file)")
+            }
+        }
+    }
+
     /// `BatchRunner` (worker threads encoding while the caller decodes 5 images at a time) gives the
     /// records of one thread decoding one image at a time, in listing order.
     func testBatchRunnerRecordsEqualOneImageAtATime() throws {
