@@ -83,19 +83,19 @@ train:
 	nice -n 10 $(PYTHON) tools/train.py --minutes 95 --out runs/ckpt --export models/default
 	$(PYTHON) tools/train_heads.py --model models/default --data runs/data/train-a.npz --heldout runs/heldout
 
-## train-next: the resumable continuation run (issue 15): starts from models/default, or resumes from
-## TRAIN_RUN/last.pt, or from the committed compact point training/resume; see tools/train.py --help
+## train-next: the resumable continuation run (issue 15) at 160 px (patch 8, 20x20 grid): starts from
+## models/default, or resumes from TRAIN_RUN/last.pt; see tools/train.py --help
 TRAIN_RUN ?= runs/next
 train-next:
 	@test -x $(PYTHON) || $(MAKE) venv
-	@for seed in 1100 1101; do test -f runs/data/train-$$seed.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed $$seed --count 6000 --prerender runs/data/train-$$seed.npz --size 112 --grid 14 --procs 2 --variety || exit 1; done
-	@test -f runs/data/heldout.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data/heldout.npz --size 112 --grid 14 --procs 2
-	start="--init models/default"; \
-	if [ -f $(TRAIN_RUN)/last.pt ]; then start="--resume"; elif [ -f training/resume/state.json ]; then start="--resume-compact training/resume"; fi; \
-	OMP_NUM_THREADS=2 nice -n 15 $(PYTHON) -u tools/train.py --threads 2 $$start \
-	  --tokenizer models/default --steps 2500 --warmup 60 --lr 1e-4 --hard-weight 3 --minutes 600 \
-	  --eval-minutes 15 --ckpt-minutes 5 --data 'runs/data/train-*.npz' --heldout runs/data/heldout.npz \
+	@for seed in 1100 1101 1102 1103 1104 1105; do test -f runs/data160/train-$$seed.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed $$seed --count 6000 --prerender runs/data160/train-$$seed.npz --size 160 --grid 20 --procs 2 --variety || exit 1; done
+	@test -f runs/data160/heldout.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed 2000 --count 600 --prerender runs/data160/heldout.npz --size 160 --grid 20 --procs 2
+	start="--init models/default"; if [ -f $(TRAIN_RUN)/last.pt ]; then start="--resume"; fi; \
+	OMP_NUM_THREADS=2 nice -n 15 $(PYTHON) -u tools/train.py --threads 2 $$start --image-size 160 \
+	  --tokenizer models/default --steps 1500 --warmup 60 --lr 1.5e-4 --hard-weight 3 --minutes 600 \
+	  --eval-minutes 15 --ckpt-minutes 5 --data 'runs/data160/train-*.npz' --heldout runs/data160/heldout.npz \
 	  --out $(TRAIN_RUN) --export $(TRAIN_RUN)/export --compact $(TRAIN_RUN)/compact
+	$(PYTHON) tools/train_heads.py --model $(TRAIN_RUN)/export --data runs/data160/train-1100.npz --scenes 6000 --epochs 60
 
 ## eval: score the CLI on 500 held-out scenes of a seed never used in training (`glimpse eval`: pycocoevalcap
 ## caption metrics, COCOeval bbox/segm, box recall@0.5, mask mIoU); error types by tools/eval.py when the venv exists

@@ -36,7 +36,9 @@ Long runs, resumable across sessions (the recipe of the run that continues model
         --data '/work/train-runs/data/train-*.npz' --heldout /work/train-runs/data/heldout.npz \
         --out /work/train-runs/next --export /work/train-runs/next/export \
         --compact /work/train-runs/next/compact > /work/train-runs/next.log 2>&1 &
-    (`make train-next` runs the same under runs/; on a machine shared with many builds one single-thread
+    (`make train-next` now runs the 160 px continuation that made the shipped weights: --image-size 160
+    --init models/default on data prerendered with --size 160 --grid 20, see MODEL_CARD.md; a model
+    trained at another grid starts from its own positions resampled; on a machine shared with many builds one single-thread
     process beat two gloo-synchronized ones, which spent their CPU waiting for each other; and no --bf16:
     on the 2026-12-02 machine bf16 autocast ran a 48-image step in 80-87 s, float32 in 12.5 s. Measure
     one step both ways before a long run.)
