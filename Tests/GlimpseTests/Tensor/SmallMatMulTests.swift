@@ -77,6 +77,21 @@ final class SmallMatMulTests: XCTestCase {
         XCTAssertLessThan(worst, tolerance, "\(what): worst relative error \(worst)", file: file, line: line)
     }
 
+    /// The door's strided output accumulated onto a prefill of 0.5 (a bias): `c` plus 0.5 in each
+    /// row (within 1e-4), and nothing written past a row's `p.n` columns.
+    func assertStridedAccumulation(_ p: Problem, _ matrix: WeightMatrix, matches c: [Float], _ what: String,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        let stride = p.n + 8
+        var strided = [Float](repeating: 0.5, count: p.m * stride)
+        BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
+        for i in 0..<p.m {
+            for j in 0..<p.n {
+                XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what, file: file, line: line)
+            }
+            for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row", file: file, line: line) }
+        }
+    }
+
     static let shapes = [(1, 7, 5), (2, 33, 9), (3, 64, 64), (5, 83, 29), (8, 130, 67), (17, 70, 131), (32, 200, 96)]
 
     func testEveryPathMatchesTheDoubleReferenceAndThePortableKernelsBitForBit() throws {
@@ -207,13 +222,7 @@ final class SmallMatMulTests: XCTestCase {
                     }
                     XCTAssertEqual(part, Array(c[(rows.lowerBound * p.n)..<(rows.upperBound * p.n)]), "\(what): rows \(rows) alone differ")
                 }
-                let stride = p.n + 8
-                var strided = [Float](repeating: 0.5, count: p.m * stride)
-                BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
-                for i in 0..<p.m {
-                    for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
-                    for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
-                }
+                assertStridedAccumulation(p, matrix, matches: c, what)
             }
         }
     }
@@ -227,20 +236,13 @@ final class SmallMatMulTests: XCTestCase {
         defer { OneDNNMatMul.select(nil, for: .reduced) }
         for (m, outputMajor) in [(33, true), (197, false), (64, false), (40, true)] {
             let p = problem(m: m, n: 136, k: 200, outputMajor: outputMajor, seed: UInt64(m))
-            let stride = p.n + 8
             forEachReducedPrecisionMatrix(p) { element, matrix in
                 let what = "oneDNN \(element) m=\(m) outputMajor=\(outputMajor)"
                 var c = [Float](repeating: 0, count: p.m * p.n)
                 BLAS.product(p.a, rows: p.m, weight: matrix, into: &c)
                 assertMatchesReference(c, p, element, what, tolerance: 1.0 / 256)
                 XCTAssertGreaterThan(matrix.packedForOneDNN.byteCount, 0, "\(what): no packed copy")
-                // Strided output, accumulated onto a bias-like prefill: the same values plus it.
-                var strided = [Float](repeating: 0.5, count: p.m * stride)
-                BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
-                for i in 0..<p.m {
-                    for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
-                    for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
-                }
+                assertStridedAccumulation(p, matrix, matches: c, what)
             }
         }
     }
@@ -278,14 +280,7 @@ final class SmallMatMulTests: XCTestCase {
                         XCTAssertEqual(part, Array(c[(rows.lowerBound * p.n)..<(rows.upperBound * p.n)]), "\(what): rows \(rows) alone differ")
                     }
                 }
-                // Strided output accumulated onto a prefill (a bias): the same values plus it.
-                let stride = p.n + 8
-                var strided = [Float](repeating: 0.5, count: p.m * stride)
-                BLAS.product(p.a, rows: p.m, weight: matrix, into: &strided, outStride: stride, accumulate: true)
-                for i in 0..<p.m {
-                    for j in 0..<p.n { XCTAssertEqual(strided[i * stride + j], c[i * p.n + j] + 0.5, accuracy: 1e-4, what) }
-                    for j in p.n..<stride { XCTAssertEqual(strided[i * stride + j], 0.5, "\(what): wrote past the row") }
-                }
+                assertStridedAccumulation(p, matrix, matches: c, what)
             }
         }
     }
