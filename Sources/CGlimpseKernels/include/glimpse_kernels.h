@@ -117,7 +117,7 @@ int gk_thread_counted_busy(void);
 void gk_set_thread_counted_busy(int counted);
 
 /// Whether the calling thread runs a decoder step, whose products must give each row the same bits
-/// however many rows share them (the few-row kernels, 32 rows at a time); a per-thread flag.
+/// however many rows share them (the few-row kernels at any M); a per-thread flag.
 int gk_thread_batch_invariant(void);
 void gk_set_thread_batch_invariant(int invariant);
 

@@ -20,13 +20,10 @@ public enum BLAS {
                             alpha: Float = 1, beta: Float = 0, parallel: Bool = true) {
         if m == 0 || n == 0 { return }
         // Weight-sized products with few rows (attention's small per-head products stay in OpenBLAS).
-        if !transposeA && (beta == 0 || beta == 1) && n * k >= 1 << 15 && SmallMatMul.handles(rows: rowsPerCall(m), element: .f32) {
-            for r in stride(from: 0, to: m, by: rowsPerCall(m)) {
-                let rows = min(rowsPerCall(m), m - r)
-                SmallMatMul.run(element: .f32, outputMajor: transposeB, m: rows, n: n, k: k, a: a + r * lda, lda: lda,
-                                w: UnsafeRawPointer(b), ldw: ldb, scales: nil, alpha: alpha, c: c + r * ldc, ldc: ldc,
-                                accumulate: beta == 1, parallel: parallel)
-            }
+        if !transposeA && (beta == 0 || beta == 1) && n * k >= 1 << 15 && SmallMatMul.handles(rows: m, element: .f32) {
+            SmallMatMul.run(element: .f32, outputMajor: transposeB, m: m, n: n, k: k, a: a, lda: lda,
+                            w: UnsafeRawPointer(b), ldw: ldb, scales: nil, alpha: alpha, c: c, ldc: ldc, accumulate: beta == 1,
+                            parallel: parallel)
             return
         }
         guard !transposeA else {
@@ -38,16 +35,10 @@ public enum BLAS {
                      alpha: alpha, beta: beta, parallel: parallel)
     }
 
-    /// Rows one call of the few-row kernels takes: all of them, or in a decoder step (`batchInvariant`)
-    /// `SmallMatMul.maxRows` at a time, so that a step of many images' beams gives each row the bits it
-    /// gets alone (the large-product engines round or block differently: bf16 dot products round the
-    /// activations).
-    @inline(__always)
-    static func rowsPerCall(_ rows: Int) -> Int {
-        rows > SmallMatMul.maxRows && gk_thread_batch_invariant() != 0 ? SmallMatMul.maxRows : rows
-    }
-
-    /// Runs `body` (a decoder step) with every product it starts on this thread batch-invariant.
+    /// Runs `body` (a decoder step) with every product it starts on this thread batch-invariant: the
+    /// few-row kernels take it however many rows it has (`SmallMatMul.handles`), so a step of many
+    /// images' beams gives each row the bits it gets alone (the large-product engines round or block
+    /// differently: bf16 dot products round the activations).
     static func batchInvariant<T>(_ body: () throws -> T) rethrows -> T {
         let outer = gk_thread_batch_invariant()
         gk_set_thread_batch_invariant(1)
@@ -83,13 +74,10 @@ public enum BLAS {
         let n = w.outFeatures, k = w.inFeatures, lda = xStride ?? k, ldc = outStride ?? n
         if rows == 0 || n == 0 { return }
         let outputMajor = w.layout == .outputMajor
-        if SmallMatMul.handles(rows: rowsPerCall(rows), element: w.element) {
-            for r in stride(from: 0, to: rows, by: rowsPerCall(rows)) {
-                SmallMatMul.run(element: w.element, outputMajor: outputMajor, m: min(rowsPerCall(rows), rows - r), n: n, k: k,
-                                a: x + r * lda, lda: lda, w: w.base, ldw: w.rowStride,
-                                scales: w.scales.map { UnsafePointer($0.data) }, alpha: 1, c: out + r * ldc, ldc: ldc,
-                                accumulate: accumulate)
-            }
+        if SmallMatMul.handles(rows: rows, element: w.element) {
+            SmallMatMul.run(element: w.element, outputMajor: outputMajor, m: rows, n: n, k: k, a: x, lda: lda,
+                            w: w.base, ldw: w.rowStride, scales: w.scales.map { UnsafePointer($0.data) }, alpha: 1,
+                            c: out, ldc: ldc, accumulate: accumulate)
             return
         }
         if BF16DotMatMul.handles(w) {

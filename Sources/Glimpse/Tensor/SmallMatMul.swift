@@ -31,11 +31,12 @@ public enum SmallMatMul {
     /// range uses one kernel and batching rows (beams × images) cannot change a row's result.
     public static let maxRows = 32
 
-    /// Whether the door sends a product with `rows` activation rows here: on a vector path (the
-    /// portable kernels are a correctness fallback, slower than OpenBLAS on x86), or for bf16/int8
-    /// weights, which OpenBLAS cannot read without a conversion.
+    /// Whether the door sends a product with `rows` activation rows here: up to `maxRows`, or any
+    /// number inside a decoder step (`BLAS.batchInvariant`: the kernels give a row the same bits
+    /// whatever M); on a vector path (the portable kernels are a correctness fallback, slower than
+    /// OpenBLAS on x86), or for bf16/int8 weights, which OpenBLAS cannot read without a conversion.
     static func handles(rows: Int, element: WeightMatrix.Element) -> Bool {
-        guard rows <= maxRows else { return false }
+        guard rows <= maxRows || gk_thread_batch_invariant() != 0 else { return false }
         #if arch(x86_64)
         return element != .f32 || path != .portable
         #else

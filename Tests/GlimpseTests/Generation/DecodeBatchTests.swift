@@ -124,7 +124,7 @@ final class DecodeBatchTests: XCTestCase {
     }
 
     /// bf16 and int8 weights, 8 images × 5 beams = 40 rows a step, past the few-row kernels' 32: a
-    /// decoder step still runs them 32 rows at a time (the large-product engine rounds activations to
+    /// decoder step still runs them on the few-row kernels (the large-product engine rounds activations to
     /// bf16), so each image gets the very bits it gets alone: tokens and scores equal exactly.
     func testReducedPrecisionStepsOfMoreThan32RowsEqualOneImageAtATime() throws {
         let root = DefaultModelTests.root
