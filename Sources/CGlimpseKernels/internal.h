@@ -10,6 +10,8 @@ typedef void (*gk_kernel)(int m, int n0, int n1, int k, const float *a, long lda
 typedef struct { gk_kernel kernel[3][2]; } gk_kernel_set;
 
 void gk_portable_kernels(gk_kernel_set *set);
+/// The int8 entries of `path`'s set (matmul_i8.c: integer products; the same bits on every path).
+void gk_i8_kernels(gk_kernel_set *set, int path);
 #if defined(__x86_64__) || defined(_M_X64)
 #define GK_X86 1
 void gk_avx2_kernels(gk_kernel_set *set);

@@ -9,17 +9,13 @@
 #define GK_AVX2 __attribute__((target("avx2,fma")))
 #define GK_INLINE static inline __attribute__((always_inline)) GK_AVX2
 
-// Eight consecutive weights as fp32 (bf16 widened exactly, int8 converted exactly).
+// Eight consecutive weights as fp32 (bf16 widened exactly).
 GK_INLINE __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
 GK_INLINE __m256 load8_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
-GK_INLINE __m256 load8_i8(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
 GK_INLINE float load1_f32(const float *p) { return *p; }
 GK_INLINE float load1_bf16(const uint16_t *p) { return gk_bf16(*p); }
-GK_INLINE float load1_i8(const int8_t *p) { return (float)*p; }
 
 // ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), as gk_combine8.
 GK_INLINE float hsum8(__m256 v) {
@@ -159,22 +155,18 @@ static GK_AVX2 void avx2_##SUFFIX##_kn(int m, int n0, int n1, int k, const float
 
 GK_NK_TILE(float, f32)
 GK_NK_TILE(uint16_t, bf16)
-GK_NK_TILE(int8_t, i8)
 #define GK_KN_STREAM_256(T, SUFFIX) GK_KN_STREAM(T, SUFFIX, GK_AVX2, __m256, 8, load8_, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_load_ps, _mm256_store_ps)
 GK_KN_STREAM_256(float, f32)
 GK_KN_STREAM_256(uint16_t, bf16)
-GK_KN_STREAM_256(int8_t, i8)
 GK_KN_TILE(float, f32)
 GK_KN_TILE(uint16_t, bf16)
-GK_KN_TILE(int8_t, i8)
 
 void gk_avx2_kernels(gk_kernel_set *set) {
     set->kernel[GK_F32][GK_FORM_NK] = avx2_f32_nk;
     set->kernel[GK_F32][GK_FORM_KN] = avx2_f32_kn;
     set->kernel[GK_BF16][GK_FORM_NK] = avx2_bf16_nk;
     set->kernel[GK_BF16][GK_FORM_KN] = avx2_bf16_kn;
-    set->kernel[GK_I8][GK_FORM_NK] = avx2_i8_nk;
-    set->kernel[GK_I8][GK_FORM_KN] = avx2_i8_kn;
+    gk_i8_kernels(set, GK_PATH_AVX2);
 }
 
 /// Read-only stream (bandwidth measurement): four independent accumulators, no stores.

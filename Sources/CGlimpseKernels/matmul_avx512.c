@@ -3,9 +3,9 @@
 // kernels: the KN form uses 16-lane registers in which each lane is still one fma chain over k; the
 // NK form puts two weight rows' eight partial sums side by side in one register (lanes 0-7 and
 // 8-15), so each instruction does the work of two AVX2 ones while every partial sum keeps its chain.
-// The decode products are bound by memory bandwidth at few rows, so bf16 and int8 weights are
-// widened to fp32 and accumulated with fp32 FMA (AVX512_BF16 dot products and VNNI would round the
-// activations and change the reduction order; they would pay only in compute-bound products).
+// bf16 weights are widened to fp32 and accumulated with fp32 FMA (AVX512_BF16 dot products would
+// round the activations and change the reduction order). int8 weights have their own integer
+// kernels (matmul_i8.c), installed over these by gk_i8_kernels.
 #include "internal.h"
 #ifdef GK_X86
 #include <immintrin.h>
@@ -18,9 +18,6 @@ GK_INLINE __m512 load16_f32(const float *p) { return _mm512_loadu_ps(p); }
 GK_INLINE __m512 load16_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
-GK_INLINE __m512 load16_i8(const int8_t *p) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
-}
 // Eight weights of row r0 in lanes 0-7 and eight of row r1 in lanes 8-15, as fp32.
 GK_INLINE __m512 load8x2_f32(const float *r0, const float *r1) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(r0)), _mm256_loadu_ps(r1), 1);
@@ -30,10 +27,6 @@ GK_INLINE __m512 load8x2_bf16(const uint16_t *r0, const uint16_t *r1) {
                                            _mm_loadu_si128((const __m128i *)r1), 1);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(both), 16));
 }
-GK_INLINE __m512 load8x2_i8(const int8_t *r0, const int8_t *r1) {
-    __m128i both = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)r0), _mm_loadl_epi64((const __m128i *)r1));
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(both));
-}
 // ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)) of eight lanes, as gk_combine8.
 GK_INLINE float hsum8_256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -42,7 +35,6 @@ GK_INLINE float hsum8_256(__m256 v) {
 }
 GK_INLINE float load1_f32(const float *p) { return *p; }
 GK_INLINE float load1_bf16(const uint16_t *p) { return gk_bf16(*p); }
-GK_INLINE float load1_i8(const int8_t *p) { return (float)*p; }
 
 
 
@@ -199,22 +191,18 @@ static GK_512 void avx512_##SUFFIX##_nk(int m, int n0, int n1, int k, const floa
 #define GK_KN_STREAM_512(T, SUFFIX) GK_KN_STREAM(T, SUFFIX, GK_512, __m512, 16, load16_, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_load_ps, _mm512_store_ps)
 GK_KN_STREAM_512(float, f32)
 GK_KN_STREAM_512(uint16_t, bf16)
-GK_KN_STREAM_512(int8_t, i8)
 GK_KN512(float, f32)
 GK_KN512(uint16_t, bf16)
-GK_KN512(int8_t, i8)
 GK_NK512(float, f32, GK_F32)
 GK_NK512(uint16_t, bf16, GK_BF16)
-GK_NK512(int8_t, i8, GK_I8)
 
 void gk_avx512_kernels(gk_kernel_set *set) {
     gk_avx2_kernels(&avx2_set);
     gk_avx2_kernels(set);
     set->kernel[GK_F32][GK_FORM_NK] = avx512_f32_nk;
     set->kernel[GK_BF16][GK_FORM_NK] = avx512_bf16_nk;
-    set->kernel[GK_I8][GK_FORM_NK] = avx512_i8_nk;
     set->kernel[GK_F32][GK_FORM_KN] = avx512_f32_kn;
     set->kernel[GK_BF16][GK_FORM_KN] = avx512_bf16_kn;
-    set->kernel[GK_I8][GK_FORM_KN] = avx512_i8_kn;
+    gk_i8_kernels(set, GK_PATH_AVX512);
 }
 #endif

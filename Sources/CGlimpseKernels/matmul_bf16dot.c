@@ -7,7 +7,8 @@
 // by side), so the weights are read in their stored layout with no packing at load time: in [N, K]
 // a weight pair (W[n, 2j], W[n, 2j+1]) is one 32-bit broadcast. int8 rows are widened to bf16 (exact:
 // |q| <= 128 has 8 significant bits), and [K, N] (Conv1D) columns gathered, into a small staging
-// tile of 12 weight rows first; an int8 scale multiplies the finished sum.
+// tile of 12 weight rows first ([K, N] pairs interleaved across the 12 columns, so gathering is a few
+// vector steps per pair of rows); an int8 scale multiplies the finished sum.
 //
 // Each output element is one fp32 chain over k pairs in order, whatever M, the tile it falls in or
 // the column split, so a row's result does not depend on which rows share the call.
@@ -24,9 +25,10 @@
 enum { DOT_NT = 12, DOT_ROWS = 32 };
 
 // Rows m0..m0+16·mv of the tile (mv blocks of 16 packed rows, `block` u32 apart) × columns
-// n..n+nt, whose weight rows are wr[0..nt) (bf16 pairs, kp pairs each).
+// n..n+nt, whose weights are at wr[0..nt) (kp bf16 pairs each, `ps` elements from one pair to the next:
+// 2 for weight rows, 2·DOT_NT for the pair-interleaved [K, N] staging tile).
 GK_DOT_INLINE void dot_tile(int mv, int nt, int kp, const uint32_t *pa, long block, const uint16_t *const *wr,
-                            float out[2][DOT_NT][16]) {
+                            long ps, float out[2][DOT_NT][16]) {
     __m512 acc[2][DOT_NT];
     for (int i = 0; i < mv; i++)
         for (int j = 0; j < nt; j++) acc[i][j] = _mm512_setzero_ps();
@@ -35,7 +37,7 @@ GK_DOT_INLINE void dot_tile(int mv, int nt, int kp, const uint32_t *pa, long blo
         for (int i = 0; i < mv; i++) x[i] = _mm512_loadu_si512((const void *)(pa + (long)i * block + (long)p * 16));
         for (int j = 0; j < nt; j++) {
             int32_t pair;
-            memcpy(&pair, wr[j] + 2 * (long)p, 4);
+            memcpy(&pair, wr[j] + ps * (long)p, 4);
             __m512i wv = _mm512_set1_epi32(pair);
             for (int i = 0; i < mv; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)x[i], (__m512bh)wv);
         }
@@ -44,23 +46,27 @@ GK_DOT_INLINE void dot_tile(int mv, int nt, int kp, const uint32_t *pa, long blo
         for (int j = 0; j < nt; j++) _mm512_storeu_ps(out[i][j], acc[i][j]);
 }
 
-static void dot_tile_2x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) GK_DOT;
-static void dot_tile_2x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) {
-    dot_tile(2, DOT_NT, kp, pa, block, wr, out);
+static void dot_tile_2x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, long ps,
+                          float out[2][DOT_NT][16]) GK_DOT;
+static void dot_tile_2x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, long ps,
+                          float out[2][DOT_NT][16]) {
+    dot_tile(2, DOT_NT, kp, pa, block, wr, ps, out);
 }
-static void dot_tile_1x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) GK_DOT;
-static void dot_tile_1x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, float out[2][DOT_NT][16]) {
-    dot_tile(1, DOT_NT, kp, pa, block, wr, out);
+static void dot_tile_1x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, long ps,
+                          float out[2][DOT_NT][16]) GK_DOT;
+static void dot_tile_1x12(int kp, const uint32_t *pa, long block, const uint16_t *const *wr, long ps,
+                          float out[2][DOT_NT][16]) {
+    dot_tile(1, DOT_NT, kp, pa, block, wr, ps, out);
 }
 static void dot_tile_any(int mv, int nt, int kp, const uint32_t *pa, long block, const uint16_t *const *wr,
-                         float out[2][DOT_NT][16]) GK_DOT;
+                         long ps, float out[2][DOT_NT][16]) GK_DOT;
 static void dot_tile_any(int mv, int nt, int kp, const uint32_t *pa, long block, const uint16_t *const *wr,
-                         float out[2][DOT_NT][16]) {
+                         long ps, float out[2][DOT_NT][16]) {
     // Column remainders (N not a multiple of 12): one column at a time keeps the chain order.
     for (int j = 0; j < nt; j++) {
         float one[2][DOT_NT][16];
-        if (mv == 2) dot_tile(2, 1, kp, pa, block, wr + j, one);
-        else dot_tile(1, 1, kp, pa, block, wr + j, one);
+        if (mv == 2) dot_tile(2, 1, kp, pa, block, wr + j, ps, one);
+        else dot_tile(1, 1, kp, pa, block, wr + j, ps, one);
         for (int i = 0; i < mv; i++) memcpy(out[i][j], one[i][0], sizeof one[i][0]);
     }
 }
@@ -123,23 +129,37 @@ static void widen_i8_rows(const int8_t *w, long ldw, int n, int nt, int k, uint1
     }
 }
 
-// [K, N] (Conv1D) weights: columns n..n+nt gathered into rows of the staging tile, as bf16.
-static void gather_kn_columns(int dtype, const void *w, long ldw, int n, int nt, int k, uint16_t *stage, long stride) {
-    for (int q = 0; q < k; q++) {
+// [K, N] (Conv1D) weights: columns n..n+nt (nt <= 12) as bf16 pairs, interleaved so that one pair of
+// rows is one vector step: stage[(p · DOT_NT + j) · 2 + h] = W[2p + h, n + j] (0 past K). Masked
+// loads read only the tile's columns.
+static void gather_kn_columns(int dtype, const void *w, long ldw, int n, int nt, int k, uint16_t *stage) GK_DOT;
+static void gather_kn_columns(int dtype, const void *w, long ldw, int n, int nt, int k, uint16_t *stage) {
+    const __mmask16 mask = (__mmask16)((1u << nt) - 1);
+    for (int q = 0; q < k; q += 2) {
+        uint16_t *dst = stage + (long)(q / 2) * DOT_NT * 2;
+        int second = q + 1 < k;
         if (dtype == GK_I8) {
-            const int8_t *row = (const int8_t *)w + (long)q * ldw + n;
-            for (int j = 0; j < nt; j++) {
-                float f = (float)row[j];   // exact in bf16: its upper half
-                uint32_t u;
-                memcpy(&u, &f, 4);
-                stage[j * stride + q] = (uint16_t)(u >> 16);
-            }
+            const int8_t *r0 = (const int8_t *)w + (long)q * ldw + n;
+            __m128i a0 = _mm_maskz_loadu_epi8(mask, r0);
+            __m128i a1 = second ? _mm_maskz_loadu_epi8(mask, r0 + ldw) : _mm_setzero_si128();
+            // int8 values are exact in bf16: the upper half of their fp32 form.
+            __m256bh lo = _mm512_cvtneps_pbh(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_unpacklo_epi8(a0, a1))));
+            __m256bh hi = _mm512_cvtneps_pbh(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_unpackhi_epi8(a0, a1))));
+            _mm256_storeu_si256((__m256i *)dst, (__m256i)lo);
+            _mm_storeu_si128((__m128i *)(dst + 16), _mm256_castsi256_si128((__m256i)hi));
         } else {
-            const uint16_t *row = (const uint16_t *)w + (long)q * ldw + n;
-            for (int j = 0; j < nt; j++) stage[j * stride + q] = row[j];
+            const uint16_t *r0 = (const uint16_t *)w + (long)q * ldw + n;
+            __m128i a0 = _mm_maskz_loadu_epi16((__mmask8)mask, r0), b0 = _mm_maskz_loadu_epi16((__mmask8)(mask >> 8), r0 + 8);
+            __m128i a1 = _mm_setzero_si128(), b1 = _mm_setzero_si128();
+            if (second) {
+                a1 = _mm_maskz_loadu_epi16((__mmask8)mask, r0 + ldw);
+                b1 = _mm_maskz_loadu_epi16((__mmask8)(mask >> 8), r0 + ldw + 8);
+            }
+            _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(a0, a1));
+            _mm_storeu_si128((__m128i *)(dst + 8), _mm_unpackhi_epi16(a0, a1));
+            _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpacklo_epi16(b0, b1));
         }
     }
-    if (k & 1) for (int j = 0; j < nt; j++) stage[j * stride + k] = 0;
 }
 
 void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const uint16_t *packed, const void *w,
@@ -158,7 +178,7 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
     for (int n = n0; n < n1; n += DOT_NT) {
         int nt = n1 - n < DOT_NT ? n1 - n : DOT_NT;
         if (form == GK_FORM_KN) {
-            gather_kn_columns(dtype, w, ldw, n, nt, k, stage, stride);
+            gather_kn_columns(dtype, w, ldw, n, nt, k, stage);
         } else if (dtype == GK_I8) {
             widen_i8_rows((const int8_t *)w, ldw, n, nt, k, stage, stride);
         } else if (k & 1) {
@@ -167,15 +187,16 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
                 stage[j * stride + k] = 0;
             }
         }
+        const long ps = form == GK_FORM_KN ? 2 * DOT_NT : 2;
         for (int j = 0; j < nt; j++)
-            wr[j] = stage_rows ? stage + j * stride : (const uint16_t *)w + (long)(n + j) * ldw;
+            wr[j] = form == GK_FORM_KN ? stage + 2 * j : stage_rows ? stage + j * stride : (const uint16_t *)w + (long)(n + j) * ldw;
         for (int m0 = 0; m0 < m; m0 += DOT_ROWS) {
             int rows = m - m0 < DOT_ROWS ? m - m0 : DOT_ROWS;
             int mv = rows > 16 ? 2 : 1;
             const uint32_t *pa = (const uint32_t *)packed + (long)(m0 / 16) * block;
-            if (nt == DOT_NT && mv == 2) dot_tile_2x12(kp, pa, block, wr, out);
-            else if (nt == DOT_NT) dot_tile_1x12(kp, pa, block, wr, out);
-            else dot_tile_any(mv, nt, kp, pa, block, wr, out);
+            if (nt == DOT_NT && mv == 2) dot_tile_2x12(kp, pa, block, wr, ps, out);
+            else if (nt == DOT_NT) dot_tile_1x12(kp, pa, block, wr, ps, out);
+            else dot_tile_any(mv, nt, kp, pa, block, wr, ps, out);
             for (int r = 0; r < rows; r++) {
                 float *dst = c + (long)(m0 + r) * ldc + n;
                 const float *src = &out[r / 16][0][r % 16];

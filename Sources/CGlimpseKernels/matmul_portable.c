@@ -44,18 +44,15 @@ static void NAME##_kn(int m, int n0, int n1, int k, const float *a, long lda, co
 
 #define GK_LOAD_F32(v) (v)
 #define GK_LOAD_BF16(v) gk_bf16(v)
-#define GK_LOAD_I8(v) ((float)(v))
 GK_PORTABLE(portable_f32, float, GK_LOAD_F32)
 GK_PORTABLE(portable_bf16, uint16_t, GK_LOAD_BF16)
-GK_PORTABLE(portable_i8, int8_t, GK_LOAD_I8)
 
 void gk_portable_kernels(gk_kernel_set *set) {
     set->kernel[GK_F32][GK_FORM_NK] = portable_f32_nk;
     set->kernel[GK_F32][GK_FORM_KN] = portable_f32_kn;
     set->kernel[GK_BF16][GK_FORM_NK] = portable_bf16_nk;
     set->kernel[GK_BF16][GK_FORM_KN] = portable_bf16_kn;
-    set->kernel[GK_I8][GK_FORM_NK] = portable_i8_nk;
-    set->kernel[GK_I8][GK_FORM_KN] = portable_i8_kn;
+    gk_i8_kernels(set, GK_PATH_PORTABLE);
 }
 
 void gk_bf16_to_f32(const uint16_t *src, float *dst, long count) {

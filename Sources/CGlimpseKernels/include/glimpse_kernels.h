@@ -10,6 +10,7 @@
 // where W is stored either as [N, K] rows (GK_FORM_NK: nn.Linear and lm_head layout) or as
 // [K, N] rows (GK_FORM_KN: GPT-2 Conv1D layout), in fp32, bf16 or int8 (scale = per-output-channel
 // dequantization factor, NULL for fp32/bf16). Each weight row is read once for all M rows.
+// The fp32 and bf16 kernels widen each weight to fp32 and accumulate by fp32 FMA:
 //
 // The reduction order is fixed per output element and identical on every path, so a row's result
 // never depends on M, on which other rows share the call, on the column split between threads, or
@@ -17,7 +18,12 @@
 //   GK_FORM_KN: acc = 0; for k in 0..<K: acc = fma(A[m,k], W[k,n], acc)
 //   GK_FORM_NK: eight partial sums s[j] = fma chains over k = 8c + j (k < K & ~7), combined as
 //               ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), then the tail k >= K & ~7 by fma in order.
-// Then r = acc * scale[n] (int8), r = r * alpha, C = accumulate ? C + r : r.
+// Then r = r * alpha, C = accumulate ? C + r : r.
+//
+// int8 weights (matmul_i8.c) are the exception: each activation row is quantized to int16 with its
+// own scale and the products are summed exactly in int32 (any order gives the same sum), then
+//   r = ((float)Σ_k q[m, k] · W(n, k) · rowscale[m]) · scale[n], r = r * alpha, store as above;
+// q, rowscale and the bound that keeps the sum inside int32 are defined in matmul_i8.c.
 
 #include <stddef.h>
 #include <stdint.h>

@@ -5,7 +5,8 @@ import XCTest
 /// Glimpse's small-M kernels on every dispatch path this machine has, against a double-precision
 /// loop and OpenBLAS; the reduction-order contract (bitwise equal across paths, a row's result
 /// independent of its batch); the door's routing, including the bf16/int8 conversion path.
-/// Tolerance: |ours - exact| ≤ 1e-5 · Σ|a·w| (fp32 sums of up to 3072 products stay well inside).
+/// Tolerance: |ours - exact| ≤ 1e-5 · Σ|a·w| (fp32 sums of up to 3072 products stay well inside);
+/// few-row int8 products are checked against their integer definition (`assertMatchesInt8Definition`).
 final class SmallMatMulTests: XCTestCase {
     struct Problem {
         var m, n, k: Int
@@ -77,6 +78,60 @@ final class SmallMatMulTests: XCTestCase {
         XCTAssertLessThan(worst, tolerance, "\(what): worst relative error \(worst)", file: file, line: line)
     }
 
+    /// Few-row int8 products (matmul_i8.c): each activation row quantized to int16 with its own scale,
+    /// integer sums. `c` must equal glimpse_kernels' definition evaluated here step by step (the same
+    /// float operations, so bit for bit), and the double-precision product within the quantization's
+    /// bound: half a step of the row's scale times Σ_k |W(n, k)|, plus 1e-5 · Σ|a·w| for the fp32 rest.
+    func assertMatchesInt8Definition(_ c: [Float], _ p: Problem, _ what: String,
+                                     file: StaticString = #filePath, line: UInt = #line) {
+        let qmax = Float(min(32767, Int(Int32.max) / (128 * p.k)))
+        var worst = 0.0
+        for i in 0..<p.m {
+            let row = p.a[(i * p.k)..<((i + 1) * p.k)]
+            let amax = row.map(abs).max() ?? 0
+            let inv = qmax / amax, step = amax / qmax
+            let q = row.map { x -> Int in
+                let y = (x * inv + 12582912) - 12582912
+                return Int(min(qmax, max(-qmax, y)))
+            }
+            for j in 0..<p.n {
+                var acc = 0, bound = 0.0, exact = 0.0, magnitude = 0.0
+                for kk in 0..<p.k {
+                    let index = p.outputMajor ? j * p.k + kk : kk * p.n + j
+                    acc += q[kk] * Int(p.int8[index])
+                    let w = weight(p, .int8, n: j, k: kk)
+                    bound += abs(w)
+                    exact += Double(row[row.startIndex + kk]) * w
+                    magnitude += abs(Double(row[row.startIndex + kk]) * w)
+                }
+                let defined = amax == 0 ? 0 : (Float(acc) * step) * p.scales[j]
+                XCTAssertEqual(c[i * p.n + j].bitPattern, defined.bitPattern, "\(what): [\(i), \(j)] \(c[i * p.n + j]) vs \(defined)",
+                               file: file, line: line)
+                let allowed = 0.5 * Double(step) * bound * (1 + 1e-6) + 1e-5 * magnitude
+                worst = max(worst, abs(Double(c[i * p.n + j]) - exact) / max(allowed, 1e-30))
+            }
+        }
+        XCTAssertLessThanOrEqual(worst, 1, "\(what): error \(worst) of the quantization bound", file: file, line: line)
+    }
+
+    /// int8 rows of zeros give zeros, rows with a NaN or an infinity give NaN (and leave the other
+    /// rows alone), on every path.
+    func testInt8RowsOfZerosAndNonFiniteRows() {
+        for path in SmallMatMul.Path.allCases where path.isAvailable {
+            for outputMajor in [true, false] {
+                var p = problem(m: 4, n: 40, k: 70, outputMajor: outputMajor, seed: 5)
+                let clean = run(p, .int8, path: path)
+                for kk in 0..<p.k { p.a[kk] = 0 }
+                p.a[2 * p.k + 9] = .nan
+                p.a[3 * p.k + 1] = -.infinity
+                let c = run(p, .int8, path: path)
+                XCTAssertEqual(Array(c[0..<p.n]), [Float](repeating: 0, count: p.n), "\(path) zero row")
+                XCTAssertEqual(Array(c[p.n..<(2 * p.n)]), Array(clean[p.n..<(2 * p.n)]), "\(path) clean row")
+                XCTAssertTrue(c[(2 * p.n)...].allSatisfy(\.isNaN), "\(path) non-finite rows")
+            }
+        }
+    }
+
     /// The door's strided output accumulated onto a prefill of 0.5 (a bias): `c` plus 0.5 in each
     /// row (within 1e-4), and nothing written past a row's `p.n` columns.
     func assertStridedAccumulation(_ p: Problem, _ matrix: WeightMatrix, matches c: [Float], _ what: String,
@@ -105,7 +160,11 @@ final class SmallMatMulTests: XCTestCase {
                 let p = problem(m: m, n: n, k: k, outputMajor: outputMajor, seed: UInt64(index * 2 + (outputMajor ? 1 : 0)))
                 for element in WeightMatrix.Element.allCases {
                     let portable = run(p, element, path: .portable)
-                    assertMatchesReference(portable, p, element, "portable \(element) \(m)x\(n)x\(k) outputMajor=\(outputMajor)")
+                    if element == .int8 {
+                        assertMatchesInt8Definition(portable, p, "portable int8 \(m)x\(n)x\(k) outputMajor=\(outputMajor)")
+                    } else {
+                        assertMatchesReference(portable, p, element, "portable \(element) \(m)x\(n)x\(k) outputMajor=\(outputMajor)")
+                    }
                     for path in paths where path != .portable {
                         let ours = run(p, element, path: path)
                         XCTAssertEqual(ours, portable, "\(path) \(element) \(m)x\(n)x\(k) outputMajor=\(outputMajor) differs from portable")
