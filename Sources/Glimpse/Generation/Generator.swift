@@ -274,11 +274,11 @@ final class SequenceSearch {
             Kernels.logSoftmax(logits + (wasFirst ? 0 : b) * vocab, count: vocab, into: row)
             processors.apply(row, vocab: vocab, sequence: running[b].tokens)
             let base = running[b].score
-            for i in 0..<vocab { row[i] += base }
-            // partial selection of this row's best `keep`
+            // + running score and partial selection of this row's best `keep`, in one pass
             rowBest.removeAll(keepingCapacity: true)
             for i in 0..<vocab {
-                let v = row[i]
+                let v = row[i] + base
+                row[i] = v
                 if rowBest.count == keep, let last = rowBest.last, !(v > last.score) { continue }
                 var j = rowBest.count
                 while j > 0 && rowBest[j - 1].score < v { j -= 1 }

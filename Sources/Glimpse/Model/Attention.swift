@@ -25,8 +25,11 @@ enum Attention {
     static func workerLimit(queryRows n: Int, keyRows m: Int, headDim d: Int, heads: Int) -> Int {
         n * m * d * heads >= parallelWork ? max(1, min(heads, SmallMatMul.cores, BLAS.threadBudget)) : 1
     }
-    /// Multiply-adds below which a second thread costs more than it saves (a decode step's heads).
-    static let parallelWork = 1 << 22
+    /// Multiply-adds below which a second thread costs more than it saves. A GPT-2-small beam-3
+    /// step's cross-attention (3 × 197 × 64 × 12 = 454k) is above it: splitting its heads took a
+    /// 16-token int8 caption from 221 to 210 ms (`glimpse bench`, median of 4); a greedy step's
+    /// (151k) and the default model's (231k at beam 3) stay on one thread.
+    static let parallelWork = 1 << 18
 
     /// Floats `scores` must hold for `attend` on operands of these sizes.
     static func scoreFloats(queryRows n: Int, keyRows m: Int, headDim d: Int, heads: Int) -> Int {

@@ -93,8 +93,10 @@ public enum Kernels {
     public static func logSoftmax(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
         var maxv = -Float.infinity
         for i in 0..<count where x[i] > maxv { maxv = x[i] }
-        var sum: Float = 0
-        for i in 0..<count { sum += expf(x[i] - maxv) }
+        // The exponentials go through `out` on the vector path (a vocabulary row: 50257 libm expf
+        // calls were 0.2 ms a row, a tenth of a beam-3 decode step of GPT-2 small).
+        out.update(from: x, count: count)
+        let sum = gk_exp_sum(out, count, maxv)
         let lse = maxv + logf(sum)
         for i in 0..<count { out[i] = x[i] - lse }
     }
