@@ -45,6 +45,9 @@ GK_INLINE float load1_bf16(const uint16_t *p) { return gk_bf16(*p); }
 // The first row tile of a pass streams the weights from memory; rows of W lie ldw apart (often
 // more than a page), where hardware prefetchers stop, so it prefetches KN_PREFETCH rows ahead.
 enum { KB512 = 128, ROWS_PER_PASS512 = 32, KN_PREFETCH = 8 };
+// NK form: weight rows this far ahead are prefetched by the first row tile of a column block (an
+// lm_head's rows are short, 768 weights, so the hardware prefetchers barely start on each).
+enum { NK_PREFETCH = 16 };
 #define GK_KN512(T, SUFFIX)                                                                       \
 GK_INLINE void kn_tile_##SUFFIX(int mt, int nv, int n, int k, int k0, int k1, int first,        \
                                 int last, int prefetch, const float *a, long lda, const T *w,     \
@@ -137,7 +140,7 @@ static gk_kernel_set avx2_set;
 #define GK_NK512(T, SUFFIX, DTYPE)                                                                       \
 GK_INLINE void nk_tile_##SUFFIX(int mt, int np, int n, int k, const float *a, long lda,           \
                                 const T *w, long ldw, const float *scale, float alpha,            \
-                                float *c, long ldc, int accumulate) {                             \
+                                float *c, long ldc, int accumulate, int prefetch) {               \
     __m512 acc[4][4];                                                                             \
     for (int i = 0; i < mt; i++) for (int j = 0; j < np; j++) acc[i][j] = _mm512_setzero_ps();    \
     int k8 = k & ~7;                                                                              \
@@ -147,6 +150,10 @@ GK_INLINE void nk_tile_##SUFFIX(int mt, int np, int n, int k, const float *a, lo
         for (int j = 0; j < np; j++) {                                                            \
             const T *r0 = w + (long)(n + 2 * j) * ldw + kk;                                       \
             __m512 wv = load8x2_##SUFFIX(r0, r0 + ldw);                                           \
+            if (prefetch) {                                                                       \
+                _mm_prefetch((const char *)(r0 + NK_PREFETCH * ldw), _MM_HINT_T0);                \
+                _mm_prefetch((const char *)(r0 + (NK_PREFETCH + 1) * ldw), _MM_HINT_T0);          \
+            }                                                                                     \
             for (int i = 0; i < mt; i++) acc[i][j] = _mm512_fmadd_ps(x[i], wv, acc[i][j]);        \
         }                                                                                         \
     }                                                                                             \
@@ -170,21 +177,21 @@ static GK_512 void avx512_##SUFFIX##_nk(int m, int n0, int n1, int k, const floa
         int i = 0;                                                                                \
         for (; i + 4 <= m; i += 4)                                                                \
             nk_tile_##SUFFIX(4, 4, n, k, a + (long)i * lda, lda, w, ldw, scale, alpha,            \
-                             c + (long)i * ldc, ldc, accumulate);                                 \
+                             c + (long)i * ldc, ldc, accumulate, i == 0 && n + 8 + NK_PREFETCH <= n1); \
         switch (m - i) {                                                                          \
         case 3: nk_tile_##SUFFIX(3, 4, n, k, a + (long)i * lda, lda, w, ldw, scale, alpha,        \
-                                 c + (long)i * ldc, ldc, accumulate); break;                      \
+                                 c + (long)i * ldc, ldc, accumulate, i == 0 && n + 8 + NK_PREFETCH <= n1); break; \
         case 2: nk_tile_##SUFFIX(2, 4, n, k, a + (long)i * lda, lda, w, ldw, scale, alpha,        \
-                                 c + (long)i * ldc, ldc, accumulate); break;                      \
+                                 c + (long)i * ldc, ldc, accumulate, i == 0 && n + 8 + NK_PREFETCH <= n1); break; \
         case 1: nk_tile_##SUFFIX(1, 4, n, k, a + (long)i * lda, lda, w, ldw, scale, alpha,        \
-                                 c + (long)i * ldc, ldc, accumulate); break;                      \
+                                 c + (long)i * ldc, ldc, accumulate, i == 0 && n + 8 + NK_PREFETCH <= n1); break; \
         default: break;                                                                           \
         }                                                                                         \
     }                                                                                             \
     for (; n + 2 <= n1; n += 2)                                                                   \
         for (int i = 0; i < m; i++)                                                               \
             nk_tile_##SUFFIX(1, 1, n, k, a + (long)i * lda, lda, w, ldw, scale, alpha,            \
-                             c + (long)i * ldc, ldc, accumulate);                                 \
+                             c + (long)i * ldc, ldc, accumulate, 0);                              \
     if (n < n1) avx2_set.kernel[DTYPE][GK_FORM_NK](m, n, n1, k, a, lda, wv, ldw, scale, alpha, c, ldc, accumulate); \
 }
 
