@@ -77,6 +77,8 @@ struct BenchCommand: ParsableCommand {
                 print("\n## model \(dir) (\(m.family.name)), \(tokens) new tokens, median of 3")
                 print(String(format: "load %.1f ms | encoder %.1f ms | greedy %.1f ms (%.2f ms/step) | beam-%d %.1f ms (%.2f ms/step)",
                              load, f.encoderMilliseconds, f.greedyMilliseconds, f.greedyStepMilliseconds, beams, f.beamMilliseconds, f.beamStepMilliseconds))
+                print(String(format: "per caption before the steps (cross-attention keys/values, prompt): greedy %.1f ms, beam-%d %.1f ms; a step = (%d-token caption - 1-token caption) / %d",
+                             f.greedySetupMilliseconds, beams, f.beamSetupMilliseconds, tokens, max(1, tokens - 1)))
                 print(String(format: "beam-%d for %d images decoded together: %.1f ms per image (%.2fx one image alone)",
                              beams, f.batchImages, f.batchedBeamMillisecondsPerImage,
                              f.beamMilliseconds > 0 ? f.batchedBeamMillisecondsPerImage / f.beamMilliseconds : 0))

@@ -7,8 +7,13 @@ public enum ModelBenchmark {
         public var encoderMilliseconds: Double
         public var greedyMilliseconds: Double
         public var beamMilliseconds: Double
+        /// One decoder step: (a caption of `newTokens` − a caption of one token) / (`newTokens` − 1),
+        /// so the per-caption setup (cross-attention keys and values of the image, the prompt) is out.
         public var greedyStepMilliseconds: Double
         public var beamStepMilliseconds: Double
+        /// That setup: a one-token caption less one step.
+        public var greedySetupMilliseconds: Double
+        public var beamSetupMilliseconds: Double
         public var newTokens: Int
         public var beamWidth: Int
         public var stepWeightBytes: Int
@@ -36,18 +41,18 @@ public enum ModelBenchmark {
             states = model.encode(pixelValues: pixels, count: 1)
             encodeTimes.append(milliseconds(since: start))
         }
-        func parameters(beams: Int) -> GenerationParameters {
+        func parameters(beams: Int, tokens: Int = newTokens) -> GenerationParameters {
             var p = model.defaults
             p.beamWidth = beams
             p.returnCount = 1
-            p.maxNewTokens = newTokens
-            p.minNewTokens = newTokens
+            p.maxNewTokens = tokens
+            p.minNewTokens = tokens
             p.noRepeatNgramSize = 0
             p.repetitionPenalty = 1
             return p
         }
-        func generate(beams: Int) throws -> Double {
-            let p = parameters(beams: beams)
+        func generate(beams: Int, tokens: Int = newTokens) throws -> Double {
+            let p = parameters(beams: beams, tokens: tokens)
             let state = model.makeState(beamWidth: beams, maxLength: p.resolvedMaxLength(promptLength: 1) + 8)
             let prompt = model.decoderPrompt(nil, parameters: p)
             _ = try model.generate(encoderStates: states[index: 0], prompt: prompt, parameters: p, state: state)
@@ -61,6 +66,11 @@ public enum ModelBenchmark {
         }
         let greedy = try generate(beams: 1)
         let beam = try generate(beams: beamWidth)
+        let greedyOne = newTokens > 1 ? try generate(beams: 1, tokens: 1) : greedy
+        let beamOne = newTokens > 1 ? try generate(beams: beamWidth, tokens: 1) : beam
+        let steps = Double(max(1, newTokens - 1))
+        let greedyStep = newTokens > 1 ? max(0, greedy - greedyOne) / steps : greedy
+        let beamStep = newTokens > 1 ? max(0, beam - beamOne) / steps : beam
         // The same image `batchImages` times, decoded together (every image runs exactly `newTokens` steps).
         let p = parameters(beams: beamWidth), prompt = model.decoderPrompt(nil, parameters: p)
         let images = max(1, batchImages)
@@ -76,7 +86,8 @@ public enum ModelBenchmark {
         _ = try decodeTogether()
         let batchTimes = try (0..<repeats).map { _ in try decodeTogether() }
         return Figures(encoderMilliseconds: median(encodeTimes), greedyMilliseconds: greedy, beamMilliseconds: beam,
-                       greedyStepMilliseconds: greedy / Double(newTokens), beamStepMilliseconds: beam / Double(newTokens),
+                       greedyStepMilliseconds: greedyStep, beamStepMilliseconds: beamStep,
+                       greedySetupMilliseconds: max(0, greedyOne - greedyStep), beamSetupMilliseconds: max(0, beamOne - beamStep),
                        newTokens: newTokens, beamWidth: beamWidth, stepWeightBytes: model.decoder.stepWeightBytes,
                        batchedBeamMillisecondsPerImage: median(batchTimes), batchImages: batch.capacity)
     }
