@@ -9,7 +9,8 @@
 // Per row m: amax = max_k |A[m, k]|, qmax = gk_i8_qmax(K) (at most 32767, and small enough that
 // K · 128 · qmax fits in int32), q[k] = A[m, k] · (qmax / amax) rounded to nearest even,
 // rowscale = amax / qmax; C[m, n] = ((float)Σ_k q[k] · W(n, k) · rowscale) · scale[n] · alpha.
-// A row of zeros gives zeros; a row with a NaN or infinity gives NaN.
+// A row of zeros gives zeros (so does one whose max |a| is below qmax / FLT_MAX, ~1e-34, where
+// qmax / amax would overflow); a row with a NaN or infinity gives NaN.
 #include "internal.h"
 #include <float.h>
 #include <pthread.h>
@@ -19,7 +20,7 @@
 #include <immintrin.h>
 #endif
 
-int gk_i8_qmax(int k) {
+static int gk_i8_qmax(int k) {
     long bound = 2147483647L / (128L * (k > 0 ? k : 1));
     return (int)(bound < 32767 ? (bound > 0 ? bound : 1) : 32767);
 }
@@ -27,7 +28,7 @@ int gk_i8_qmax(int k) {
 /// Activation rows padded with zeros to a multiple of 64 (the widest load; tails need no mask).
 static long padded(int k) { return ((long)k + 63) & ~63L; }
 
-void gk_i8_quantize_row(int k, const float *a, int16_t *q, long kpad, float *rowscale) {
+static void gk_i8_quantize_row(int k, const float *a, int16_t *q, long kpad, float *rowscale) {
     float amax = 0;
     int finite = 1;
     for (int i = 0; i < k; i++) {
@@ -36,7 +37,9 @@ void gk_i8_quantize_row(int k, const float *a, int16_t *q, long kpad, float *row
         amax = v > amax ? v : amax;
     }
     int qmax = gk_i8_qmax(k);
-    if (!finite || amax == 0) {
+    float inv = (float)qmax / amax, limit = (float)qmax;
+    // A row of zeros, or one so small that qmax / amax overflows (max |a| below ~1e-34), is zeros.
+    if (!finite || !(inv <= FLT_MAX)) {
         memset(q, 0, sizeof(int16_t) * (size_t)kpad);
         *rowscale = finite ? 0 : NAN;
         return;
@@ -44,7 +47,6 @@ void gk_i8_quantize_row(int k, const float *a, int16_t *q, long kpad, float *row
     // Round to nearest even by the 1.5·2^23 shift (exact for |y| < 2^22; |y| <= qmax here): plain
     // adds, so the loop vectorizes on any x86-64 where rintf would be a library call.
     const float shift = 12582912.0f;
-    float inv = (float)qmax / amax, limit = (float)qmax;
     for (int i = 0; i < k; i++) {
         float y = (a[i] * inv + shift) - shift;
         y = y > limit ? limit : (y < -limit ? -limit : y);
@@ -60,7 +62,12 @@ static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static _Thread_local void *scratch;
 static _Thread_local size_t scratch_bytes;
-static void make_scratch_key(void) { pthread_key_create(&scratch_key, free); }
+static void free_scratch(void *buffer) {
+    free(buffer);
+    scratch = NULL;
+    scratch_bytes = 0;
+}
+static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
 
 static void *scratch_of(size_t bytes) {
     if (bytes <= scratch_bytes) return scratch;

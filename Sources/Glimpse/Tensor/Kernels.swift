@@ -89,7 +89,8 @@ public enum Kernels {
         }
     }
 
-    /// log_softmax of one row, into `out` (computed in Float, like torch's float32 log_softmax).
+    /// log_softmax of one row, into `out` (computed in Float, like torch's float32 log_softmax);
+    /// `out` must not overlap `x` (it holds the exponentials on the way).
     public static func logSoftmax(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
         var maxv = -Float.infinity
         for i in 0..<count where x[i] > maxv { maxv = x[i] }

@@ -90,7 +90,9 @@ final class SmallMatMulTests: XCTestCase {
             let row = p.a[(i * p.k)..<((i + 1) * p.k)]
             let amax = row.map(abs).max() ?? 0
             let inv = qmax / amax, step = amax / qmax
+            let zeros = !(inv <= .greatestFiniteMagnitude)   // a zero row, or max |a| below ~1e-34
             let q = row.map { x -> Int in
+                if zeros { return 0 }
                 let y = (x * inv + 12582912) - 12582912
                 return Int(min(qmax, max(-qmax, y)))
             }
@@ -104,24 +106,41 @@ final class SmallMatMulTests: XCTestCase {
                     exact += Double(row[row.startIndex + kk]) * w
                     magnitude += abs(Double(row[row.startIndex + kk]) * w)
                 }
-                let defined = amax == 0 ? 0 : (Float(acc) * step) * p.scales[j]
+                let defined = zeros ? 0 : (Float(acc) * step) * p.scales[j]
                 XCTAssertEqual(c[i * p.n + j].bitPattern, defined.bitPattern, "\(what): [\(i), \(j)] \(c[i * p.n + j]) vs \(defined)",
                                file: file, line: line)
-                let allowed = 0.5 * Double(step) * bound * (1 + 1e-6) + 1e-5 * magnitude
+                let allowed = zeros ? 1e-30 + 1e-34 * bound : 0.5 * Double(step) * bound * (1 + 1e-6) + 1e-5 * magnitude
                 worst = max(worst, abs(Double(c[i * p.n + j]) - exact) / max(allowed, 1e-30))
             }
         }
         XCTAssertLessThanOrEqual(worst, 1, "\(what): error \(worst) of the quantization bound", file: file, line: line)
     }
 
-    /// int8 rows of zeros give zeros, rows with a NaN or an infinity give NaN (and leave the other
-    /// rows alone), on every path.
+    /// int8 at GPT-2's K (768 and 3072: qmax bounded by K so the int32 sums cannot overflow) and
+    /// odd K past them, with the worst case for overflow (every weight -128, activations at full
+    /// scale): the definition bit for bit on every path.
+    func testInt8AtDecoderSizesAndTheOverflowBound() {
+        let paths = SmallMatMul.Path.allCases.filter(\.isAvailable)
+        for (m, n, k, outputMajor) in [(3, 197, 769, true), (3, 197, 769, false), (2, 70, 3072, false), (5, 40, 3073, true)] {
+            var p = problem(m: m, n: n, k: k, outputMajor: outputMajor, seed: UInt64(k + m))
+            let what = "int8 \(m)x\(n)x\(k) outputMajor=\(outputMajor)"
+            assertMatchesInt8Definition(run(p, .int8, path: .portable), p, what)
+            for path in paths { XCTAssertEqual(run(p, .int8, path: path), run(p, .int8, path: .portable), "\(path) \(what)") }
+            p.int8 = [Int8](repeating: -128, count: p.int8.count)
+            p.a = (0..<p.a.count).map { $0 % 7 == 0 ? 1 : -1 }
+            assertMatchesInt8Definition(run(p, .int8, path: .portable), p, "\(what), weights -128")
+            for path in paths { XCTAssertEqual(run(p, .int8, path: path), run(p, .int8, path: .portable), "\(path) \(what), weights -128") }
+        }
+    }
+
+    /// int8 rows of zeros give zeros (so does a row too small to scale, max |a| ~1e-36), rows with a
+    /// NaN or an infinity give NaN (and leave the other rows alone), on every path.
     func testInt8RowsOfZerosAndNonFiniteRows() {
         for path in SmallMatMul.Path.allCases where path.isAvailable {
             for outputMajor in [true, false] {
                 var p = problem(m: 4, n: 40, k: 70, outputMajor: outputMajor, seed: 5)
                 let clean = run(p, .int8, path: path)
-                for kk in 0..<p.k { p.a[kk] = 0 }
+                for kk in 0..<p.k { p.a[kk] = kk % 3 == 0 ? 1e-36 : 0 }
                 p.a[2 * p.k + 9] = .nan
                 p.a[3 * p.k + 1] = -.infinity
                 let c = run(p, .int8, path: path)
