@@ -34,6 +34,11 @@ final class BatchOutputSafetyTests: XCTestCase {
     }
 
     /// Runs `arguments` until `lines` records exist in `out`, then stops it (SIGSTOP) and returns it.
+    /// Images for a run that `startAndPause` must catch mid-way: records come in groups of the decode
+    /// batch (8), and the reliability model captions thousands of images a second, so a short run
+    /// could end between the first record and the SIGSTOP.
+    private static let pausedRunImages = 160
+
     private func startAndPause(_ arguments: [String], out: URL, lines: Int) throws -> (Process, URL, URL) {
         let (process, o, e) = try GlimpseCLI.process(arguments, scratch: scratch.url)
         try process.run()
@@ -183,7 +188,7 @@ final class BatchOutputSafetyTests: XCTestCase {
 
     func testASecondRunOnTheSameOutputIsRefusedNamingTheHolder() throws {
         let dir = try scratch.directory("photos")
-        try scratch.images(in: dir, count: 24)
+        try scratch.images(in: dir, count: Self.pausedRunImages)
         let out = scratch.url.appendingPathComponent("out.jsonl")
         let (process, o, e) = try startAndPause(["batch", dir.path, "--model", model.path, "--out", out.path, "--quiet"], out: out, lines: 1)
         for extra in [[], ["--resume"], ["--overwrite"]] {
@@ -195,8 +200,8 @@ final class BatchOutputSafetyTests: XCTestCase {
         process.waitUntilExit()
         XCTAssertEqual(GlimpseCLI.collect(process, o, e).status, 0)
         let files = try BatchRecords(out).files
-        XCTAssertEqual(files.count, 24)
-        XCTAssertEqual(Set(files).count, 24, "records written twice")
+        XCTAssertEqual(files.count, Self.pausedRunImages)
+        XCTAssertEqual(Set(files).count, Self.pausedRunImages, "records written twice")
     }
 
     // MARK: 5. resume checks what the output was made with
@@ -310,7 +315,7 @@ final class BatchOutputSafetyTests: XCTestCase {
         let weights = copy.appendingPathComponent("model.safetensors")
         let original = try Data(contentsOf: weights)
         let dir = try scratch.directory("photos")
-        try scratch.images(in: dir, count: 20)
+        try scratch.images(in: dir, count: Self.pausedRunImages)
         let reference = scratch.url.appendingPathComponent("reference.jsonl")
         XCTAssertEqual(try batch(dir.path, out: reference.path, model: copy).status, 0)
         let out = scratch.url.appendingPathComponent("out.jsonl")
@@ -324,7 +329,7 @@ final class BatchOutputSafetyTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("\(weights.path) was truncated or changed") && result.stderr.contains("--resume"), result.stderr)
         let partial = try BatchRecords(out)   // every line whole
         XCTAssertGreaterThanOrEqual(partial.files.count, 2)
-        XCTAssertLessThan(partial.files.count, 20)
+        XCTAssertLessThan(partial.files.count, Self.pausedRunImages)
         try original.write(to: weights)
         let resumed = try batch(dir.path, out: out.path, ["--resume"], model: copy)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
@@ -333,7 +338,7 @@ final class BatchOutputSafetyTests: XCTestCase {
 
     func testInterruptSaysHowToResume() throws {
         let dir = try scratch.directory("photos")
-        try scratch.images(in: dir, count: 20)
+        try scratch.images(in: dir, count: Self.pausedRunImages)
         let reference = scratch.url.appendingPathComponent("reference.jsonl")
         XCTAssertEqual(try batch(dir.path, out: reference.path).status, 0)
         let out = scratch.url.appendingPathComponent("out.jsonl")
