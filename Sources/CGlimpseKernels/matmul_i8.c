@@ -98,7 +98,8 @@ static inline void store_i8(float *c, int32_t acc, float rowscale, const float *
     gk_store(c, (float)acc * rowscale, scale, n, alpha, accumulate);
 }
 
-// Portable: the definition, and the fallback when scratch cannot be had (quantizes row by row).
+// Portable: the definition, the vector KN kernels' column tails, and the fallback when scratch
+// cannot be had (quantizes row by row).
 static void portable_nk(int m, int n0, int n1, int k, const int16_t *q, long ldq, const float *rs,
                         const int8_t *w, long ldw, const float *scale, float alpha, float *c, long ldc,
                         int accumulate, int32_t *work) {
@@ -132,17 +133,6 @@ static void portable_kn(int m, int n0, int n1, int k, const int16_t *q, long ldq
             }
             for (int j = 0; j < width; j++) store_i8(c + (long)i * ldc + nb + j, sums[j], rs[i], scale, nb + j, alpha, accumulate);
         }
-    }
-}
-
-/// One column of the KN form for rows < m (tails): strided, exact.
-static void kn_column(int m, int n, int k, const int16_t *q, long ldq, const float *rs, const int8_t *w, long ldw,
-                      const float *scale, float alpha, float *c, long ldc, int accumulate) {
-    for (int i = 0; i < m; i++) {
-        const int16_t *x = q + (long)i * ldq;
-        int32_t acc = 0;
-        for (int kk = 0; kk < k; kk++) acc += (int32_t)x[kk] * w[(long)kk * ldw + n];
-        store_i8(c + (long)i * ldc + n, acc, rs[i], scale, n, alpha, accumulate);
     }
 }
 
@@ -250,7 +240,7 @@ static I8_AVX2 void avx2_kn(int m, int n0, int n1, int k, const int16_t *q, long
         for (int i = 0; i < m; i++)
             for (int j = 0; j < nv * 16; j++)
                 store_i8(c + (long)i * ldc + c0 + j, work[(long)i * nv * 16 + j], rs[i], scale, c0 + j, alpha, accumulate);
-        for (int n = c0 + nv * 16; n < c0 + width; n++) kn_column(m, n, k, q, ldq, rs, w, ldw, scale, alpha, c, ldc, accumulate);
+        portable_kn(m, c0 + nv * 16, c0 + width, k, q, ldq, rs, w, ldw, scale, alpha, c, ldc, accumulate, NULL);
     }
 }
 
@@ -365,7 +355,7 @@ static ATTR void NAME(int m, int n0, int n1, int k, const int16_t *q, long ldq, 
                     int n = c0 + 32 * v + column[l];                                              \
                     store_i8(c + (long)i * ldc + n, work[((long)i * nv + v) * 32 + l], rs[i], scale, n, alpha, accumulate); \
                 }                                                                                 \
-        for (int n = c0 + nv * 32; n < c0 + width; n++) kn_column(m, n, k, q, ldq, rs, w, ldw, scale, alpha, c, ldc, accumulate); \
+        portable_kn(m, c0 + nv * 32, c0 + width, k, q, ldq, rs, w, ldw, scale, alpha, c, ldc, accumulate, NULL); \
     }                                                                                             \
 }
 
