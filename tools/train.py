@@ -63,11 +63,13 @@ Long runs, resumable across sessions (the recipe of the run that continues model
 Model: VisionEncoderDecoderModel, ViT (112 px, patch 8 -> 14x14 grid, hidden 192) + GPT-2 decoder
 (hidden 192, 3 layers, 4 heads, n_positions 32, cross-attention), trained from scratch with AdamW,
 warmup then cosine decay over a wall-clock budget (--minutes), horizontal-flip augmentation (caption
-rewritten: left/right relations swapped, 3-object lists reversed), and an auxiliary loss that pulls
+rewritten: left/right relations swapped, 3-object lists reversed; --augment dihedral: any of the
+square's eight symmetries, captions re-derived by the spec), and an auxiliary loss that pulls
 the last decoder layer's cross-attention (mean over heads, patches only) at the step that emits an
 object's shape word toward that object's mask pooled to the patch grid.
 """
 import argparse
+import functools
 import glob
 import json
 import math
@@ -138,12 +140,20 @@ class Data:
         self.paths = list(paths)
         self.N = len(self.captions)
         self.grid = self.grids.shape[-1]
-        # original and flipped token sequences, shape-word positions, object order for each
+        # token sequences and shape-word positions of the stored captions; those of transformed
+        # scenes (see transformed_caption) are made when first drawn
         self.seq = [self._encode(c) for c in self.captions]
-        self.fseq = []
-        for i in range(self.N):
-            cap, order = flip_caption(self, i)
-            self.fseq.append((self._encode(cap), order))
+        self._tseq = {}
+
+    def transformed(self, i, code):
+        """((token ids, shape-word positions), object order) of scene i under transform `code`."""
+        if not code:
+            return self.seq[i], list(range(self.nobj[i]))
+        key = (i, code)
+        if key not in self._tseq:
+            cap, order = transformed_caption(self, i, code)
+            self._tseq[key] = (self._encode(cap), order)
+        return self._tseq[key]
 
     def sample_probs(self, above_weight, hard_weight=1.0):
         key = (above_weight, hard_weight)
@@ -169,7 +179,8 @@ class Data:
         pos = [j for j, t in enumerate(ids) if t in self.shape_ids]
         return ids, pos
 
-    def batch(self, idx, flip=None):
+    def batch(self, idx, transform=None):
+        """Tensors for scenes idx; transform[r] is scene r's TRANSFORM code (0 or None: as stored)."""
         B = len(idx)
         G = self.grid
         imgs = self.images[idx]
@@ -179,22 +190,16 @@ class Data:
         obj_b, obj_pos, obj_grid = [], [], []
         imgs = imgs.copy()
         for r, i in enumerate(idx):
-            f = flip is not None and flip[r]
-            if f:
-                (ids, pos), order = self.fseq[i]
-                imgs[r] = imgs[r][:, ::-1]
-            else:
-                ids, pos = self.seq[i]
-                order = list(range(self.nobj[i]))
+            code = int(transform[r]) if transform is not None else 0
+            (ids, pos), order = self.transformed(i, code)
+            imgs[r] = transform_grid(imgs[r], code)
             n = len(ids)
             dec_in[r, 1:n + 1] = ids
             labels[r, :n] = ids
             labels[r, n] = EOT_ID
             mask[r, :n + 1] = 1
             for k, p in zip(order, pos):
-                g = self.grids[i, k]
-                if f:
-                    g = g[:, ::-1]
+                g = transform_grid(self.grids[i, k], code)
                 obj_b.append(r)
                 obj_pos.append(p)
                 obj_grid.append(g.reshape(-1))
@@ -203,28 +208,56 @@ class Data:
                 torch.tensor(obj_b), torch.tensor(obj_pos), torch.from_numpy(np.stack(obj_grid)))
 
 
-def flip_caption(d, i):
-    """Caption of the horizontally flipped scene i; returns (caption, order) where order lists the
-    stored object indices in the flipped caption's order."""
+# Transforms of the square training image that keep every caption derivable: bit 0 mirrors left-right,
+# bit 1 mirrors top-bottom, bit 2 transposes (applied first). Codes 0-7 are the eight symmetries of the
+# square; 0 and 1 alone are the horizontal-flip augmentation of the shipped recipe.
+HFLIP, VFLIP, TRANSPOSE = 1, 2, 4
+
+
+def transform_grid(a, code):
+    """An [H, W, ...] image or [G, G] grid under transform `code`."""
+    if code & TRANSPOSE:
+        a = a.swapaxes(0, 1)
+    if code & HFLIP:
+        a = a[:, ::-1]
+    if code & VFLIP:
+        a = a[::-1]
+    return a
+
+
+def transformed_caption(d, i, code):
+    """Caption of scene i under transform `code`, derived by the spec's rules (docs/scene-world.md) from
+    the transformed box centers; returns (caption, order), order listing the stored object indices in
+    the caption's order."""
     n = int(d.nobj[i])
     objs = []
     for k in range(n):
-        x, y, w, h = d.boxes[i, k]
+        x, y, w, h = (float(v) for v in d.boxes[i, k])
+        cx, cy = x + w / 2.0, y + h / 2.0
+        if code & TRANSPOSE:
+            cx, cy = cy, cx
+        if code & HFLIP:
+            cx = 1.0 - cx
+        if code & VFLIP:
+            cy = 1.0 - cy
         s, c, z = d.attrs[i, k]
         objs.append(dict(k=k, shape=scenes.SHAPES[s], color=scenes.COLOR_NAMES[c], size=scenes.SIZES[z],
-                         cx=1.0 - (x + w / 2.0), cy=y + h / 2.0))
+                         cx=cx, cy=cy))
     if n == 1:
         return d.captions[i], [0]
     if n == 2:
-        rel = "left" if " to the left of " in d.captions[i] else "above"
-        order = [objs[1], objs[0]] if rel == "left" else [objs[0], objs[1]]
+        a, b = objs
+        rel = "left" if " to the left of " in d.captions[i] else "above"  # mirrors keep |dx| and |dy|
+        if code & TRANSPOSE:  # swaps |dx| and |dy|: the relation turns, except on a tie (left)
+            tie = abs(abs(a["cx"] - b["cx"]) - abs(a["cy"] - b["cy"])) < 1e-6
+            rel = "left" if tie or rel == "above" else "above"
+        key = "cx" if rel == "left" else "cy"
+        order = [a, b] if a[key] <= b[key] else [b, a]
         return scenes.make_caption(order, rel), [o["k"] for o in order]
-    order = objs[::-1]
-    # exact ties in x keep "upper first"
-    for a in range(2):
-        for b in range(2 - a):
-            if abs(order[b]["cx"] - order[b + 1]["cx"]) < 1e-6 and order[b]["cy"] > order[b + 1]["cy"]:
-                order[b], order[b + 1] = order[b + 1], order[b]
+    # left to right; centers equal in x (to the float32 noise of the stored fractions): upper first
+    order = sorted(objs, key=functools.cmp_to_key(
+        lambda p, q: (p["cy"] > q["cy"]) - (p["cy"] < q["cy"]) if abs(p["cx"] - q["cx"]) < 1e-6
+        else (p["cx"] > q["cx"]) - (p["cx"] < q["cx"])))
     return scenes.make_caption(order, None), [o["k"] for o in order]
 
 
@@ -446,6 +479,10 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--oversample-above", type=float, default=1.0, help="sampling weight of 2-object 'above' "
                     "scenes (the first object must be the upper one; the hardest decision to learn)")
+    ap.add_argument("--augment", choices=["hflip", "dihedral"], default="hflip",
+                    help="hflip: mirror half the scenes left-right; dihedral: any of the square's eight "
+                    "symmetries (transposes turn 'above' into 'to the left of', so both relations and "
+                    "the 3-object order see the same geometry); captions are re-derived by the spec")
     ap.add_argument("--attn-weight", type=float, default=0.3, help="weight of the cross-attention loss")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (1: see --help top)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (AMX CPUs); "
@@ -545,8 +582,11 @@ def main():
             idx = rng.choice(data.N, bsz, p=data.sample_probs(args.oversample_above, args.hard_weight))
         else:
             idx = rng.integers(0, data.N, bsz)
-        flip = rng.random(bsz) < 0.5
-        px, dec_in, dmask, labels, ob, op, og = data.batch(idx, flip)
+        if args.augment == "dihedral":
+            transform = rng.integers(0, 8, bsz)
+        else:
+            transform = (rng.random(bsz) < 0.5).astype(np.int64)
+        px, dec_in, dmask, labels, ob, op, og = data.batch(idx, transform)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             enc, out = forward(model, px, dec_in, dmask, need_attn=args.attn_weight > 0)
         logits = out.logits.float()

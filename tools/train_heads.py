@@ -80,7 +80,7 @@ def extract(model, data, idx_all, flip_all=None, bs=64, log=""):
         # targets in the same order as data.batch lists objects
         for r, i in enumerate(idx):
             f = flip is not None and flip[r]
-            order = data.fseq[i][1] if f else list(range(data.nobj[i]))
+            order = data.transformed(i, int(f))[1]
             for k in order:
                 x, y, w, h = data.boxes[i, k]
                 sg = data.segs[i, k].astype(np.float32) / 255.0
