@@ -127,6 +127,14 @@ void gk_set_thread_counted_busy(int counted);
 int gk_thread_batch_invariant(void);
 void gk_set_thread_batch_invariant(int invariant);
 
+/// A task of a parallel job: `task` runs from 0 to the job's task count - 1.
+typedef void (*gk_task_fn)(void *ctx, int task);
+/// Runs fn(ctx, 0 ..< tasks) on the calling thread and the pool's workers (pool.c: spinning
+/// workers, so jobs of a few microseconds split well) and returns when all are done. Runs them on
+/// the calling thread alone when the pool is busy with another caller's job, from inside a task,
+/// or for more than 65535 tasks.
+void gk_parallel_for(int tasks, gk_task_fn fn, void *ctx);
+
 /// Read-only memory bandwidth: sums `count` floats of `src` (wide loads, no stores), returns the sum
 /// so the reads cannot be optimized away.
 float gk_sum_read(const float *src, long count);

@@ -186,7 +186,7 @@ public enum Resampler {
                 // 224 x 224 is ~75 M multiply-adds here, the bulk of preprocessing).
                 let work = rows.count * outWidth * taps * channels
                 let parts = work > 4_000_000 ? min(ProcessInfo.processInfo.activeProcessorCount, rows.count) : 1
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                Parallel.forEach(iterations: parts) { part in
                     let lo = rows.count * part / parts, hi = rows.count * (part + 1) / parts
                     for outRow in lo..<hi {
                         let rowIn = (rows.lowerBound + outRow) * width * channels

@@ -48,7 +48,7 @@ enum Attention {
             for h in 0..<o.heads { head(h, o, into: out, outStride: outStride, scores: scores, weights: weights) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { t in
+        Parallel.forEach(iterations: workers) { t in
             for h in stride(from: t, to: o.heads, by: workers) {
                 head(h, o, into: out, outStride: outStride, scores: scores + t * n * m, weights: weights, parallel: false)
             }

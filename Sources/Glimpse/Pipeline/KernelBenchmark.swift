@@ -132,7 +132,7 @@ public enum KernelBenchmark {
         let sink = UnsafeMutablePointer<Float>.allocate(capacity: workers)
         defer { sink.deallocate() }
         let seconds = bestSeconds(repeats: 3) {
-            DispatchQueue.concurrentPerform(iterations: workers) { t in
+            Parallel.forEach(iterations: workers) { t in
                 let lo = count * t / workers, hi = count * (t + 1) / workers
                 sink[t] = gk_sum_read(src + lo, hi - lo)
             }

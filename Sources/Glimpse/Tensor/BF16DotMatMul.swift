@@ -40,7 +40,7 @@ enum BF16DotMatMul {
                               acc, packed + count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { t in
+        Parallel.forEach(iterations: workers) { t in
             let lo = n * t / workers / tile * tile, hi = t == workers - 1 ? n : n * (t + 1) / workers / tile * tile
             if lo < hi {
                 gk_bf16dot_matmul(dtype, form, Int32(rows), Int32(lo), Int32(hi), Int32(k), packed, w.base, w.rowStride,

@@ -60,7 +60,7 @@ public enum BLAS {
                      c: c, ldc: ldc, alpha: alpha, beta: beta)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { t in
+        Parallel.forEach(iterations: workers) { t in
             let lo = m * t / workers, hi = m * (t + 1) / workers
             openBLAS(m: hi - lo, n: n, k: k, a: a + lo * lda, lda: lda, b: b, ldb: ldb, transposeB: transposeB,
                      c: c + lo * ldc, ldc: ldc, alpha: alpha, beta: beta)

@@ -10,7 +10,7 @@ public enum Kernels {
         let work = rows * cols
         let chunks = (work >= 1 << 16 && rows >= 2) ? min(rows, ProcessInfo.processInfo.activeProcessorCount) : 1
         if chunks == 1 { body(0..<rows); return }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        Parallel.forEach(iterations: chunks) { c in
             let lo = rows * c / chunks, hi = rows * (c + 1) / chunks
             if lo < hi { body(lo..<hi) }
         }

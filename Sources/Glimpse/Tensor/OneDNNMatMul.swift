@@ -93,7 +93,7 @@ public enum OneDNNMatMul {
         guard engine(Weights(w.element)) == .oneDNN, let packed = w.packedForOneDNN.handle(for: w) else { return [0..<rows] }
         let workers = rows >= 2 * minimumRowsPerThread ? min(SmallMatMul.idleThreads, rows / minimumRowsPerThread) : 1
         let failed = Atomic<Int>(0)   // bit t: part t left to the caller
-        DispatchQueue.concurrentPerform(iterations: workers) { t in
+        Parallel.forEach(iterations: workers) { t in
             let lo = rows * t / workers, hi = rows * (t + 1) / workers
             gd_set_threads(1)
             if gd_matmul(packed, Int32(hi - lo), x + lo * lda, lda, out + lo * ldc, ldc, accumulate ? 1 : 0) != 0 {

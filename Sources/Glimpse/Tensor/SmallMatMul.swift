@@ -62,7 +62,7 @@ public enum SmallMatMul {
         }
         // Column chunks aligned to the kernels' tiles (8 weight rows NK, 64 columns KN).
         let align = outputMajor ? 8 : 64
-        DispatchQueue.concurrentPerform(iterations: workers) { t in
+        Parallel.forEach(iterations: workers) { t in
             let lo = min(n, (n * t / workers + align - 1) / align * align)
             let hi = t == workers - 1 ? n : min(n, (n * (t + 1) / workers + align - 1) / align * align)
             if lo < hi {
