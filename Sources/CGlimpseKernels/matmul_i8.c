@@ -154,14 +154,13 @@ I8_AVX2_INLINE void avx2_nk_tile(int mt, int nt, int n, int k, const int16_t *q,
     __m256i acc[4][2];
     for (int i = 0; i < mt; i++) for (int j = 0; j < nt; j++) acc[i][j] = _mm256_setzero_si256();
     int k16 = k & ~15;
-    for (int kk = 0; kk < k16; kk += 16) {
-        __m256i x[4];
-        for (int i = 0; i < mt; i++) x[i] = _mm256_loadu_si256((const __m256i *)(q + (long)i * ldq + kk));
-        for (int j = 0; j < nt; j++) {
+    for (int j = 0; j < nt; j++)   // one weight row after the other (see the AVX-512 tile)
+        for (int kk = 0; kk < k16; kk += 16) {
             __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (long)(n + j) * ldw + kk)));
-            for (int i = 0; i < mt; i++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(x[i], wv));
+            for (int i = 0; i < mt; i++)
+                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(
+                    _mm256_loadu_si256((const __m256i *)(q + (long)i * ldq + kk)), wv));
         }
-    }
     for (int i = 0; i < mt; i++)
         for (int j = 0; j < nt; j++) {
             const int8_t *row = w + (long)(n + j) * ldw;
@@ -250,23 +249,23 @@ static I8_AVX2 void avx2_kn(int m, int n0, int n1, int k, const int16_t *q, long
 #define I8_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
 #define DP_VNNI(acc, x, w) _mm512_dpwssd_epi32(acc, x, w)
 #define DP_512(acc, x, w) _mm512_add_epi32(acc, _mm512_madd_epi16(x, w))
-enum { NK_PREFETCH = 8 };
 
 // NK form: a tile of MT rows × NT weight rows; 32 k per step (the last step masked).
 #define I8_NK512(NAME, ATTR, DP)                                                                  \
 static inline __attribute__((always_inline)) ATTR void NAME##_tile(                               \
         int mt, int nt, int n, int k, const int16_t *q, long ldq, const float *rs, const int8_t *w, \
-        long ldw, const float *scale, float alpha, float *c, long ldc, int accumulate, int prefetch) { \
+        long ldw, const float *scale, float alpha, float *c, long ldc, int accumulate) {          \
     __m512i acc[4][4];                                                                            \
     for (int i = 0; i < mt; i++) for (int j = 0; j < nt; j++) acc[i][j] = _mm512_setzero_si512(); \
-    for (int kk = 0; kk < k; kk += 32) {                                                          \
-        __mmask32 mask = k - kk >= 32 ? 0xFFFFFFFFu : (1u << (k - kk)) - 1;                       \
-        __m512i x[4];                                                                             \
-        for (int i = 0; i < mt; i++) x[i] = _mm512_loadu_si512(q + (long)i * ldq + kk);           \
-        for (int j = 0; j < nt; j++) {                                                            \
-            __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, w + (long)(n + j) * ldw + kk)); \
-            if (prefetch) _mm_prefetch((const char *)(w + (long)(n + j + NK_PREFETCH) * ldw + kk), _MM_HINT_T0); \
-            for (int i = 0; i < mt; i++) acc[i][j] = DP(acc[i][j], x[i], wv);                     \
+    /* One weight row after the other: the tile's rows are adjacent in memory, so the loads run   \
+       straight through it (interleaving the rows 32 k at a time, with software prefetches,        \
+       streamed 8-9 G weights/s from memory on one core; this order 14-19, `make bench`). */      \
+    for (int j = 0; j < nt; j++) {                                                                \
+        const int8_t *row = w + (long)(n + j) * ldw;                                              \
+        for (int kk = 0; kk < k; kk += 32) {                                                      \
+            __mmask32 mask = k - kk >= 32 ? 0xFFFFFFFFu : (1u << (k - kk)) - 1;                   \
+            __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, row + kk));           \
+            for (int i = 0; i < mt; i++) acc[i][j] = DP(acc[i][j], _mm512_loadu_si512(q + (long)i * ldq + kk), wv); \
         }                                                                                         \
     }                                                                                             \
     for (int i = 0; i < mt; i++)                                                                  \
@@ -281,17 +280,17 @@ static ATTR void NAME(int m, int n0, int n1, int k, const int16_t *q, long ldq, 
     for (; n + 4 <= n1; n += 4) {                                                                 \
         int i = 0;                                                                                \
         for (; i + 4 <= m; i += 4)                                                                \
-            NAME##_tile(4, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate, i == 0 && n + 4 + NK_PREFETCH <= n1); \
+            NAME##_tile(4, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate); \
         switch (m - i) {                                                                          \
-        case 3: NAME##_tile(3, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate, i == 0 && n + 4 + NK_PREFETCH <= n1); break; \
-        case 2: NAME##_tile(2, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate, i == 0 && n + 4 + NK_PREFETCH <= n1); break; \
-        case 1: NAME##_tile(1, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate, i == 0 && n + 4 + NK_PREFETCH <= n1); break; \
+        case 3: NAME##_tile(3, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate); break; \
+        case 2: NAME##_tile(2, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate); break; \
+        case 1: NAME##_tile(1, 4, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate); break; \
         default: break;                                                                           \
         }                                                                                         \
     }                                                                                             \
     for (; n < n1; n++)                                                                           \
         for (int i = 0; i < m; i++)                                                               \
-            NAME##_tile(1, 1, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate, 0); \
+            NAME##_tile(1, 1, n, k, q + (long)i * ldq, ldq, rs + i, w, ldw, scale, alpha, c + (long)i * ldc, ldc, accumulate); \
 }
 
 // KN form: as the AVX2 one with 32 columns per step. Interleaving bytes works within 128-bit

@@ -68,6 +68,21 @@ public struct WeightMatrix: @unchecked Sendable {
         self.scales = element == .int8 ? scales : nil
     }
 
+    /// The same bf16 or int8 matrix stored as [out, in] rows, in memory this matrix owns (an
+    /// [out, in] matrix is returned as it is), transposed on the idle cores.
+    func outputMajorCopy() -> WeightMatrix {
+        guard layout == .inputMajor, element != .f32 else { return self }
+        let size = element.byteSize, rows = inFeatures, columns = outFeatures
+        let buffer = WeightBuffer(bytes: rows * columns * size)
+        let source = base, target = buffer.pointer
+        let parts = rows * columns >= 1 << 20 ? SmallMatMul.idleThreads : 1
+        Parallel.forEach(iterations: parts) { t in
+            gk_transpose_rows(source, target, rows, columns, Int32(size), rows * t / parts, rows * (t + 1) / parts)
+        }
+        return WeightMatrix(element: element, layout: .outputMajor, outFeatures: outFeatures, inFeatures: inFeatures,
+                            base: UnsafeRawPointer(target), owner: buffer, scales: scales)
+    }
+
     /// The fp32 tensor of an fp32 matrix, in stored layout (nil for bf16/int8).
     var floats: UnsafePointer<Float>? { element == .f32 ? base.assumingMemoryBound(to: Float.self) : nil }
 
@@ -100,4 +115,15 @@ public struct WeightMatrix: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Bytes a weight matrix owns (a transposed copy), 64-byte aligned for the kernels' loads.
+final class WeightBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+
+    init(bytes: Int) {
+        pointer = .allocate(byteCount: max(bytes, 1), alignment: 64)
+    }
+
+    deinit { pointer.deallocate() }
 }

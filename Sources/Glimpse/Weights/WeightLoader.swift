@@ -133,8 +133,15 @@ public struct WeightLoader: Sendable {
                 scales = s
             }
             if let bytes = file.rawBytes(full), let base = bytes.baseAddress {
-                return WeightMatrix(element: element, layout: layout, outFeatures: out, inFeatures: inFeatures,
-                                    base: base, owner: file.mappingOwner, scales: scales)
+                let matrix = WeightMatrix(element: element, layout: layout, outFeatures: out, inFeatures: inFeatures,
+                                          base: base, owner: file.mappingOwner, scales: scales)
+                // Decode steps read int8 [out, in] rows at memory speed and [in, out] ones at half of
+                // it (`glimpse bench`, decode-step table): Conv1D int8 matrices are turned once here,
+                // and the file's pages they came from leave the resident set.
+                guard element == .int8, layout == .inputMajor else { return matrix }
+                let turned = matrix.outputMajorCopy()
+                MappedFileRegistry.releasePages(base, count: bytes.count)
+                return turned
             }
             // Misaligned in a hand-made file: an fp32 copy computes the same products.
             return WeightMatrix(try file.tensor(full), layout: layout)

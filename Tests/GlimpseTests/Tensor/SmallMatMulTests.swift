@@ -234,6 +234,36 @@ final class SmallMatMulTests: XCTestCase {
         }
     }
 
+    /// The loader turns int8 Conv1D matrices into [out, in] copies (`outputMajorCopy`): every element
+    /// lands at its transposed place (odd sizes, both element sizes), and int8 products, exact
+    /// integer sums on either layout, keep their bits.
+    func testOutputMajorCopyOfConv1DMatrices() {
+        for (n, k) in [(130, 77), (64, 64), (1100, 520)] {
+            let p = problem(m: 3, n: n, k: k, outputMajor: false, seed: 9)
+            forEachReducedPrecisionMatrix(p) { element, matrix in
+                let turned = matrix.outputMajorCopy()
+                XCTAssertEqual(turned.layout, .outputMajor)
+                XCTAssertEqual(turned.outFeatures, n)
+                XCTAssertEqual(turned.inFeatures, k)
+                let size = element.byteSize
+                var misplaced = 0
+                for r in 0..<k {
+                    for c in 0..<n where memcmp(turned.base + (c * k + r) * size, matrix.base + (r * n + c) * size, size) != 0 {
+                        misplaced += 1
+                    }
+                }
+                XCTAssertEqual(misplaced, 0, "\(element) \(n)x\(k)")
+                guard element == .int8 else { return }
+                var before = [Float](repeating: 0, count: p.m * n), after = before
+                p.a.withUnsafeBufferPointer {
+                    BLAS.product($0.baseAddress!, rows: p.m, weight: matrix, into: &before)
+                    BLAS.product($0.baseAddress!, rows: p.m, weight: turned, into: &after)
+                }
+                XCTAssertEqual(after, before, "int8 \(n)x\(k): the same bits from either layout")
+            }
+        }
+    }
+
     /// `body` with the problem's bf16 and its int8 weights as matrices of its layout.
     func forEachReducedPrecisionMatrix(_ p: Problem, _ body: (WeightMatrix.Element, WeightMatrix) -> Void) {
         p.bf16.withUnsafeBytes { bf in
