@@ -135,19 +135,25 @@ public struct WeightLoader: Sendable {
             if let bytes = file.rawBytes(full), let base = bytes.baseAddress {
                 let matrix = WeightMatrix(element: element, layout: layout, outFeatures: out, inFeatures: inFeatures,
                                           base: base, owner: file.mappingOwner, scales: scales)
-                // Decode steps read int8 [out, in] rows at memory speed and [in, out] ones at half of
-                // it (`glimpse bench`, decode-step table): Conv1D int8 matrices are turned once here,
-                // and the file's pages they came from leave the resident set.
-                guard element == .int8, layout == .inputMajor else { return matrix }
-                let turned = matrix.outputMajorCopy()
-                MappedFileRegistry.releasePages(base, count: bytes.count)
-                return turned
+                return element == .int8 ? Self.outputMajor(matrix, releasing: bytes) : matrix
             }
             // Misaligned in a hand-made file: an fp32 copy computes the same products.
             return WeightMatrix(try file.tensor(full), layout: layout)
         case .f32, .f16:
             return WeightMatrix(try file.tensor(full), layout: layout)
         }
+    }
+
+    /// `matrix` as [out, in] rows: decode steps stream int8 [out, in] rows at memory speed and
+    /// GPT-2's Conv1D [in, out] rows at up to 2.7x the time (`glimpse bench`, decode-step table), so
+    /// int8 Conv1D matrices are turned once here and the file's pages they came from leave the
+    /// resident set. fp32 ones stay: their [in, out] kernels are within 1.4x, and turning vit-gpt2's
+    /// took 300 ms of load for ~1.5 ms a step.
+    private static func outputMajor(_ matrix: WeightMatrix, releasing stored: UnsafeRawBufferPointer) -> WeightMatrix {
+        guard matrix.layout == .inputMajor, let base = stored.baseAddress else { return matrix }
+        let turned = matrix.outputMajorCopy()
+        MappedFileRegistry.releasePages(base, count: stored.count)
+        return turned
     }
 
     /// Names loaded as layer weight matrices (through `weightMatrix`), with their layout.
