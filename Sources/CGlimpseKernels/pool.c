@@ -11,13 +11,16 @@
 // claims a task by compare-and-swap on the whole word, so a worker that read an old job can never
 // claim a task of a newer one; the caller claims tasks like any worker (a job finishes even if no
 // worker wakes) and waits for the count of finished tasks. One caller at a time: a job submitted
-// while another runs, or from inside a task, runs on its calling thread.
+// while another runs, or from inside a task, runs on its calling thread (so a task must never wait
+// for a sibling task). At most one worker per other online core.
 #include "glimpse_kernels.h"
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define GK_PAUSE() _mm_pause()
@@ -44,6 +47,7 @@ static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int workers;
+static int cannot_grow;              // a thread failed to start: the pool stays as it is
 static _Thread_local int inside;   // this thread runs a task (or is a worker): nested jobs run here
 
 static inline uint32_t epoch_of(uint64_t t) { return (uint32_t)(t >> 32); }
@@ -95,26 +99,45 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/// Starts workers until there are `wanted` (threads that fail to start are done without).
+/// In a child of fork() only the forking thread exists: the pool starts again from nothing.
+static void reset_after_fork(void) {
+    atomic_store(&workers, 0);
+    atomic_store(&sleepers, 0);
+    atomic_flag_clear(&held);
+    cannot_grow = 0;
+    pthread_mutex_init(&sleep_lock, NULL);
+    pthread_cond_init(&wake, NULL);
+    pthread_mutex_init(&grow_lock, NULL);
+}
+
+/// Starts workers until there are `wanted`, at most one per other online core (threads that fail
+/// to start are done without, and no more are tried).
 static int ensure_workers(int wanted) {
-    if (wanted > POOL_MAX_WORKERS) wanted = POOL_MAX_WORKERS;
     int have = atomic_load_explicit(&workers, memory_order_acquire);
     if (have >= wanted) return have;
     pthread_mutex_lock(&grow_lock);
+    static int forks_handled;
+    if (!forks_handled) forks_handled = pthread_atfork(NULL, NULL, reset_after_fork) == 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int limit = cores > 1 ? (int)(cores - 1 < POOL_MAX_WORKERS ? cores - 1 : POOL_MAX_WORKERS) : 0;
+    if (wanted > limit) wanted = limit;
     have = atomic_load(&workers);
-    // Workers take no signals: they stay with the threads that handle them (SIGINT stops a batch).
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    while (have < wanted) {
+    // Workers take no asynchronous signals (SIGINT stops a batch on the threads that handle it), but
+    // faults they cause reach their handlers: blocked, Linux kills the process at once instead
+    // (`glimpse batch`'s SIGBUS handler names a model file truncated under its mapping).
+    sigset_t mask, old;
+    sigfillset(&mask);
+    const int faults[] = { SIGBUS, SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS, SIGPIPE, SIGPROF };
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) sigdelset(&mask, faults[i]);
+    pthread_sigmask(SIG_SETMASK, &mask, &old);
+    while (have < wanted && !cannot_grow) {
         pthread_t thread;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int failed = pthread_create(&thread, &attr, worker_main, NULL);
+        cannot_grow = pthread_create(&thread, &attr, worker_main, NULL) != 0;
         pthread_attr_destroy(&attr);
-        if (failed) break;
-        have++;
+        if (!cannot_grow) have++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     atomic_store(&workers, have);
@@ -138,13 +161,20 @@ void gk_parallel_for(int tasks, gk_task_fn fn, void *ctx) {
     atomic_store_explicit(&finished, 0, memory_order_relaxed);
     uint32_t epoch = epoch_of(atomic_load_explicit(&ticket, memory_order_relaxed)) + 1;
     atomic_store(&ticket, ((uint64_t)epoch << 32) | ((uint64_t)tasks << 16));
-    if (atomic_load(&sleepers) > 0) {
+    int asleep = atomic_load(&sleepers);
+    if (asleep > 0) {   // wake as many as the job can use (a woken worker that finds no task spins, then sleeps)
         pthread_mutex_lock(&sleep_lock);
-        pthread_cond_broadcast(&wake);
+        for (int i = 0; i < asleep && i < tasks - 1; i++) pthread_cond_signal(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
     run_tasks(epoch);
-    while (atomic_load_explicit(&finished, memory_order_acquire) < tasks) GK_PAUSE();
+    // A worker that claimed a task may be descheduled: spin briefly, then give it the core.
+    uint64_t start = now_ns();
+    unsigned spins = 0;
+    while (atomic_load_explicit(&finished, memory_order_acquire) < tasks) {
+        GK_PAUSE();
+        if ((++spins & 63) == 0 && now_ns() - start > (uint64_t)GK_POOL_SPIN_NS) sched_yield();
+    }
     inside = 0;
     atomic_flag_clear_explicit(&held, memory_order_release);
 }

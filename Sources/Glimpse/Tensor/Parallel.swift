@@ -11,10 +11,11 @@ enum Parallel {
             if iterations == 1 { body(0) }
             return
         }
+        precondition(iterations <= Int(Int32.max), "Parallel.forEach: \(iterations) iterations")
         withoutActuallyEscaping(body) { body in
             var task = body
             withUnsafeMutablePointer(to: &task) { pointer in
-                gk_parallel_for(Int32(clamping: iterations), { context, t in
+                gk_parallel_for(Int32(iterations), { context, t in
                     context?.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(t))
                 }, pointer)
             }
