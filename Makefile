@@ -94,7 +94,11 @@ train:
 ##   make train-next TRAIN_RUN=runs/d4 TRAIN_INIT=runs/lowlr/best TRAIN_AUGMENT=dihedral TRAIN_LR=1e-4 \
 ##     TRAIN_STEPS=900 TRAIN_WARMUP=30 TRAIN_HARD=4 TRAIN_SEEDS="1100 1101 1102 1103 1104 1105 1106 1107" \
 ##     TRAIN_EVAL="--eval-minutes 15 --eval-count 600"
-## (TRAIN_SEEDS renders the data files that are missing; training reads every runs/data160/train-*.npz present)
+## and its continuation (far-apart diagonal pairs sampled 4x too) is
+##   make train-next TRAIN_RUN=runs/far TRAIN_INIT=runs/d4/best TRAIN_AUGMENT=dihedral TRAIN_LR=5e-5 \
+##     TRAIN_STEPS=600 TRAIN_WARMUP=20 TRAIN_HARD=4 TRAIN_FLAGS="--hard-far 0.2" \
+##     TRAIN_SEEDS="1100 1101 1102 1103 1104 1105 1106 1107" TRAIN_EVAL="--eval-minutes 12 --eval-count 600"
+## (TRAIN_FLAGS: any other tools/train.py flags; TRAIN_SEEDS renders the data files that are missing; training reads every runs/data160/train-*.npz present)
 TRAIN_RUN ?= runs/next
 TRAIN_INIT ?= models/default
 TRAIN_AUGMENT ?= hflip
@@ -104,6 +108,7 @@ TRAIN_WARMUP ?= 60
 TRAIN_HARD ?= 3
 TRAIN_SEEDS ?= 1100 1101 1102 1103 1104 1105
 TRAIN_EVAL ?= --eval-minutes 15
+TRAIN_FLAGS ?=
 train-next:
 	@test -x $(PYTHON) || $(MAKE) venv
 	@for seed in $(TRAIN_SEEDS); do test -f runs/data160/train-$$seed.npz || nice -n 19 $(PYTHON) tools/scenes.py --seed $$seed --count 6000 --prerender runs/data160/train-$$seed.npz --size 160 --grid 20 --procs 2 --variety || exit 1; done
@@ -112,7 +117,7 @@ train-next:
 	OMP_NUM_THREADS=2 nice -n 15 $(PYTHON) -u tools/train.py --threads 2 $$start --image-size 160 \
 	  --tokenizer models/default --steps $(TRAIN_STEPS) --warmup $(TRAIN_WARMUP) --lr $(TRAIN_LR) --hard-weight $(TRAIN_HARD) \
 	  --augment $(TRAIN_AUGMENT) --minutes 600 $(TRAIN_EVAL) --ckpt-minutes 5 --data 'runs/data160/train-*.npz' --heldout runs/data160/heldout.npz \
-	  --out $(TRAIN_RUN) --export $(TRAIN_RUN)/export --compact $(TRAIN_RUN)/compact
+	  --out $(TRAIN_RUN) --export $(TRAIN_RUN)/export --compact $(TRAIN_RUN)/compact $(TRAIN_FLAGS)
 	$(PYTHON) tools/train_heads.py --model $(TRAIN_RUN)/export --data runs/data160/train-1100.npz --scenes 6000 --epochs 60
 
 ## eval: score the CLI on 500 held-out scenes of a seed never used in training (`glimpse eval`: pycocoevalcap

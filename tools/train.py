@@ -155,21 +155,23 @@ class Data:
             self._tseq[key] = (self._encode(cap), order)
         return self._tseq[key]
 
-    def sample_probs(self, above_weight, hard_weight=1.0):
-        key = (above_weight, hard_weight)
+    def sample_probs(self, above_weight, hard_weight=1.0, far=0.0):
+        key = (above_weight, hard_weight, far)
         if getattr(self, "_probs_for", None) != key:
             w = np.array([above_weight if " above " in c else 1.0 for c in self.captions])
-            w = w * np.where(self.hard(), hard_weight, 1.0)
+            w = w * np.where(self.hard(far=far), hard_weight, 1.0)
             self._probs, self._probs_for = w / w.sum(), key
         return self._probs
 
-    def hard(self, diagonal=0.12, close_x=0.1):
+    def hard(self, diagonal=0.12, close_x=0.1, far=0.0):
         """Scenes whose caption hinges on a fine geometric decision (the remaining errors): 2 objects
-        with | |dx| - |dy| | < `diagonal` (canvas fractions), or 3 objects with two box centers closer
-        than `close_x` in x."""
+        with | |dx| - |dy| | < `diagonal` (canvas fractions), or, when `far` > 0, both |dx| and |dy|
+        above `far` (far apart on a diagonal: 'above' read as 'to the left of'), or 3 objects with two
+        box centers closer than `close_x` in x."""
         cx = self.boxes[:, :, 0] + self.boxes[:, :, 2] / 2
         cy = self.boxes[:, :, 1] + self.boxes[:, :, 3] / 2
-        two = (self.nobj == 2) & (np.abs(np.abs(cx[:, 0] - cx[:, 1]) - np.abs(cy[:, 0] - cy[:, 1])) < diagonal)
+        adx, ady = np.abs(cx[:, 0] - cx[:, 1]), np.abs(cy[:, 0] - cy[:, 1])
+        two = (self.nobj == 2) & ((np.abs(adx - ady) < diagonal) | ((far > 0) & (np.minimum(adx, ady) > far)))
         xs = np.sort(cx, axis=1)
         three = (self.nobj == 3) & (np.minimum(xs[:, 1] - xs[:, 0], xs[:, 2] - xs[:, 1]) < close_x)
         return two | three
@@ -489,6 +491,8 @@ def main():
                     "weights, optimizer and the exported checkpoint stay float32")
     ap.add_argument("--hard-weight", type=float, default=1.0, help="sampling weight of scenes whose caption "
                     "hinges on a fine decision (near-diagonal 2-object pairs, 3 objects close in x; Data.hard)")
+    ap.add_argument("--hard-far", type=float, default=0.0, help="with --hard-weight: also 2-object scenes whose "
+                    "centers differ by more than this (canvas fractions) in both x and y (0: off)")
     ap.add_argument("--steps", type=int, default=0, help="total optimizer steps: the schedule is by step "
                     "(survives sessions); training stops there or at --minutes, whichever comes first")
     ap.add_argument("--init", help="start from these weights (an exported model directory)")
@@ -579,7 +583,7 @@ def main():
             g["lr"] = lr
         rng = np.random.default_rng([args.seed, step, rank])  # the data position is the step
         if args.oversample_above != 1.0 or args.hard_weight != 1.0:
-            idx = rng.choice(data.N, bsz, p=data.sample_probs(args.oversample_above, args.hard_weight))
+            idx = rng.choice(data.N, bsz, p=data.sample_probs(args.oversample_above, args.hard_weight, args.hard_far))
         else:
             idx = rng.integers(0, data.N, bsz)
         if args.augment == "dihedral":
