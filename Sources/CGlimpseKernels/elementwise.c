@@ -163,10 +163,8 @@ void gk_transpose_rows(const void *src, void *dst, long rows, long cols, int siz
 #else
                 GK_TRANSPOSE_SCALAR(uint8_t, rb, re, cb, ce)
 #endif
-            } else if (size == 2) {
-                GK_TRANSPOSE_SCALAR(uint16_t, rb, re, cb, ce)
             } else {
-                GK_TRANSPOSE_SCALAR(uint32_t, rb, re, cb, ce)
+                GK_TRANSPOSE_SCALAR(uint16_t, rb, re, cb, ce)
             }
         }
     }

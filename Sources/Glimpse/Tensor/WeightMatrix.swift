@@ -68,10 +68,11 @@ public struct WeightMatrix: @unchecked Sendable {
         self.scales = element == .int8 ? scales : nil
     }
 
-    /// The same matrix stored as [out, in] rows, in memory this matrix owns (an [out, in] matrix is
-    /// returned as it is), transposed on the idle cores.
+    /// The same bf16 or int8 matrix stored as [out, in] rows, in memory this matrix owns (an
+    /// [out, in] matrix is returned as it is), transposed on the idle cores.
     func outputMajorCopy() -> WeightMatrix {
         guard layout == .inputMajor else { return self }
+        precondition(element != .f32, "fp32 matrices are used as stored")
         let size = element.byteSize, rows = inFeatures, columns = outFeatures
         let buffer = WeightBuffer(bytes: rows * columns * size)
         let source = base, target = buffer.pointer
