@@ -67,15 +67,10 @@ def torch_predict(model_dir, truths, truth_dir, limit=None):
     import train_heads
     model, tok = train_heads.load_model(model_dir)
     size = model.config.encoder.image_size
-    heads = None
-    hj = os.path.join(model_dir, "heads.json")
-    if os.path.exists(hj):
-        from safetensors.torch import load_file
-        cfg = json.load(open(hj))
-        sd = load_file(os.path.join(model_dir, "heads.safetensors"))
-        G = cfg["grid"][0]
-        heads = train_heads.Heads(G * G + cfg["encoder_hidden_size"], cfg["hidden_size"], cfg["mask_size"])
-        heads.load_state_dict(sd)
+    heads = refine = None
+    loaded = train_heads.load_heads(model_dir)
+    if loaded is not None:
+        heads, refine, cfg = loaded
         M = cfg["mask_size"]
     shape_ids = {tok.convert_tokens_to_ids("Ġ" + s): s for s in scenes.SHAPES}
     color_ids = {tok.convert_tokens_to_ids("Ġ" + c): c for c in scenes.COLOR_NAMES}
@@ -83,6 +78,7 @@ def torch_predict(model_dir, truths, truth_dir, limit=None):
     for s in range(0, len(truths), 50):
         chunk = truths[s:s + 50]
         ims = [Image.open(os.path.join(truth_dir, t["file"])).convert("RGB") for t in chunk]
+        full = [np.asarray(im) for im in ims]
         px = torch.from_numpy(np.stack([np.asarray(im.resize((size, size), Image.BILINEAR)) for im in ims]))
         px = px.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         with torch.no_grad():
@@ -107,11 +103,16 @@ def torch_predict(model_dir, truths, truth_dir, limit=None):
                                              torch.tensor([i - 1 for i in pos]))
                     with torch.no_grad():
                         det, seg = heads(x)
+                        theta = refine(x) if refine is not None else None
                     for q, i in enumerate(pos):
                         col = next((color_ids[toks[j]] for j in range(i - 1, 0, -1) if toks[j] in color_ids), "")
                         W, H = t["width"], t["height"]
                         box = train_heads.pixel_box(torch.sigmoid(det[q, :4]), W, H)
-                        m = train_heads.mask_from_logits(seg[q], box, W, H, M)
+                        if theta is not None:
+                            m, refined = train_heads.refined_mask(full[r], box, seg[q].numpy(), M, theta[q].numpy())
+                            box = refined or box
+                        else:
+                            m = train_heads.mask_from_logits(seg[q], box, W, H, M)
                         dets.append({"label": f"{col} {shape_ids[toks[i]]}".strip(), "word": shape_ids[toks[i]],
                                      "token_index": i, "box": box, "score": float(torch.sigmoid(det[q, 4])),
                                      "mask": scenes.rle_encode(m)})

@@ -4,7 +4,8 @@
   rle.json           pycocotools.mask.encode of small masks: compressed strings and run counts
   interpolate.json   torch.nn.functional.interpolate(mode="bilinear", align_corners=False) of small planes
   learned_heads.json the learned heads' math (tools/train_heads.py) in PyTorch on random weights, end to end
-                     from captured cross-attention to boxes, scores and RLE masks
+                     from captured cross-attention to boxes, scores and RLE masks, and the version-2
+                     pixel refinement of those masks and boxes on a small image
   heads.json, heads.safetensors  the same random heads as a model directory would hold them
 
     pip install pycocotools==2.0.11 torch==2.15.0 safetensors==0.7.0 numpy
@@ -23,7 +24,7 @@ from pycocotools import mask as coco
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_heads import pixel_box  # noqa: E402  (the rounding the heads were trained and evaluated with)
+from train_heads import THETA, PIXEL_HIDDEN, pixel_box, refined_mask  # noqa: E402  (the heads' own math)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "GlimpseTests", "Fixtures", "heads")
 
@@ -101,6 +102,9 @@ def make_learned():
     w["det.fc2.weight"], w["det.fc2.bias"] = lin(hidden, 5)
     w["seg.fc1.weight"], w["seg.fc1.bias"] = lin(din, hidden)
     w["seg.fc2.weight"], w["seg.fc2.bias"] = lin(hidden, M * M)
+    refine_hidden = 6
+    w["refine.fc1.weight"], w["refine.fc1.bias"] = lin(din, refine_hidden)
+    w["refine.fc2.weight"], w["refine.fc2.bias"] = lin(refine_hidden, THETA)
     # captured cross-attention of 4 generated tokens: [layers, heads, offset + G*G], softmax rows
     tokens = 4
     att = torch.softmax(torch.randn(tokens, layers, heads, offset + G * G) * 2, -1)
@@ -120,7 +124,15 @@ def make_learned():
     x = torch.cat([G * G * A, f], -1)
     det = F.linear(F.relu(F.linear(x, w["det.fc1.weight"], w["det.fc1.bias"])), w["det.fc2.weight"], w["det.fc2.bias"])
     seg = F.linear(F.relu(F.linear(x, w["seg.fc1.weight"], w["seg.fc1.bias"])), w["seg.fc2.weight"], w["seg.fc2.bias"])
+    theta = F.linear(F.relu(F.linear(x, w["refine.fc1.weight"], w["refine.fc1.bias"])),
+                     w["refine.fc2.weight"], w["refine.fc2.bias"])
     box = torch.sigmoid(det[:, :4])
+    # An image with two colored blobs on light noise, so the per-pixel MLP has edges to find.
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:H, 0:W]
+    image = rng.integers(170, 256, (H, W, 3)).astype(np.uint8)
+    image[(xx - 18) ** 2 + (yy - 20) ** 2 < 81] = [200, 30, 40]
+    image[(abs(xx - 36) < 7) & (abs(yy - 14) < 5)] = [20, 60, 210]
     results = []
     for i in range(len(words)):
         pb = pixel_box(box[i], W, H)
@@ -129,15 +141,20 @@ def make_learned():
         full = np.zeros((H, W), np.uint8)
         full[by:by + bh, bx:bx + bw] = up.numpy()
         enc = coco.encode(np.asfortranarray(full))
+        rmask, rbox = refined_mask(image, pb, seg[i].numpy(), M, theta[i].numpy())
+        renc = coco.encode(np.asfortranarray(rmask.astype(np.uint8)))
         results.append({"map": A[i].tolist(), "features": x[i].tolist(), "det": det[i].tolist(),
                         "seg": seg[i].tolist(), "box_fractions": box[i].tolist(), "box": pb,
                         "score": torch.sigmoid(det[i, 4]).item(),
-                        "mask": {"size": [H, W], "counts": enc["counts"].decode("ascii")}})
-    config = {"format": "glimpse-heads", "version": 1, "grid": [G, G], "encoder_hidden_size": Henc,
+                        "mask": {"size": [H, W], "counts": enc["counts"].decode("ascii")},
+                        "theta": theta[i].tolist(), "refined_box": rbox or pb, "refined_area": int(rmask.sum()),
+                        "refined_mask": {"size": [H, W], "counts": renc["counts"].decode("ascii")}})
+    config = {"format": "glimpse-heads", "version": 2, "grid": [G, G], "encoder_hidden_size": Henc,
               "attention_layer": L, "hidden_size": hidden, "mask_size": M,
-              "object_words": ["circle", "star"], "attribute_words": ["red", "blue"]}
+              "object_words": ["circle", "star"], "attribute_words": ["red", "blue"],
+              "refine_hidden_size": refine_hidden, "pixel_hidden_size": PIXEL_HIDDEN}
     fixture = {"config": config, "layers": layers, "heads": heads, "patch_offset": offset,
-               "image_width": W, "image_height": H,
+               "image_width": W, "image_height": H, "image": image.flatten().tolist(),
                "attention": [att[t].flatten().tolist() for t in range(tokens)],
                "encoder_states": E.flatten().tolist(), "words": words,
                "weights": {k: {"shape": list(v.shape), "values": v.flatten().tolist()} for k, v in w.items()},

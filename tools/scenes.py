@@ -492,11 +492,17 @@ def write_scene(seed, index, out, name=None):
     return public_info(info, fname)
 
 
-def prerender_one(args):
-    seed, index, size, grid = args
+def rendered_scene(seed, index):
+    """Scene `index` of `seed` as the prerendered data saw it: after its JPEG round trip, if any."""
     img, info = sample_scene(seed, index)
     if info["jpeg_quality"] is not None:
         img, _ = encode_jpeg_roundtrip(img, info["jpeg_quality"], info.get("jpeg_subsampling"))
+    return img, info
+
+
+def prerender_one(args):
+    seed, index, size, grid = args
+    img, info = rendered_scene(seed, index)
     W, H = info["width"], info["height"]
     small = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
     objs = []

@@ -72,7 +72,7 @@ public final class CaptionService: @unchecked Sendable {
         // Decoding and preprocessing run on Dispatch's threads: neither NIO's event loops nor the
         // concurrency pool wait on them; a bad image fails the request before it takes a queue place.
         var prepared: [PreparedImage] = []
-        for upload in uploads { prepared.append(try await Self.prepare(upload, model: model, maxPixels: limits.maxPixels)) }
+        for upload in uploads { prepared.append(try await Self.prepare(upload, pipeline: pipeline, maxPixels: limits.maxPixels)) }
         let tickets = prepared.map { _ in Ticket() }
         let jobs = zip(prepared, tickets).map { InferenceJob(prepared: $0, pipeline: pipeline, ticket: $1) }
         guard worker.enqueue(jobs, ending: arrival) else {
@@ -99,15 +99,14 @@ public final class CaptionService: @unchecked Sendable {
         return jsonResponse(multiple ? "[" + lines.joined(separator: ",") + "]" : lines[0])
     }
 
-    static func prepare(_ upload: Upload, model: CaptionModel, maxPixels: Int) async throws -> PreparedImage {
+    static func prepare(_ upload: Upload, pipeline: RecordPipeline, maxPixels: Int) async throws -> PreparedImage {
         let result: Result<PreparedImage, Error> = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 continuation.resume(returning: Result {
                     var bytes = upload.bytes
                     let data = bytes.readData(length: bytes.readableBytes) ?? Data()
-                    var prepared = try Captioner.prepare(data: data, name: upload.name, model: model, maxPixels: maxPixels)
-                    // Records need only the image's size; the queue holds model inputs, not full decodes.
-                    prepared.image.pixels = []
+                    var prepared = try Captioner.prepare(data: data, name: upload.name, model: pipeline.model, maxPixels: maxPixels)
+                    pipeline.shed(&prepared)
                     return prepared
                 })
             }

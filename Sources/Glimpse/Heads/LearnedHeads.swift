@@ -6,6 +6,7 @@ import Foundation
 ///  "attention_layer": L, "hidden_size": 256, "mask_size": 16,
 ///  "object_words": ["circle", ...], "attribute_words": ["red", ...]}
 /// ```
+/// Version 2 adds the pixel refinement: `"refine_hidden_size": R, "pixel_hidden_size": P`.
 /// Other keys (descriptions) are ignored. `attention_layer` is a decoder layer index (negative counts
 /// from the end, as in Python).
 public struct HeadsConfig: Sendable, Equatable, Codable {
@@ -18,6 +19,10 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
     public var maskSize: Int
     public var objectWords: [String]?
     public var attributeWords: [String]?
+    /// Version 2: hidden size of the controller that writes each object's per-pixel MLP.
+    public var refineHiddenSize: Int?
+    /// Version 2: hidden size of the per-pixel MLP.
+    public var pixelHiddenSize: Int?
 
     enum CodingKeys: String, CodingKey {
         case format, version, grid
@@ -27,12 +32,15 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
         case maskSize = "mask_size"
         case objectWords = "object_words"
         case attributeWords = "attribute_words"
+        case refineHiddenSize = "refine_hidden_size"
+        case pixelHiddenSize = "pixel_hidden_size"
     }
 
     public init(grid: Int, encoderHiddenSize: Int, attentionLayer: Int, hiddenSize: Int, maskSize: Int,
-                objectWords: [String]? = nil, attributeWords: [String]? = nil) {
+                objectWords: [String]? = nil, attributeWords: [String]? = nil,
+                refineHiddenSize: Int? = nil, pixelHiddenSize: Int? = nil) {
         format = "glimpse-heads"
-        version = 1
+        version = refineHiddenSize == nil ? 1 : 2
         self.grid = [grid, grid]
         self.encoderHiddenSize = encoderHiddenSize
         self.attentionLayer = attentionLayer
@@ -40,6 +48,8 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
         self.maskSize = maskSize
         self.objectWords = objectWords
         self.attributeWords = attributeWords
+        self.refineHiddenSize = refineHiddenSize
+        self.pixelHiddenSize = pixelHiddenSize
     }
 
     /// Reads and validates `url` against the model the heads will run on.
@@ -68,7 +78,17 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
     public func validate(file: String, layout: AttentionLayout, encoderHiddenSize: Int) throws {
         func fail(_ key: String, _ detail: String) -> HeadsError { .invalidHeads(file: file, key: key, detail: detail) }
         guard format == "glimpse-heads" else { throw fail("format", "is '\(format)', expected 'glimpse-heads'") }
-        guard version == 1 else { throw fail("version", "\(version) is not supported (this engine reads version 1)") }
+        guard version == 1 || version == 2 else {
+            throw fail("version", "\(version) is not supported (this engine reads versions 1 and 2)")
+        }
+        if version == 2 {
+            guard let r = refineHiddenSize, (1...65536).contains(r) else {
+                throw fail("refine_hidden_size", "version 2 needs a size in 1...65536")
+            }
+            guard let p = pixelHiddenSize, (1...64).contains(p) else {
+                throw fail("pixel_hidden_size", "version 2 needs a size in 1...64")
+            }
+        }
         guard grid.count == 2, grid[0] == grid[1], grid[0] == layout.grid else {
             throw fail("grid", "\(grid) does not match the encoder's patch grid [\(layout.grid), \(layout.grid)]")
         }
@@ -87,6 +107,12 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
 
     /// Input length of both heads' first layer: G·G map values + H encoder features.
     public var inputSize: Int { grid[0] * grid[0] + encoderHiddenSize }
+
+    /// The pixel refinement's sizes, nil for version 1 (validated: both set for version 2).
+    var refinement: PixelRefinement? {
+        guard version == 2, let r = refineHiddenSize, let p = pixelHiddenSize else { return nil }
+        return PixelRefinement(controllerHiddenSize: r, hiddenSize: p)
+    }
 }
 
 /// Learned detection and segmentation heads over a word's attention map and attention-pooled
@@ -97,6 +123,9 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
 ///     x   = concat(G·G · A_w, f_w)
 ///     det = det.fc2(relu(det.fc1(x)))  →  box = sigmoid(det[0..<4]) = (cx, cy, w, h) fractions, score = sigmoid(det[4])
 ///     seg = seg.fc2(relu(seg.fc1(x)))  →  M×M logits over the detection box, bilinear to the box's size, > 0
+///
+/// Version 2 refines each mask from the image's own pixels (`PixelRefinement`): θ = refine.fc2(relu(refine.fc1(x)))
+/// are the weights of a per-pixel MLP, and the box becomes the refined mask's bounding box.
 public final class LearnedHeads: @unchecked Sendable {
     public let config: HeadsConfig
     /// heads.safetensors, named in the error when the heads compute NaN.
@@ -109,14 +138,20 @@ public final class LearnedHeads: @unchecked Sendable {
     let segFC1Bias: Tensor     // seg.fc1.bias   [hidden]
     let segFC2Weight: Tensor   // seg.fc2.weight [M·M, hidden]
     let segFC2Bias: Tensor     // seg.fc2.bias   [M·M]
+    let refineWeights: [Tensor] // version 2: refine.fc1.weight [R, G·G + H], .bias [R], fc2.weight [θ, R], .bias [θ]
 
     /// Names and shapes of the tensors in heads.safetensors.
     public static func tensorShapes(_ c: HeadsConfig) -> [(String, [Int])] {
         let din = c.inputSize, hid = c.hiddenSize, mm = c.maskSize * c.maskSize
-        return [("det.fc1.weight", [hid, din]), ("det.fc1.bias", [hid]),
-                ("det.fc2.weight", [5, hid]), ("det.fc2.bias", [5]),
-                ("seg.fc1.weight", [hid, din]), ("seg.fc1.bias", [hid]),
-                ("seg.fc2.weight", [mm, hid]), ("seg.fc2.bias", [mm])]
+        var shapes = [("det.fc1.weight", [hid, din]), ("det.fc1.bias", [hid]),
+                      ("det.fc2.weight", [5, hid]), ("det.fc2.bias", [5]),
+                      ("seg.fc1.weight", [hid, din]), ("seg.fc1.bias", [hid]),
+                      ("seg.fc2.weight", [mm, hid]), ("seg.fc2.bias", [mm])]
+        if let r = c.refinement {
+            shapes += [("refine.fc1.weight", [r.controllerHiddenSize, din]), ("refine.fc1.bias", [r.controllerHiddenSize]),
+                       ("refine.fc2.weight", [r.parameterCount, r.controllerHiddenSize]), ("refine.fc2.bias", [r.parameterCount])]
+        }
+        return shapes
     }
 
     /// Builds the heads from tensors named as in heads.safetensors (shapes checked).
@@ -133,6 +168,7 @@ public final class LearnedHeads: @unchecked Sendable {
         self.file = file
         (detFC1Weight, detFC1Bias, detFC2Weight, detFC2Bias) = (checked[0], checked[1], checked[2], checked[3])
         (segFC1Weight, segFC1Bias, segFC2Weight, segFC2Bias) = (checked[4], checked[5], checked[6], checked[7])
+        refineWeights = Array(checked.dropFirst(8))
     }
 
     /// Loads `heads.json` + `heads.safetensors` from a model directory; nil when the directory has no heads.
@@ -169,6 +205,8 @@ public final class LearnedHeads: @unchecked Sendable {
         public var score: Float
         /// seg logits, M×M row-major over the box.
         public var maskLogits: [Float]
+        /// Version 2: θ, the weights of this object's per-pixel MLP (`PixelRefinement`).
+        public var pixelWeights: [Float]?
     }
 
     /// x = concat(G·G · A_w, f_w) for each map, rows of a [maps.count, G·G + H] matrix.
@@ -234,16 +272,22 @@ public final class LearnedHeads: @unchecked Sendable {
         let n = maps.count, mm = config.maskSize * config.maskSize
         let det = Self.mlp(x, rows: n, fc1Weight: detFC1Weight, fc1Bias: detFC1Bias, fc2Weight: detFC2Weight, fc2Bias: detFC2Bias)
         let seg = Self.mlp(x, rows: n, fc1Weight: segFC1Weight, fc1Bias: segFC1Bias, fc2Weight: segFC2Weight, fc2Bias: segFC2Bias)
+        let refinement = config.refinement
+        let theta = refinement.map { _ in
+            Self.mlp(x, rows: n, fc1Weight: refineWeights[0], fc1Bias: refineWeights[1],
+                     fc2Weight: refineWeights[2], fc2Bias: refineWeights[3])
+        }
         // A NaN weight (or an infinity that cancels) reaches the outputs; boxes are then not numbers
         // and pixelBox could not round them. This image's record becomes the error.
-        for (name, values) in [("det", det), ("seg", seg)] where !values.allSatisfy(\.isFinite) {
+        for (name, values) in [("det", det), ("seg", seg), ("refine", theta ?? [])] where !values.allSatisfy(\.isFinite) {
             throw HeadsError.invalidHeads(file: file, key: name,
                                           detail: "the head computed NaN or infinite outputs (corrupt weights? check with --check-weights)")
         }
         return (0..<n).map { i in
             Prediction(boxFractions: (0..<4).map { Self.sigmoid(det[i * 5 + $0]) },
                        score: Self.sigmoid(det[i * 5 + 4]),
-                       maskLogits: Array(seg[i * mm..<(i + 1) * mm]))
+                       maskLogits: Array(seg[i * mm..<(i + 1) * mm]),
+                       pixelWeights: theta.flatMap { t in refinement.map { Array(t[i * $0.parameterCount..<(i + 1) * $0.parameterCount]) } })
         }
     }
 
@@ -281,16 +325,27 @@ public final class LearnedHeads: @unchecked Sendable {
     /// - Parameters:
     ///   - attention: the sequence's captured attention.
     ///   - encoderStates: E [sequenceLength, H] of the image.
+    ///   - image: the image's pixels (imageWidth × imageHeight, after EXIF orientation); version-2
+    ///     heads refine masks and boxes from them, and without them report the coarse mask and box.
     ///   - vocabulary: which words to ground and how to label them (from `vocabulary()` by default).
     public func detect(words: [CaptionWord], attention: AttentionMaps, encoderStates: Tensor,
-                       imageWidth: Int, imageHeight: Int, vocabulary: GroundingVocabulary? = nil) throws -> [Detection] {
+                       imageWidth: Int, imageHeight: Int, image: RGBImage? = nil,
+                       vocabulary: GroundingVocabulary? = nil) throws -> [Detection] {
         let vocab = vocabulary ?? self.vocabulary()
         let chosen = words.indices.filter { vocab.isContent(words[$0]) }
         let maps = try chosen.map { try attention.map(tokens: words[$0].tokens, layer: config.attentionLayer) }
         let predictions = try predict(maps: maps, encoderStates: encoderStates, patchRows: attention.layout.patchRows)
         return zip(chosen, predictions).map { i, p in
-            let box = Self.pixelBox(p.boxFractions, width: imageWidth, height: imageHeight)
-            let mask = Self.mask(logits: p.maskLogits, maskSize: config.maskSize, box: box, width: imageWidth, height: imageHeight)
+            var box = Self.pixelBox(p.boxFractions, width: imageWidth, height: imageHeight)
+            var mask: BitMask
+            if let refinement = config.refinement, let theta = p.pixelWeights, let image,
+               image.width == imageWidth, image.height == imageHeight, image.pixels.count == imageWidth * imageHeight * 3,
+               PixelRefinement.refines(width: imageWidth, height: imageHeight) {
+                mask = refinement.mask(image: image, box: box, coarse: p.maskLogits, maskSize: config.maskSize, weights: theta)
+                box = mask.boundingBox ?? box
+            } else {
+                mask = Self.mask(logits: p.maskLogits, maskSize: config.maskSize, box: box, width: imageWidth, height: imageHeight)
+            }
             return Detection(label: vocab.label(of: i, in: words), word: words[i].normalized, tokenIndex: words[i].tokenIndex,
                              box: box, score: Double(p.score), mask: RLE(mask: mask))
         }

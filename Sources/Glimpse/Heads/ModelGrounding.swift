@@ -17,12 +17,13 @@ public enum Grounding {
     ///   - decode: the tokenizer's decode with special tokens skipped (word grouping).
     ///   - encoderStates: E [sequenceLength, H] of the image (used by the learned heads).
     ///   - imageWidth, imageHeight: the original image's size (after EXIF orientation).
+    ///   - image: its pixels, for heads that refine masks from them (version 2); nil: coarse masks.
     ///   - heads: the model's learned heads, if any; their object/attribute words also choose and
     ///     label the words of the training-free path.
     ///   - masks: false leaves `mask` out (detection only).
     public static func detections(sequence: GeneratedSequence, layout: AttentionLayout,
                                   decode: ([Int]) -> String, encoderStates: Tensor,
-                                  imageWidth: Int, imageHeight: Int, heads: LearnedHeads?,
+                                  imageWidth: Int, imageHeight: Int, image: RGBImage? = nil, heads: LearnedHeads?,
                                   method: Method = .auto, grounder: AttentionGrounder? = nil,
                                   masks: Bool = true) throws -> [Detection] {
         let attention = try AttentionMaps(sequence: sequence, layout: layout)
@@ -33,7 +34,7 @@ public enum Grounding {
             throw HeadsError.invalidHeads(file: "heads.json", key: "", detail: "the model directory has no learned heads (heads.json + heads.safetensors)")
         case (.learned, let h?), (.auto, let h?):
             result = try h.detect(words: words, attention: attention, encoderStates: encoderStates,
-                                  imageWidth: imageWidth, imageHeight: imageHeight)
+                                  imageWidth: imageWidth, imageHeight: imageHeight, image: image)
         case (.attention, _), (.auto, nil):
             var g = grounder ?? AttentionGrounder()
             if grounder == nil, let h = heads { g.vocabulary = h.vocabulary() }
@@ -83,10 +84,11 @@ extension CaptionModel {
     /// Detections for a generated sequence (see `Grounding.detections`).
     /// - Parameter encoderStates: the image's encoder states, a view [sequenceLength, hiddenSize].
     public func detections(for sequence: GeneratedSequence, encoderStates: Tensor, imageWidth: Int, imageHeight: Int,
-                           heads: LearnedHeads?, method: Grounding.Method = .auto, masks: Bool = true) throws -> [Detection] {
+                           image: RGBImage? = nil, heads: LearnedHeads?, method: Grounding.Method = .auto,
+                           masks: Bool = true) throws -> [Detection] {
         try Grounding.detections(sequence: sequence, layout: attentionLayout(for: sequence),
                                  decode: { self.tokenizer.decode($0, skipSpecialTokens: true) },
                                  encoderStates: encoderStates, imageWidth: imageWidth, imageHeight: imageHeight,
-                                 heads: heads, method: method, masks: masks)
+                                 image: image, heads: heads, method: method, masks: masks)
     }
 }

@@ -69,7 +69,7 @@ public final class BatchRunner {
                     progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> Summary {
         let start = ContinuousClock.now
         var summary = Summary()
-        let model = pipeline.model, request = pipeline.request
+        let model = pipeline.model, request = pipeline.request, pipeline = pipeline
         let generation = try Captioner.generation(request, model: model)
         let (parameters, prompt) = (generation.parameters, generation.decoderPrompt)
         let decoding = try DecodeScheduler(model: model, parameters: parameters, promptLength: prompt.count, capacity: decodeBatch)
@@ -105,9 +105,7 @@ public final class BatchRunner {
                     let prepared = group.map { item in
                         Result { () throws -> PreparedImage in
                             var p = try Captioner.prepare(file: item.file, model: model, maxPixels: request.maxPixels)
-                            // Records need only the image's size: its decoded pixels go now, so a queued image holds
-                            // its model input (3 x side x side floats), not its full decode (300 MB for 100 MP).
-                            p.image.pixels = []
+                            pipeline.shed(&p)
                             return p
                         }
                     }

@@ -53,7 +53,8 @@ public struct CaptionResult: @unchecked Sendable {
 /// A decoded, preprocessed image ready for the encoder (what the batch prefetcher produces).
 public struct PreparedImage: @unchecked Sendable {
     public var file: String
-    /// The decoded image; `BatchRunner` empties its `pixels` once `pixelValues` exist (only the size is used).
+    /// The decoded image; `RecordPipeline.shed` empties its `pixels` once `pixelValues` exist when the
+    /// record needs only the size.
     public var image: RGBImage
     public var pixelValues: [Float]
     public var decodeMilliseconds: Double

@@ -24,6 +24,15 @@ public final class RecordPipeline {
         self.heads = request.detect ? heads : nil
     }
 
+    /// Drops what a queued image's record will not need: its decoded pixels, unless learned heads
+    /// refine masks from them (and the image is small enough to be refined). A queue then holds model
+    /// inputs, not full decodes (300 MB for 100 MP). Used by `batch` and `serve` alike.
+    public func shed(_ prepared: inout PreparedImage) {
+        let refines = heads?.config.refinement != nil && request.grounding != .attention
+            && PixelRefinement.refines(width: prepared.image.width, height: prepared.image.height)
+        if !refines { prepared.image.pixels = [] }
+    }
+
     /// Options are checked, and memory budgeted, before any image.
     private static func check(model: CaptionModel, request: CaptionRequest) throws {
         try request.parameters.validate()
@@ -61,7 +70,7 @@ public final class RecordPipeline {
                         let start = ContinuousClock.now
                         record.detections = try model.detections(
                             for: best, encoderStates: r.encoderStates, imageWidth: r.image.width, imageHeight: r.image.height,
-                            heads: heads, method: request.grounding, masks: request.segment)
+                            image: r.image, heads: heads, method: request.grounding, masks: request.segment)
                         groundMs = milliseconds(since: start)
                     }
                     if request.includeAttention { record.attention = try attentionRecord(best) }

@@ -72,6 +72,31 @@ final class DefaultModelTests: XCTestCase {
         }
     }
 
+    /// `batch` keeps a queued image's pixels for the heads that refine masks from them: its records'
+    /// boxes and masks are `caption`'s.
+    func testBatchDetectionsEqualCaptions() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("glimpse-batch-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let run = try GlimpseCLI.run(["batch", Self.root.appendingPathComponent("samples").path, "--segment", "--quiet",
+                                      "--model", Self.root.appendingPathComponent("models/default").path, "--out", out.path])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let text = try String(contentsOf: out, encoding: .utf8)
+        let batch = try text.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let byName = Dictionary(batch.map { (URL(fileURLWithPath: $0["file"] as? String ?? "").lastPathComponent, $0) },
+                                uniquingKeysWith: { a, _ in a })
+        let files = try jsonLines("samples/truth.jsonl").compactMap { ($0["file"] as? String).map { "samples/" + $0 } }
+        XCTAssertEqual(byName.count, files.count)
+        var masks = 0
+        for record in try self.run(files) {
+            let name = URL(fileURLWithPath: record["file"] as? String ?? "").lastPathComponent
+            let theirs = try XCTUnwrap(byName[name], name)
+            let ours = record["detections"] as? [[String: Any]] ?? []
+            XCTAssertEqual(ours as NSArray, (theirs["detections"] as? [[String: Any]] ?? []) as NSArray, name)
+            masks += ours.filter { $0["mask"] != nil }.count
+        }
+        XCTAssertGreaterThan(masks, 20)
+    }
+
     func testSamplesCaptionTheSceneWithBoxesOnTheObjects() throws {
         let truths = try jsonLines("samples/truth.jsonl")
         let records = try run(truths.compactMap { ($0["file"] as? String).map { "samples/" + $0 } })
@@ -87,8 +112,22 @@ final class DefaultModelTests: XCTestCase {
             for object in truth["objects"] as? [[String: Any]] ?? [] {
                 let label = "\(object["color"] as? String ?? "") \(object["shape"] as? String ?? "")"
                 let truthBox = ((object["box"] as? [Int]) ?? []).map(Double.init)
-                let best = detections.filter { $0["label"] as? String == label }.map { Self.iou(Self.box($0), truthBox) }.max() ?? 0
+                let matching = detections.filter { $0["label"] as? String == label }
+                let best = matching.map { Self.iou(Self.box($0), truthBox) }.max() ?? 0
                 XCTAssertGreaterThanOrEqual(best, 0.5, "\(file): \(label)")
+                // The heads refine masks from the pixels (heads.json version 2): 0.99 mean IoU on the
+                // model card's 500 scenes; 0.85 is issue 15's bound for the mean, asked here of each object.
+                let truthMask = try Self.mask(object)
+                let maskIoU = try matching.map { d -> Double in
+                    let m = try Self.mask(d)
+                    var inter = 0, union = 0
+                    for y in 0..<m.height { for x in 0..<m.width {
+                        if m[x, y] && truthMask[x, y] { inter += 1 }
+                        if m[x, y] || truthMask[x, y] { union += 1 }
+                    } }
+                    return Double(inter) / Double(max(union, 1))
+                }.max() ?? 0
+                XCTAssertGreaterThanOrEqual(maskIoU, 0.85, "\(file): \(label) mask")
             }
         }
         // The model card's exact match is 91%; on these 12 samples the shipped weights miss one

@@ -11,6 +11,7 @@ final class LearnedHeadsTests: XCTestCase {
         var results: [[String: Any]]
         var words: [CaptionWord]
         var width: Int, height: Int
+        var image: RGBImage
     }
 
     private func setup() throws -> Setup {
@@ -37,7 +38,9 @@ final class LearnedHeadsTests: XCTestCase {
         let words = zip(texts, groups).map { CaptionWord(text: $0, tokens: $1, tokenIndex: 1 + $1[0]) }
         return Setup(heads: heads, attention: maps, encoder: encoder, fixture: f,
                      results: try XCTUnwrap(f["results"] as? [[String: Any]]), words: words,
-                     width: f["image_width"] as? Int ?? 0, height: f["image_height"] as? Int ?? 0)
+                     width: f["image_width"] as? Int ?? 0, height: f["image_height"] as? Int ?? 0,
+                     image: RGBImage(width: f["image_width"] as? Int ?? 0, height: f["image_height"] as? Int ?? 0,
+                                     pixels: ints(f["image"]).map { UInt8(clamping: $0) }))
     }
 
     func testMathMatchesPyTorch() throws {
@@ -55,8 +58,39 @@ final class LearnedHeadsTests: XCTestCase {
             assertClose(p[i].boxFractions, floats(r["box_fractions"]), tolerance: 1e-5, "box \(i)")
             XCTAssertEqual(p[i].score, (r["score"] as? NSNumber)?.floatValue ?? -1, accuracy: 1e-5)
             assertClose(p[i].maskLogits, floats(r["seg"]), tolerance: 1e-4, "seg \(i)")
+            assertClose(p[i].pixelWeights ?? [], floats(r["theta"]), tolerance: 1e-4, "refine θ \(i)")
             XCTAssertEqual(LearnedHeads.pixelBox(p[i].boxFractions, width: s.width, height: s.height).array, ints(r["box"]))
         }
+    }
+
+    /// Version-2 heads refine each mask from the pixels (the fixture's 50×40 image) and box it;
+    /// without the pixels they report the coarse mask and the detection box.
+    func testRefinedMasksAndBoxesMatchPyTorch() throws {
+        let s = try setup()
+        let dets = try s.heads.detect(words: s.words, attention: s.attention, encoderStates: s.encoder,
+                                      imageWidth: s.width, imageHeight: s.height, image: s.image)
+        XCTAssertEqual(dets.count, s.results.count)
+        for (d, r) in zip(dets, s.results) {
+            let mask = try XCTUnwrap(r["refined_mask"] as? [String: Any])
+            XCTAssertEqual(d.mask?.compressedString, mask["counts"] as? String)
+            XCTAssertEqual(d.mask?.area, r["refined_area"] as? Int)
+            XCTAssertEqual(d.box.array, ints(r["refined_box"]))
+            XCTAssertNotEqual(d.box.array, ints(r["box"]), "the fixture's refinement moves the box")
+        }
+        // An image of another size than the one described: coarse masks, as without pixels.
+        let other = RGBImage(width: s.width + 1, height: s.height)
+        let coarse = try s.heads.detect(words: s.words, attention: s.attention, encoderStates: s.encoder,
+                                        imageWidth: s.width, imageHeight: s.height, image: other)
+        XCTAssertEqual(coarse.map(\.box.array), s.results.map { ints($0["box"]) })
+    }
+
+    func testRefinementRegionGrowsTheBoxInsideTheImage() {
+        let r = PixelRefinement.region(around: PixelBox(x: 10, y: 0, width: 20, height: 3), width: 32, height: 40)
+        // a quarter of 20 (+2, floored) = 5 a side, cut at the right edge; 3 px high: the 2-pixel minimum
+        XCTAssertEqual(r.x, 5..<32)
+        XCTAssertEqual(r.y, 0..<5)
+        XCTAssertTrue(PixelRefinement.refines(width: 4096, height: 2048))
+        XCTAssertFalse(PixelRefinement.refines(width: 4097, height: 2048))
     }
 
     func testDetectionsMatchPyTorchBoxesAndMasks() throws {
@@ -143,6 +177,28 @@ final class LearnedHeadsTests: XCTestCase {
         }
         tensors["seg.fc2.weight"] = nil
         XCTAssertThrowsError(try LearnedHeads(config: ok, tensors: tensors))
+
+        // version 2 needs both refinement sizes, and its refine.* tensors
+        var v2 = HeadsConfig(grid: 3, encoderHiddenSize: 5, attentionLayer: 1, hiddenSize: 7, maskSize: 4,
+                             refineHiddenSize: 6, pixelHiddenSize: 8)
+        XCTAssertEqual(v2.version, 2)
+        XCTAssertNoThrow(try v2.validate(file: "h.json", layout: layout, encoderHiddenSize: 5))
+        XCTAssertEqual(LearnedHeads.tensorShapes(v2).last?.1, [8 * 6 + 2 * 8 + 1])
+        var v2Tensors = Dictionary(uniqueKeysWithValues: LearnedHeads.tensorShapes(ok).map { ($0.0, Tensor(zeros: $0.1)) })
+        XCTAssertThrowsError(try LearnedHeads(config: v2, tensors: v2Tensors)) { e in
+            guard case .invalidHeads(_, let key, _)? = e as? HeadsError else { return XCTFail("\(e)") }
+            XCTAssertEqual(key, "refine.fc1.weight")
+        }
+        v2Tensors = Dictionary(uniqueKeysWithValues: LearnedHeads.tensorShapes(v2).map { ($0.0, Tensor(zeros: $0.1)) })
+        XCTAssertNoThrow(try LearnedHeads(config: v2, tensors: v2Tensors))
+        v2.pixelHiddenSize = 0
+        XCTAssertThrowsError(try v2.validate(file: "h.json", layout: layout, encoderHiddenSize: 5)) { e in
+            XCTAssertEqual((e as? HeadsError).map { "\($0)" }?.contains("'pixel_hidden_size'"), true)
+        }
+        v2.pixelHiddenSize = nil
+        XCTAssertThrowsError(try v2.validate(file: "h.json", layout: layout, encoderHiddenSize: 5))
+        v2.pixelHiddenSize = 8; v2.version = 3
+        XCTAssertThrowsError(try v2.validate(file: "h.json", layout: layout, encoderHiddenSize: 5))
     }
 
     func testMissingKeyInJSONIsNamed() throws {
