@@ -34,12 +34,12 @@ triangles are drawn at any angle: training variety that never changes a caption.
 always on and within the spec: triangle height/base 0.8-1.05, star inner radius 0.36-0.52, hexagons at
 any angle (flat-top and pointy-top +-15 degrees cover every angle), 15% of scenes without anti-aliasing.
 
---variety (prerender only; what a second, independently written renderer may do differently, none of it
+--variety (what a second, independently written renderer may do differently, none of it
 changing a caption): 30% of canvases at the edges of the spec (shorter side 96-128 or longer side
 560-640, aspect exactly 3:4, 4:3 or 1), another 20% of scenes without anti-aliasing, striped, checkered
 or dotted light textures, JPEG at quality 25-95 with 4:2:0 or 4:4:4 chroma on half of the PNG scenes.
 It draws from its own random stream (SeedSequence([S, i, 1])), so strict scenes (--out, the samples and
-every evaluation set) are the same with or without it.
+every evaluation set) are the same without it; with --out it writes a variety evaluation set.
 """
 import argparse
 import json
@@ -485,7 +485,8 @@ def write_scene(seed, index, out, name=None):
     base = name or f"scene-{seed}-{index:05d}"
     if info["jpeg_quality"] is not None:
         fname = base + ".jpg"
-        Image.fromarray(img).save(os.path.join(out, fname), "JPEG", quality=info["jpeg_quality"])
+        extra = {} if info.get("jpeg_subsampling") is None else {"subsampling": info["jpeg_subsampling"]}
+        Image.fromarray(img).save(os.path.join(out, fname), "JPEG", quality=info["jpeg_quality"], **extra)
     else:
         fname = base + ".png"
         Image.fromarray(img).save(os.path.join(out, fname), "PNG", optimize=False, compress_level=6)
@@ -558,14 +559,14 @@ def main():
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--grid", type=int, default=14)
     ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--variety", action="store_true", help="with --prerender: second-renderer variety (see top)")
+    ap.add_argument("--variety", action="store_true", help="second-renderer variety (see top)")
     ap.add_argument("--strict", choices=["auto", "yes", "no"], default="auto",
                     help="only the spec's rotations (yes) or also out-of-spec triangle rotations as training "
                          "variety (no); auto: strict for --out, variety for --prerender")
     a = ap.parse_args()
     global STRICT, VARIETY
     STRICT = a.strict == "yes" or (a.strict == "auto" and not a.prerender)
-    VARIETY = bool(a.variety and a.prerender)
+    VARIETY = bool(a.variety)
     if a.prerender:
         prerender(a.seed, a.count, a.size, a.grid, a.procs, a.prerender)
         return
