@@ -2,7 +2,7 @@
 SWIFT   ?= swift
 PYTHON  ?= .venv/bin/python
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev libdnnl-dev
+APT_PKGS := pkg-config libjpeg-dev libpng-dev libopenblas-dev libdnnl-dev time
 GLIMPSE := .build/release/glimpse
 IMAGE   ?= samples/two-shapes-left-of.png
 PREFIX  ?= /usr/local
