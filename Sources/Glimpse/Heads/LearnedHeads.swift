@@ -272,11 +272,9 @@ public final class LearnedHeads: @unchecked Sendable {
         let n = maps.count, mm = config.maskSize * config.maskSize
         let det = Self.mlp(x, rows: n, fc1Weight: detFC1Weight, fc1Bias: detFC1Bias, fc2Weight: detFC2Weight, fc2Bias: detFC2Bias)
         let seg = Self.mlp(x, rows: n, fc1Weight: segFC1Weight, fc1Bias: segFC1Bias, fc2Weight: segFC2Weight, fc2Bias: segFC2Bias)
-        let refinement = config.refinement
-        let theta = refinement.map { _ in
-            Self.mlp(x, rows: n, fc1Weight: refineWeights[0], fc1Bias: refineWeights[1],
-                     fc2Weight: refineWeights[2], fc2Bias: refineWeights[3])
-        }
+        let thetaCount = config.refinement?.parameterCount ?? 0
+        let theta = thetaCount == 0 ? nil : Self.mlp(x, rows: n, fc1Weight: refineWeights[0], fc1Bias: refineWeights[1],
+                                                     fc2Weight: refineWeights[2], fc2Bias: refineWeights[3])
         // A NaN weight (or an infinity that cancels) reaches the outputs; boxes are then not numbers
         // and pixelBox could not round them. This image's record becomes the error.
         for (name, values) in [("det", det), ("seg", seg), ("refine", theta ?? [])] where !values.allSatisfy(\.isFinite) {
@@ -287,7 +285,7 @@ public final class LearnedHeads: @unchecked Sendable {
             Prediction(boxFractions: (0..<4).map { Self.sigmoid(det[i * 5 + $0]) },
                        score: Self.sigmoid(det[i * 5 + 4]),
                        maskLogits: Array(seg[i * mm..<(i + 1) * mm]),
-                       pixelWeights: theta.flatMap { t in refinement.map { Array(t[i * $0.parameterCount..<(i + 1) * $0.parameterCount]) } })
+                       pixelWeights: theta.map { Array($0[i * thetaCount..<(i + 1) * thetaCount]) })
         }
     }
 
@@ -339,7 +337,7 @@ public final class LearnedHeads: @unchecked Sendable {
             var box = Self.pixelBox(p.boxFractions, width: imageWidth, height: imageHeight)
             var mask: BitMask
             if let refinement = config.refinement, let theta = p.pixelWeights, let image,
-               image.width == imageWidth, image.height == imageHeight, image.pixels.count == imageWidth * imageHeight * 3,
+               image.width == imageWidth, image.height == imageHeight, image.hasPixels,
                PixelRefinement.refines(width: imageWidth, height: imageHeight) {
                 mask = refinement.mask(image: image, box: box, coarse: p.maskLogits, maskSize: config.maskSize, weights: theta)
                 box = mask.boundingBox ?? box

@@ -58,7 +58,7 @@ public struct PixelRefinement: Sendable, Equatable {
         var mask = BitMask(width: image.width, height: image.height)
         let (xs, ys) = Self.region(around: box, width: image.width, height: image.height)
         guard box.width > 0, box.height > 0, coarse.count == m * m, theta.count == parameterCount,
-              image.pixels.count == image.width * image.height * 3, !xs.isEmpty, !ys.isEmpty else { return mask }
+              image.hasPixels, !xs.isEmpty, !ys.isEmpty else { return mask }
         let hidden = hiddenSize, k = Self.inputCount
         let columnTaps = xs.map { Self.taps($0, origin: box.x, size: box.width, m: m) }
         let us = xs.map { Float(2 * $0 + 1 - 2 * box.x - box.width) / Float(box.width) }

@@ -17,6 +17,9 @@ public struct RGBImage: Equatable, Sendable {
         self.init(width: width, height: height, pixels: [UInt8](repeating: 0, count: width * height * 3))
     }
 
+    /// Whether `pixels` holds the whole image (a pipeline empties it once only the size is needed).
+    public var hasPixels: Bool { pixels.count == width * height * 3 }
+
     /// The (r, g, b) value at column `x`, row `y`.
     public subscript(x: Int, y: Int) -> (UInt8, UInt8, UInt8) {
         let i = (y * width + x) * 3
