@@ -98,6 +98,10 @@ train:
 ##   make train-next TRAIN_RUN=runs/far TRAIN_INIT=runs/d4/best TRAIN_AUGMENT=dihedral TRAIN_LR=5e-5 \
 ##     TRAIN_STEPS=600 TRAIN_WARMUP=20 TRAIN_HARD=4 TRAIN_FLAGS="--hard-far 0.2" \
 ##     TRAIN_SEEDS="1100 1101 1102 1103 1104 1105 1106 1107" TRAIN_EVAL="--eval-minutes 12 --eval-count 600"
+## and the shipped weights (2026-12-08) are its own continuation, the same recipe with another data order:
+##   make train-next TRAIN_RUN=runs/far2 TRAIN_INIT=runs/far/export TRAIN_AUGMENT=dihedral TRAIN_LR=5e-5 \
+##     TRAIN_STEPS=600 TRAIN_WARMUP=20 TRAIN_HARD=4 TRAIN_FLAGS="--hard-far 0.2 --seed 1" \
+##     TRAIN_SEEDS="1100 1101 1102 1103 1104 1105 1106 1107" TRAIN_EVAL="--eval-minutes 12 --eval-count 600"
 ## (TRAIN_FLAGS: any other tools/train.py flags; TRAIN_SEEDS renders the data files that are missing; training reads every runs/data160/train-*.npz present)
 TRAIN_RUN ?= runs/next
 TRAIN_INIT ?= models/default
