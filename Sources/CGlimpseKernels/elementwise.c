@@ -147,25 +147,21 @@ static inline void transpose16x16_u8(const uint8_t *src, long lds, uint8_t *dst,
 }
 #endif
 
-void gk_transpose_rows(const void *src, void *dst, long rows, long cols, int size, long r0, long r1) {
+void gk_transpose_bytes(const void *src, void *dst, long rows, long cols, long r0, long r1) {
     for (long rb = r0; rb < r1; rb += 64) {
         long re = rb + 64 < r1 ? rb + 64 : r1;
         for (long cb = 0; cb < cols; cb += 64) {
             long ce = cb + 64 < cols ? cb + 64 : cols;
-            if (size == 1) {
 #if defined(__x86_64__) || defined(_M_X64)
-                long rt = rb + (re - rb) / 16 * 16, ct = cb + (ce - cb) / 16 * 16;
-                for (long r = rb; r < rt; r += 16)
-                    for (long c = cb; c < ct; c += 16)
-                        transpose16x16_u8((const uint8_t *)src + r * cols + c, cols, (uint8_t *)dst + c * rows + r, rows);
-                GK_TRANSPOSE_SCALAR(uint8_t, rb, rt, ct, ce)
-                GK_TRANSPOSE_SCALAR(uint8_t, rt, re, cb, ce)
+            long rt = rb + (re - rb) / 16 * 16, ct = cb + (ce - cb) / 16 * 16;
+            for (long r = rb; r < rt; r += 16)
+                for (long c = cb; c < ct; c += 16)
+                    transpose16x16_u8((const uint8_t *)src + r * cols + c, cols, (uint8_t *)dst + c * rows + r, rows);
+            GK_TRANSPOSE_SCALAR(uint8_t, rb, rt, ct, ce)
+            GK_TRANSPOSE_SCALAR(uint8_t, rt, re, cb, ce)
 #else
-                GK_TRANSPOSE_SCALAR(uint8_t, rb, re, cb, ce)
+            GK_TRANSPOSE_SCALAR(uint8_t, rb, re, cb, ce)
 #endif
-            } else {
-                GK_TRANSPOSE_SCALAR(uint16_t, rb, re, cb, ce)
-            }
         }
     }
 }

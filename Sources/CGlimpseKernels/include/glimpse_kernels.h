@@ -103,9 +103,9 @@ void gk_bf16dot_matmul(int dtype, int form, int m, int n0, int n1, int k, const 
 /// Widens `count` bf16 / int8 (times scale) values to fp32 (large products: weights converted
 /// panel by panel for OpenBLAS). For int8, `scale` is applied per element: out[i] = q[i] * scale[i / per].
 void gk_bf16_to_f32(const uint16_t *src, float *dst, long count);
-/// dst[c, r] = src[r, c] for rows r0 ..< r1 of a [rows, cols] matrix of `size`-byte elements (1 or 2),
-/// in cache-sized blocks; a caller splits the rows across threads.
-void gk_transpose_rows(const void *src, void *dst, long rows, long cols, int size, long r0, long r1);
+/// dst[c, r] = src[r, c] for rows r0 ..< r1 of a [rows, cols] matrix of bytes (int8 weights), in
+/// cache-sized blocks; a caller splits the rows across threads.
+void gk_transpose_bytes(const void *src, void *dst, long rows, long cols, long r0, long r1);
 /// Rounds fp32 to bf16, round-to-nearest-even (NaN kept quiet).
 void gk_f32_to_bf16(const float *src, uint16_t *dst, long count);
 

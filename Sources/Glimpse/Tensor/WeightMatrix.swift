@@ -68,17 +68,18 @@ public struct WeightMatrix: @unchecked Sendable {
         self.scales = element == .int8 ? scales : nil
     }
 
-    /// The same bf16 or int8 matrix stored as [out, in] rows, in memory this matrix owns (an
-    /// [out, in] matrix is returned as it is), transposed on the idle cores.
+    /// The same int8 matrix stored as [out, in] rows, in memory this matrix owns (an [out, in]
+    /// matrix is returned as it is), transposed on the idle cores. The loader turns int8 matrices
+    /// only: fp32 and bf16 ones are used as stored.
     func outputMajorCopy() -> WeightMatrix {
         guard layout == .inputMajor else { return self }
-        precondition(element != .f32, "fp32 matrices are used as stored")
-        let size = element.byteSize, rows = inFeatures, columns = outFeatures
-        let buffer = WeightBuffer(bytes: rows * columns * size)
+        precondition(element == .int8, "only int8 matrices are turned")
+        let rows = inFeatures, columns = outFeatures
+        let buffer = WeightBuffer(bytes: rows * columns)
         let source = base, target = buffer.pointer
         let parts = rows * columns >= 1 << 20 ? SmallMatMul.idleThreads : 1
         Parallel.forEach(iterations: parts) { t in
-            gk_transpose_rows(source, target, rows, columns, Int32(size), rows * t / parts, rows * (t + 1) / parts)
+            gk_transpose_bytes(source, target, rows, columns, rows * t / parts, rows * (t + 1) / parts)
         }
         return WeightMatrix(element: element, layout: .outputMajor, outFeatures: outFeatures, inFeatures: inFeatures,
                             base: UnsafeRawPointer(target), owner: buffer, scales: scales)
