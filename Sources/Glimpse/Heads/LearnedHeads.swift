@@ -319,6 +319,12 @@ public final class LearnedHeads: @unchecked Sendable {
         return mask
     }
 
+    /// Whether these heads refine the masks of an image of this size from its pixels (version 2,
+    /// images up to `PixelRefinement.maxImagePixels`); callers keep the pixels for them only then.
+    public func refinesMasks(width: Int, height: Int) -> Bool {
+        config.refinement != nil && PixelRefinement.refines(width: width, height: height)
+    }
+
     /// Detections for the object words among `words`, using maps of `attention_layer`.
     /// - Parameters:
     ///   - attention: the sequence's captured attention.
@@ -336,9 +342,9 @@ public final class LearnedHeads: @unchecked Sendable {
         return zip(chosen, predictions).map { i, p in
             var box = Self.pixelBox(p.boxFractions, width: imageWidth, height: imageHeight)
             var mask: BitMask
-            if let refinement = config.refinement, let theta = p.pixelWeights, let image,
-               image.width == imageWidth, image.height == imageHeight, image.hasPixels,
-               PixelRefinement.refines(width: imageWidth, height: imageHeight) {
+            if refinesMasks(width: imageWidth, height: imageHeight), let refinement = config.refinement,
+               let theta = p.pixelWeights, let image, image.width == imageWidth, image.height == imageHeight,
+               image.hasPixels {
                 mask = refinement.mask(image: image, box: box, coarse: p.maskLogits, maskSize: config.maskSize, weights: theta)
                 box = mask.boundingBox ?? box
             } else {

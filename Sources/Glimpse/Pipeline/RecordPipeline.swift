@@ -28,8 +28,8 @@ public final class RecordPipeline {
     /// refine masks from them (and the image is small enough to be refined). A queue then holds model
     /// inputs, not full decodes (300 MB for 100 MP). Used by `batch` and `serve` alike.
     public func shed(_ prepared: inout PreparedImage) {
-        let refines = heads?.config.refinement != nil && request.grounding != .attention
-            && PixelRefinement.refines(width: prepared.image.width, height: prepared.image.height)
+        let refines = request.grounding != .attention
+            && heads?.refinesMasks(width: prepared.image.width, height: prepared.image.height) == true
         if !refines { prepared.image.pixels = [] }
     }
 
